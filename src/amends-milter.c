@@ -1,0 +1,368 @@
+/*
+ * amends-milter.c - the daemon: options, configuration, privileges, signals, smfi_main
+ *
+ * Start-up order matters: read and check the configuration (and rules) first, so a broken file
+ * stops us before we touch the socket; open the socket while still privileged (umask set, mode
+ * and group applied); drop to the run user; daemonize; then block SIGUSR1 for our reload thread
+ * and SIGHUP/SIGTERM/SIGINT for libmilter's own signal thread (SIGHUP stops libmilter, as
+ * OpenDKIM documents, so reload is SIGUSR1) before smfi_main starts any thread.
+ */
+#include "config.h"
+#include "diag.h"
+#include "log.h"
+#include "message.h"
+#include "milter.h"
+#include "rules.h"
+#include "stats.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+
+struct options {
+	const char *config_path;
+	const char *socket;
+	const char *user;
+	const char *pidfile;
+	bool foreground;
+	bool check_only;
+};
+
+static struct config *current_cfg;   /* owned by main; replaced on reload */
+
+static void usage(FILE *fp)
+{
+	fprintf(fp,
+		"usage: amends-milter -c FILE [-f] [-n] [-p SOCKET] [-u USER] [-P PIDFILE]\n"
+		"  -c FILE    configuration file (default " SYSCONFDIR "/amends/amends.conf)\n"
+		"  -f         stay in the foreground and log to stderr\n"
+		"  -n         check the configuration and rules, then exit\n"
+		"  -p SOCKET  listen on unix:/path or inet:PORT@HOST (overrides milter.socket)\n"
+		"  -u USER    run as USER after opening the socket (overrides milter.user)\n"
+		"  -P FILE    write the process id to FILE (overrides milter.pidfile)\n"
+		"  -V         print the version\n");
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+	int ch;
+
+	memset(o, 0, sizeof(*o));
+	o->config_path = SYSCONFDIR "/amends/amends.conf";
+	while ((ch = getopt(argc, argv, "c:fnp:u:P:Vh")) != -1) {
+		switch (ch) {
+		case 'c': o->config_path = optarg; break;
+		case 'f': o->foreground = true; break;
+		case 'n': o->check_only = true; o->foreground = true; break;
+		case 'p': o->socket = optarg; break;
+		case 'u': o->user = optarg; break;
+		case 'P': o->pidfile = optarg; break;
+		case 'V': printf("amends-milter %s\n", PACKAGE_VERSION); exit(0);
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); return -1;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return -1;
+	}
+	if (o->socket && config_socket_valid(o->socket) < 0) {
+		fprintf(stderr, "amends-milter: -p %s: expected unix:/path or inet:PORT@HOST\n", o->socket);
+		return -1;
+	}
+	return 0;
+}
+
+/* Load config + rules (+ tally, drafter) into a new generation; log problems on failure. */
+static struct milter_generation *load_generation(const char *path, struct config **cfgp)
+{
+	struct milter_generation *g = NULL;
+	struct config *cfg;
+	struct diag d;
+
+	diag_init(&d);
+	cfg = config_load(path, &d);
+	if (cfg)
+		g = milter_generation_new(cfg, &d);
+	diag_log(&d, "");
+	diag_free(&d);
+	if (!g) {
+		config_unref(cfg);
+		return NULL;
+	}
+	for (size_t i = 0; i < cfg->n_categories; i++)
+		stats_category((int)i, cfg->categories[i].name);
+	*cfgp = cfg;
+	return g;
+}
+
+static int write_pidfile(const char *path)
+{
+	char buf[32];
+	int fd, n;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (write(fd, buf, (size_t)n) != n) {
+		close(fd);
+		return -1;
+	}
+	return close(fd);
+}
+
+/* Apply socket_mode / socket_group to a unix socket that libmilter has created. */
+static int socket_permissions(const struct config *cfg, const char *spec)
+{
+	const char *path;
+
+	if (strncmp(spec, "unix:", 5) && strncmp(spec, "local:", 6))
+		return 0;
+	path = strchr(spec, ':') + 1;
+	if (chmod(path, (mode_t)cfg->milter.socket_mode) < 0) {
+		log_err_errno("chmod %s", path);
+		return -1;
+	}
+	if (cfg->milter.socket_group[0]) {
+		struct group *gr = getgrnam(cfg->milter.socket_group);
+
+		if (!gr) {
+			log_err("socket_group %s: no such group", cfg->milter.socket_group);
+			return -1;
+		}
+		if (chown(path, (uid_t)-1, gr->gr_gid) < 0) {
+			log_err_errno("chown %s", path);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int drop_privileges(const char *user)
+{
+	struct passwd *pw;
+
+	if (!user || !*user)
+		return 0;
+	pw = getpwnam(user);
+	if (!pw) {
+		log_err("user %s: no such user", user);
+		return -1;
+	}
+	if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid)
+		return 0;
+	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0) {
+		log_err_errno("cannot become %s", user);
+		return -1;
+	}
+	/* The check OpenDKIM and R9.1 ask for: a dropped root must not come back. */
+	if (pw->pw_uid != 0 && (setuid(0) == 0 || geteuid() == 0)) {
+		log_err("still able to regain root after dropping to %s", user);
+		return -1;
+	}
+	log_info("running as %s (uid %d)", user, (int)pw->pw_uid);
+	return 0;
+}
+
+/* The reload thread: SIGUSR1 builds a new generation; a broken file keeps the old one. */
+static void *reload_thread(void *arg)
+{
+	const char *path = arg;
+	sigset_t set;
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	for (;;) {
+		struct milter_generation *g;
+		struct config *cfg = NULL;
+
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		log_info("SIGUSR1: reloading %s", path);
+		g = load_generation(path, &cfg);
+		if (!g) {
+			stats_inc(STATS_RELOAD_FAILURES);
+			log_err("reload failed: keeping the last good configuration and rules");
+			continue;
+		}
+		milter_generation_publish(g);
+		config_unref(current_cfg);
+		current_cfg = cfg;
+		stats_inc(STATS_RELOADS);
+		log_info("reloaded: configuration and rules in force");
+	}
+	return NULL;
+}
+
+static int daemonize(void)
+{
+	pid_t pid = fork();
+	int fd;
+
+	if (pid < 0)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	if (setsid() < 0)
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	if (chdir("/") < 0)
+		return -1;
+	fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	return 0;
+}
+
+/* Everything the daemon would load, loaded and thrown away: no thread is started, so this can
+ * run before daemonizing and before the socket is opened. */
+static int check_configuration(const char *path, struct config **cfgp)
+{
+	struct ruleset *rs = NULL;
+	struct config *cfg;
+	struct diag d;
+
+	diag_init(&d);
+	cfg = config_load(path, &d);
+	if (cfg)
+		rs = rules_load(cfg->rules.dir, cfg, &d);
+	diag_log(&d, "");
+	diag_free(&d);
+	rules_unref(rs);
+	if (!rs) {
+		config_unref(cfg);
+		return -1;
+	}
+	*cfgp = cfg;
+	return 0;
+}
+
+static void block_signals(void)
+{
+	sigset_t set;
+
+	/* Before any thread exists, so every thread inherits the mask: SIGUSR1 is for our reload
+	 * thread, SIGHUP/SIGTERM/SIGINT for libmilter's signal thread (it stops the milter). */
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+int main(int argc, char **argv)
+{
+	struct milter_generation *g;
+	struct config *gcfg = NULL;
+	struct options o;
+	const char *spec, *user, *pidfile;
+	pthread_t reloader;
+	int rc;
+
+	if (parse_options(argc, argv, &o) < 0)
+		return 2;
+	log_open("amends-milter", true, NULL);
+	block_signals();
+	message_global_init();
+	if (check_configuration(o.config_path, &current_cfg) < 0) {
+		log_err("%s: configuration or rules are broken; not starting", o.config_path);
+		return 1;
+	}
+	if (o.check_only) {
+		printf("%s: configuration and rules OK\n", o.config_path);
+		config_unref(current_cfg);
+		return 0;
+	}
+	if (log_level_parse(current_cfg->milter.log_level) >= 0)
+		log_set_level((enum log_level)log_level_parse(current_cfg->milter.log_level));
+	if (!o.foreground && log_open("amends-milter", false, current_cfg->milter.log_facility) < 0)
+		log_warn("unknown log facility %s, using mail", current_cfg->milter.log_facility);
+
+	spec = o.socket ? o.socket : current_cfg->milter.socket;
+	user = o.user ? o.user : current_cfg->milter.user;
+	pidfile = o.pidfile ? o.pidfile : current_cfg->milter.pidfile;
+
+	if (smfi_register(milter_desc) == MI_FAILURE) {
+		log_err("smfi_register failed");
+		return 1;
+	}
+	if (smfi_setconn((char *)spec) == MI_FAILURE) {
+		log_err("smfi_setconn %s failed", spec);
+		return 1;
+	}
+	smfi_settimeout(current_cfg->milter.timeout_s);
+	smfi_setbacklog(current_cfg->milter.backlog);
+	/* The socket gets its mode from the umask (libmilter never chmods); narrow it, then
+	 * apply the configured mode. true = replace a stale socket (only if it is a socket). */
+	umask(0077);
+	if (smfi_opensocket(true) == MI_FAILURE) {
+		log_err("cannot open milter socket %s (in use, or no permission)", spec);
+		return 1;
+	}
+	umask(0027);
+	if (socket_permissions(current_cfg, spec) < 0)
+		return 1;
+	if (drop_privileges(user) < 0)
+		return 1;
+	if (!o.foreground && daemonize() < 0) {
+		log_err_errno("cannot go to the background");
+		return 1;
+	}
+	if (pidfile && *pidfile && write_pidfile(pidfile) < 0)
+		log_warn_errno("cannot write pidfile %s", pidfile);
+
+	/* Only now, as the run user and in the final process, open the tally and start the
+	 * drafter's threads (threads do not survive fork; files get the right owner). */
+	g = load_generation(o.config_path, &gcfg);
+	if (!g) {
+		log_err("%s: cannot start: see the errors above", o.config_path);
+		if (pidfile && *pidfile)
+			unlink(pidfile);
+		return 1;
+	}
+	config_unref(current_cfg);
+	current_cfg = gcfg;
+	milter_generation_publish(g);
+
+	if (pthread_create(&reloader, NULL, reload_thread, (void *)o.config_path) != 0) {
+		log_err("cannot start the reload thread");
+		return 1;
+	}
+	pthread_detach(reloader);
+
+	log_info("amends-milter %s listening on %s", PACKAGE_VERSION, spec);
+	rc = smfi_main();
+	log_info("stopping (smfi_main returned %s)", rc == MI_SUCCESS ? "success" : "failure");
+	if (pidfile && *pidfile)
+		unlink(pidfile);
+	if (!strncmp(spec, "unix:", 5) || !strncmp(spec, "local:", 6))
+		unlink(strchr(spec, ':') + 1);
+	milter_generation_clear();
+	config_unref(current_cfg);
+	return rc == MI_SUCCESS ? 0 : 1;
+}

@@ -1,0 +1,1851 @@
+/*
+ * message.c - raw RFC 5322 bytes -> decoded UTF-8 text parts and headers, with GMime 3
+ *
+ * GMime does the MIME parsing; this file bounds what GMime is given and decodes what it finds.
+ *  1. A linear pre-scan (scan_*) follows the header blocks and boundaries just far enough to
+ *     enforce our limits *before* GMime runs: header lines past header_count/header_bytes are
+ *     left out, the body of a container nested deeper than mime_depth is left out up to the next
+ *     enclosing boundary, and the input ends before part mime_parts + 1. GMime 3.2.13 recurses
+ *     per nesting level (up to its MAX_LEVEL 1024), its boundary check is linear in the nesting
+ *     (a 100,000-level chain takes seconds) and 500,000 header lines take it 2 s: our limits have
+ *     to be applied to its input, not to its output. In ordinary mail nothing is left out and
+ *     GMime sees the original bytes.
+ *  2. The GMime tree is walked with an explicit stack (depth and part count checked again).
+ *  3. Text parts are read through GMime's transfer-decoding filter up to a byte cap, converted
+ *     to UTF-8 with iconv for allow-listed charsets only (others: ASCII kept, other bytes
+ *     U+FFFD), line ends normalised, HTML turned into text (html.c), new and quoted text split
+ *     (quote.c).
+ *  4. Headers are taken raw from GMime and decoded here, one RFC 2047 encoded word at a time
+ *     (GMime 3.2.13 drops the text after a padded B word, gmime issue #133), through the same
+ *     charset allow-list.
+ *
+ * OWNERSHIP  message_parse() returns one struct message that owns every string in it;
+ *            message_free() releases it all. No GMime object outlives message_parse().
+ * DIAGNOSTICS  Malformed mail is never an error: it yields what could be decoded, and
+ *              ->limits_hit tells what was cut. -1 only when memory ran out.
+ */
+#include "message.h"
+#include "html.h"
+#include "quote.h"
+#include "util.h"
+
+#include <errno.h>
+#include <iconv.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <gmime/gmime.h>
+
+#define UTF8_REPLACEMENT "\xEF\xBF\xBD"
+/* how many raw (transfer-decoded) bytes of a part are read per byte of part_text_bytes:
+ * enough for any allow-listed charset's expansion, and for markup around HTML text */
+#define RAW_PER_TEXT_PLAIN 4
+#define RAW_PER_TEXT_HTML 16
+
+void message_limits_default(struct message_limits *lim)
+{
+	lim->mime_depth = 64;
+	lim->mime_parts = 1000;
+	lim->header_bytes = 65536;
+	lim->header_value_bytes = 8192;
+	lim->header_count = 1000;
+	lim->part_text_bytes = 50000;
+	lim->message_text_bytes = 524288;
+}
+
+static pthread_once_t message_once = PTHREAD_ONCE_INIT;
+
+static void message_init_once(void)
+{
+	g_mime_init();
+	html_global_init();
+}
+
+void message_global_init(void)
+{
+	pthread_once(&message_once, message_init_once);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * charsets: an allow-list in front of iconv
+ * ------------------------------------------------------------------------------------------- */
+
+enum cs_kind { CS_UTF8, CS_ICONV, CS_UTF16, CS_LATIN_DEFAULT };
+
+struct charset {
+	const char *name;       /* as declared, lowercased */
+	const char *iconv;      /* glibc iconv name */
+	enum cs_kind kind;
+	int unit;               /* bytes skipped after an invalid sequence */
+};
+
+static const struct charset charsets[] = {
+	{ "utf-8", "UTF-8", CS_UTF8, 1 }, { "utf8", "UTF-8", CS_UTF8, 1 },
+	{ "us-ascii", "UTF-8", CS_UTF8, 1 }, { "ascii", "UTF-8", CS_UTF8, 1 },
+	{ "ansi_x3.4-1968", "UTF-8", CS_UTF8, 1 },
+	{ "iso-8859-1", "ISO-8859-1", CS_ICONV, 1 }, { "iso-8859-2", "ISO-8859-2", CS_ICONV, 1 },
+	{ "iso-8859-3", "ISO-8859-3", CS_ICONV, 1 }, { "iso-8859-4", "ISO-8859-4", CS_ICONV, 1 },
+	{ "iso-8859-5", "ISO-8859-5", CS_ICONV, 1 }, { "iso-8859-6", "ISO-8859-6", CS_ICONV, 1 },
+	{ "iso-8859-7", "ISO-8859-7", CS_ICONV, 1 }, { "iso-8859-8", "ISO-8859-8", CS_ICONV, 1 },
+	{ "iso-8859-8-i", "ISO-8859-8", CS_ICONV, 1 }, { "iso-8859-9", "ISO-8859-9", CS_ICONV, 1 },
+	{ "iso-8859-10", "ISO-8859-10", CS_ICONV, 1 }, { "iso-8859-11", "ISO-8859-11", CS_ICONV, 1 },
+	{ "iso-8859-13", "ISO-8859-13", CS_ICONV, 1 }, { "iso-8859-14", "ISO-8859-14", CS_ICONV, 1 },
+	{ "iso-8859-15", "ISO-8859-15", CS_ICONV, 1 }, { "iso-8859-16", "ISO-8859-16", CS_ICONV, 1 },
+	{ "latin1", "ISO-8859-1", CS_ICONV, 1 }, { "latin-1", "ISO-8859-1", CS_ICONV, 1 },
+	{ "iso8859-1", "ISO-8859-1", CS_ICONV, 1 }, { "iso_8859-1", "ISO-8859-1", CS_ICONV, 1 },
+	{ "iso8859-6", "ISO-8859-6", CS_ICONV, 1 }, { "iso_8859-6", "ISO-8859-6", CS_ICONV, 1 },
+	{ "iso-8859-6-i", "ISO-8859-6", CS_ICONV, 1 }, { "arabic", "ISO-8859-6", CS_ICONV, 1 },
+	{ "windows-1250", "WINDOWS-1250", CS_ICONV, 1 }, { "windows-1251", "WINDOWS-1251", CS_ICONV, 1 },
+	{ "windows-1252", "WINDOWS-1252", CS_ICONV, 1 }, { "windows-1253", "WINDOWS-1253", CS_ICONV, 1 },
+	{ "windows-1254", "WINDOWS-1254", CS_ICONV, 1 }, { "windows-1255", "WINDOWS-1255", CS_ICONV, 1 },
+	{ "windows-1256", "WINDOWS-1256", CS_ICONV, 1 }, { "windows-1257", "WINDOWS-1257", CS_ICONV, 1 },
+	{ "windows-1258", "WINDOWS-1258", CS_ICONV, 1 },
+	{ "cp1250", "WINDOWS-1250", CS_ICONV, 1 }, { "cp1251", "WINDOWS-1251", CS_ICONV, 1 },
+	{ "cp1252", "WINDOWS-1252", CS_ICONV, 1 }, { "cp1256", "WINDOWS-1256", CS_ICONV, 1 },
+	{ "x-cp1256", "WINDOWS-1256", CS_ICONV, 1 }, { "cp1255", "WINDOWS-1255", CS_ICONV, 1 },
+	{ "windows-874", "WINDOWS-874", CS_ICONV, 1 }, { "tis-620", "TIS-620", CS_ICONV, 1 },
+	{ "koi8-r", "KOI8-R", CS_ICONV, 1 }, { "koi8-u", "KOI8-U", CS_ICONV, 1 },
+	{ "ibm866", "IBM866", CS_ICONV, 1 }, { "cp866", "IBM866", CS_ICONV, 1 },
+	{ "gb2312", "GBK", CS_ICONV, 1 }, { "gbk", "GBK", CS_ICONV, 1 }, { "gb18030", "GB18030", CS_ICONV, 1 },
+	{ "big5", "BIG5", CS_ICONV, 1 }, { "big5-hkscs", "BIG5-HKSCS", CS_ICONV, 1 },
+	{ "shift_jis", "SHIFT_JIS", CS_ICONV, 1 }, { "shift-jis", "SHIFT_JIS", CS_ICONV, 1 },
+	{ "sjis", "SHIFT_JIS", CS_ICONV, 1 }, { "windows-31j", "CP932", CS_ICONV, 1 },
+	{ "euc-jp", "EUC-JP", CS_ICONV, 1 }, { "euc-kr", "EUC-KR", CS_ICONV, 1 },
+	{ "ks_c_5601-1987", "CP949", CS_ICONV, 1 }, { "cp949", "CP949", CS_ICONV, 1 },
+	{ "utf-16", "UTF-16", CS_UTF16, 2 }, { "utf-16le", "UTF-16LE", CS_UTF16, 2 },
+	{ "utf-16be", "UTF-16BE", CS_UTF16, 2 }, { "ucs-2", "UTF-16", CS_UTF16, 2 },
+	{ "utf-32", "UTF-32", CS_ICONV, 4 }, { "utf-32le", "UTF-32LE", CS_ICONV, 4 },
+	{ "utf-32be", "UTF-32BE", CS_ICONV, 4 },
+};
+
+static const struct charset charset_none = { "", "WINDOWS-1252", CS_LATIN_DEFAULT, 1 };
+
+/* charset_lookup - the allow-list entry for a declared name, or NULL (not allowed) */
+static const struct charset *charset_lookup(const char *name, size_t n)
+{
+	char low[40];
+	size_t k = 0;
+
+	while (n && (*name == ' ' || *name == '\t' || *name == '"')) {
+		name++;
+		n--;
+	}
+	while (n && (name[n - 1] == ' ' || name[n - 1] == '\t' || name[n - 1] == '"'))
+		n--;
+	if (!n)
+		return &charset_none;
+	if (n >= sizeof(low))
+		return NULL;
+	for (k = 0; k < n; k++)
+		low[k] = (name[k] >= 'A' && name[k] <= 'Z') ? (char)(name[k] - 'A' + 'a') : name[k];
+	low[k] = '\0';
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(charsets); i++)
+		if (!strcmp(low, charsets[i].name))
+			return &charsets[i];
+	return NULL;
+}
+
+/* Not on the allow-list: keep ASCII, every other byte becomes U+FFFD. */
+static void convert_replace(const char *in, size_t n, struct strbuf *out)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		size_t run = 0;
+
+		while (i + run < n && (unsigned char)in[i + run] < 0x80)
+			run++;
+		strbuf_append(out, in + i, run);
+		i += run;
+		if (i < n) {
+			strbuf_append(out, UTF8_REPLACEMENT, 3);
+			i++;
+		}
+	}
+}
+
+/* Valid UTF-8 copied, invalid sequences U+FFFD. */
+static void convert_utf8(const char *in, size_t n, struct strbuf *out)
+{
+	char *clean;
+	size_t len;
+
+	if (util_utf8_valid(in, n)) {
+		strbuf_append(out, in, n);
+		return;
+	}
+	clean = util_utf8_sanitize(in, n, &len);
+	if (!clean) {
+		out->oom = true;
+		return;
+	}
+	strbuf_append(out, clean, len);
+	free(clean);
+}
+
+/* iconv with manual invalid-byte handling: an invalid sequence becomes U+FFFD and `unit` bytes
+ * are skipped; an incomplete sequence at the end becomes one U+FFFD. */
+static void convert_iconv(const char *from, int unit, const char *in, size_t n, struct strbuf *out)
+{
+	iconv_t cd = iconv_open("UTF-8", from);
+	char *ip = (char *)in;
+	size_t il = n;
+	char buf[4096];
+
+	if (cd == (iconv_t)-1) {
+		convert_replace(in, n, out);
+		return;
+	}
+	while (il > 0 && !out->oom) {
+		char *op = buf;
+		size_t ol = sizeof(buf), before = il;
+		size_t r = iconv(cd, &ip, &il, &op, &ol);
+		int err = errno;
+
+		strbuf_append(out, buf, (size_t)(op - buf));
+		if (r != (size_t)-1)
+			continue;
+		if (err == E2BIG && (il < before || op > buf))
+			continue;
+		strbuf_append(out, UTF8_REPLACEMENT, 3);
+		if (err != EILSEQ)
+			break;                  /* EINVAL: truncated sequence at the end */
+		{
+			size_t skip = il < (size_t)unit ? il : (size_t)unit;
+
+			ip += skip;
+			il -= skip;
+		}
+		iconv(cd, NULL, NULL, NULL, NULL);
+	}
+	{
+		char *op = buf;
+		size_t ol = sizeof(buf);
+
+		if (iconv(cd, NULL, NULL, &op, &ol) != (size_t)-1)
+			strbuf_append(out, buf, (size_t)(op - buf));
+	}
+	iconv_close(cd);
+}
+
+/* UTF-16 with or without a BOM: a BOM decides; without one, "utf-16" is guessed from which
+ * byte of each pair is usually small (the high byte of Latin, Arabic, Devanagari, Gurmukhi
+ * letters is 0x00-0x0A): Windows writes little-endian without a BOM, iconv would assume big. */
+static void convert_utf16(const struct charset *cs, const char *in, size_t n, struct strbuf *out)
+{
+	const unsigned char *p = (const unsigned char *)in;
+	const char *from = cs->iconv;
+
+	if (n >= 2 && ((p[0] == 0xFF && p[1] == 0xFE) || (p[0] == 0xFE && p[1] == 0xFF))) {
+		bool le = p[0] == 0xFF;
+
+		if (!strcmp(from, "UTF-16") || (le && !strcmp(from, "UTF-16LE")) ||
+		    (!le && !strcmp(from, "UTF-16BE"))) {
+			from = le ? "UTF-16LE" : "UTF-16BE";
+			in += 2;
+			n -= 2;
+		}
+	} else if (!strcmp(from, "UTF-16")) {
+		size_t even = 0, odd = 0, probe = n < 4096 ? n : 4096;
+
+		for (size_t i = 0; i + 1 < probe; i += 2) {
+			even += p[i] < 0x20;
+			odd += p[i + 1] < 0x20;
+		}
+		from = odd > even ? "UTF-16LE" : "UTF-16BE";
+	}
+	convert_iconv(from, 2, in, n, out);
+}
+
+/* charset_to_utf8 - append in[0..n) declared as cs to out as valid UTF-8. *limits gets
+ * MESSAGE_LIMIT_CHARSET when cs is not on the allow-list. */
+static void charset_to_utf8(const char *cs, size_t cslen, const char *in, size_t n, struct strbuf *out,
+			    unsigned *limits)
+{
+	const struct charset *c = charset_lookup(cs, cslen);
+
+	if (!c) {
+		*limits |= MESSAGE_LIMIT_CHARSET;
+		convert_replace(in, n, out);
+		return;
+	}
+	switch (c->kind) {
+	case CS_UTF8:
+		convert_utf8(in, n, out);
+		break;
+	case CS_LATIN_DEFAULT:
+		/* no charset declared: UTF-8 if it is, else the usual Western default */
+		if (util_utf8_valid(in, n))
+			strbuf_append(out, in, n);
+		else
+			convert_iconv(c->iconv, c->unit, in, n, out);
+		break;
+	case CS_UTF16:
+		convert_utf16(c, in, n, out);
+		break;
+	case CS_ICONV:
+		convert_iconv(c->iconv, c->unit, in, n, out);
+		break;
+	}
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * RFC 2047 encoded words, decoded one at a time
+ * ------------------------------------------------------------------------------------------- */
+
+static int hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static int b64val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/* Decode the text of one B word (padding ends it; stray characters are skipped). */
+static void decode_b(const char *s, size_t n, struct strbuf *out)
+{
+	unsigned acc = 0;
+	int bits = 0;
+
+	for (size_t i = 0; i < n && s[i] != '='; i++) {
+		int v = b64val((unsigned char)s[i]);
+
+		if (v < 0)
+			continue;
+		acc = (acc << 6) | (unsigned)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			strbuf_putc(out, (char)((acc >> bits) & 0xFF));
+		}
+	}
+}
+
+static void decode_q(const char *s, size_t n, struct strbuf *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		int h, l;
+
+		if (s[i] == '_') {
+			strbuf_putc(out, ' ');
+		} else if (s[i] == '=' && i + 2 < n && (h = hexval((unsigned char)s[i + 1])) >= 0 &&
+			   (l = hexval((unsigned char)s[i + 2])) >= 0) {
+			strbuf_putc(out, (char)(h * 16 + l));
+			i += 2;
+		} else {
+			strbuf_putc(out, s[i]);
+		}
+	}
+}
+
+struct ew {
+	const char *cs;         /* charset name, without an RFC 2231 *language */
+	size_t cslen;
+	char enc;               /* 'B' or 'Q' */
+	const char *text;
+	size_t textlen;
+	size_t len;             /* whole word, "=?" to "?=" */
+};
+
+/* parse_ew - an encoded word at s ("=?cs?B?text?="), or false */
+static bool parse_ew(const char *s, size_t n, struct ew *w)
+{
+	size_t i = 2, cs_end, t;
+
+	if (n < 8 || s[0] != '=' || s[1] != '?')
+		return false;
+	while (i < n && s[i] != '?' && s[i] > ' ' && (unsigned char)s[i] < 0x7f && i < 2 + 64)
+		i++;
+	if (i >= n || s[i] != '?' || i == 2)
+		return false;
+	cs_end = i;
+	if (i + 2 >= n || s[i + 2] != '?')
+		return false;
+	w->enc = (char)(s[i + 1] & ~0x20);
+	if (w->enc != 'B' && w->enc != 'Q')
+		return false;
+	t = i + 3;
+	for (i = t; i + 1 < n; i++) {
+		if (s[i] == '?' && s[i + 1] == '=')
+			break;
+		if (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')
+			return false;
+	}
+	if (i + 1 >= n)
+		return false;
+	w->cs = s + 2;
+	w->cslen = cs_end - 2;
+	{
+		const char *star = memchr(w->cs, '*', w->cslen);
+
+		if (star)
+			w->cslen = (size_t)(star - w->cs);
+	}
+	w->text = s + t;
+	w->textlen = i - t;
+	w->len = i + 2;
+	return true;
+}
+
+static bool all_lwsp(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+			return false;
+	return true;
+}
+
+/* Adjacent encoded words in one charset are joined before conversion, so a character split
+ * across two words still decodes. */
+struct ew_run {
+	const char *cs;
+	size_t cslen;
+	struct strbuf bytes;
+};
+
+static void ew_flush(struct ew_run *run, struct strbuf *out, unsigned *limits)
+{
+	if (run->cs) {
+		charset_to_utf8(run->cs, run->cslen, run->bytes.s ? run->bytes.s : "", run->bytes.len, out, limits);
+		strbuf_reset(&run->bytes);
+		run->cs = NULL;
+	}
+}
+
+/* rfc2047_decode - append value with its encoded words decoded (RFC 2047 6.2: white space
+ * between adjacent encoded words is dropped) to out. Other text is copied as it is. */
+static void rfc2047_decode(const char *s, size_t n, struct strbuf *out, unsigned *limits)
+{
+	struct ew_run run = { 0 };
+	size_t pos = 0, lit = 0;   /* lit: start of pending literal text */
+
+	strbuf_init(&run.bytes, 0);
+	while (pos < n) {
+		const char *q = memchr(s + pos, '=', n - pos);
+		struct ew w;
+
+		if (!q)
+			break;
+		pos = (size_t)(q - s);
+		if (!parse_ew(q, n - pos, &w)) {
+			pos++;
+			continue;
+		}
+		if (!(run.cs && all_lwsp(s + lit, pos - lit))) {
+			ew_flush(&run, out, limits);
+			strbuf_append(out, s + lit, pos - lit);
+		}
+		if (run.cs && (run.cslen != w.cslen || strncasecmp(run.cs, w.cs, w.cslen)))
+			ew_flush(&run, out, limits);
+		if (!run.cs) {
+			run.cs = w.cs;
+			run.cslen = w.cslen;
+		}
+		if (w.enc == 'B')
+			decode_b(w.text, w.textlen, &run.bytes);
+		else
+			decode_q(w.text, w.textlen, &run.bytes);
+		pos += w.len;
+		lit = pos;
+	}
+	ew_flush(&run, out, limits);
+	strbuf_append(out, s + lit, n - lit);
+	if (run.bytes.oom)
+		out->oom = true;
+	strbuf_free(&run.bytes);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * header values
+ * ------------------------------------------------------------------------------------------- */
+
+/* Back len up to the start of a UTF-8 character. */
+static size_t utf8_cut(const char *s, size_t len)
+{
+	while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
+		len--;
+	return len;
+}
+
+/* Trim ASCII white space at both ends, keeping the string at s (so it can still be freed). */
+static char *trim_inplace(char *s)
+{
+	char *t = util_trim(s);
+
+	if (t != s)
+		memmove(s, t, strlen(t) + 1);
+	return s;
+}
+
+/* Unfold: CR, LF and NUL removed (a fold's white space stays), ends trimmed, at most max bytes
+ * kept. Returns a malloc'd string or NULL. */
+static char *unfold(const char *raw, size_t max, bool *cut)
+{
+	size_t n = strlen(raw), j = 0;
+	char *v = malloc(n + 1);
+
+	if (!v)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (raw[i] != '\r' && raw[i] != '\n')
+			v[j++] = raw[i];
+	v[j] = '\0';
+	trim_inplace(v);
+	j = strlen(v);
+	if (j > max) {
+		v[max] = '\0';
+		*cut = true;
+	}
+	return v;
+}
+
+/* Decode a header value: encoded words, then CR/LF/NUL removed, valid UTF-8, at most max bytes. */
+static char *decode_value(const char *v, size_t max, bool *cut, unsigned *limits)
+{
+	struct strbuf b;
+	char *clean;
+	size_t len, j = 0;
+
+	strbuf_init(&b, 0);
+	rfc2047_decode(v, strlen(v), &b, limits);
+	if (b.oom) {
+		strbuf_free(&b);
+		return NULL;
+	}
+	clean = util_utf8_sanitize(b.s ? b.s : "", b.len, &len);
+	strbuf_free(&b);
+	if (!clean)
+		return NULL;
+	for (size_t i = 0; i < len; i++)
+		if (clean[i] != '\r' && clean[i] != '\n' && clean[i] != '\0')
+			clean[j++] = clean[i];
+	clean[j] = '\0';
+	if (j > max) {
+		j = utf8_cut(clean, max);
+		clean[j] = '\0';
+		*cut = true;
+	}
+	return clean;
+}
+
+/* The first mailbox of an address list: [start,end) of its text (stops at a ',' outside quotes,
+ * comments and angle brackets), the angle-bracket position, and whether there is one. */
+struct mailbox_span {
+	size_t end, lt, gt;
+	bool angle;
+	size_t cstart, cend;    /* last comment's content, for "addr (Name)" */
+	bool comment;
+};
+
+static void mailbox_find(const char *v, struct mailbox_span *mb)
+{
+	bool quoted = false, in_angle = false;
+	int depth = 0;
+	size_t i;
+
+	memset(mb, 0, sizeof(*mb));
+	for (i = 0; v[i]; i++) {
+		char c = v[i];
+
+		if (quoted) {
+			if (c == '\\' && v[i + 1])
+				i++;
+			else if (c == '"')
+				quoted = false;
+			continue;
+		}
+		if (depth > 0) {
+			if (c == '\\' && v[i + 1])
+				i++;
+			else if (c == '(')
+				depth++;
+			else if (c == ')' && --depth == 0)
+				mb->cend = i;
+			continue;
+		}
+		if (c == '"') {
+			quoted = true;
+		} else if (c == '(') {
+			depth = 1;
+			mb->cstart = i + 1;
+			mb->comment = true;
+		} else if (c == '<' && !mb->angle) {
+			mb->angle = true;
+			in_angle = true;
+			mb->lt = i;
+		} else if (c == '>' && in_angle) {
+			in_angle = false;
+			mb->gt = i;
+		} else if (c == ',' && !in_angle) {
+			break;
+		}
+	}
+	mb->end = i;
+	if (mb->angle && mb->gt <= mb->lt)
+		mb->gt = i;
+	if (mb->comment && mb->cend < mb->cstart)
+		mb->cend = i;
+}
+
+static char *dup_trimmed(const char *s, size_t n)
+{
+	char *d = util_strndup(s, n);
+
+	return d ? trim_inplace(d) : NULL;
+}
+
+/* Remove one level of surrounding quotes and their backslash escapes, in place. */
+static void unquote(char *s)
+{
+	size_t n = strlen(s), j = 0;
+
+	if (n < 2 || s[0] != '"' || s[n - 1] != '"')
+		return;
+	for (size_t i = 1; i + 1 < n; i++) {
+		if (s[i] == '\\' && i + 2 < n)
+			i++;
+		s[j++] = s[i];
+	}
+	s[j] = '\0';
+}
+
+/* parse_mailbox - addr-spec and decoded display name of the first mailbox in an unfolded raw
+ * address header. A group's "name:" prefix is skipped. */
+static int parse_mailbox(const char *v, size_t max, char **addr, char **name, unsigned *limits)
+{
+	struct mailbox_span mb;
+	const char *colon;
+	char *rawname = NULL;
+	bool cut = false;
+
+	colon = strchr(v, ':');
+	if (colon && (!strchr(v, '<') || colon < strchr(v, '<')) && (!strchr(v, '"') || colon < strchr(v, '"')))
+		v = colon + 1;
+	mailbox_find(v, &mb);
+	if (mb.angle) {
+		*addr = dup_trimmed(v + mb.lt + 1, mb.gt - mb.lt - 1);
+		rawname = dup_trimmed(v, mb.lt);
+	} else {
+		size_t stop = mb.comment ? mb.cstart - 1 : mb.end;
+
+		*addr = dup_trimmed(v, stop);
+		rawname = mb.comment ? dup_trimmed(v + mb.cstart, mb.cend - mb.cstart) : util_strdup("");
+	}
+	if (!*addr || !rawname) {
+		free(rawname);
+		return -1;
+	}
+	{
+		char *semi = strchr(*addr, ';');
+
+		if (semi)
+			*semi = '\0';
+		trim_inplace(*addr);
+	}
+	unquote(rawname);
+	*name = decode_value(rawname, max, &cut, limits);
+	free(rawname);
+	if (cut)
+		*limits |= MESSAGE_LIMIT_HEADER_BYTES;
+	return *name ? 0 : -1;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * pre-scan: enforce depth, part and header limits on GMime's input
+ * ------------------------------------------------------------------------------------------- */
+
+enum scan_kind { SCAN_LEAF, SCAN_MULTIPART, SCAN_MESSAGE };
+
+struct scan_level {
+	char *boundary[2];      /* "--" + boundary, NULL when unknown */
+	size_t blen[2];
+	int depth;              /* depth of the container entity */
+};
+
+struct scan_seg {
+	size_t off, len;
+};
+
+struct scan {
+	const char *raw;
+	char *work;             /* copy of raw with charset names neutralised, once one is */
+	size_t len;
+	const struct message_limits *lim;
+	unsigned limits;
+	struct scan_seg *segs;
+	size_t nsegs, capsegs;
+	size_t keep_from;       /* start of the input run not yet committed to segs */
+	size_t end;             /* where the input given to GMime ends */
+	int parts;
+	struct scan_level *lv;
+	int nlv;
+	bool oom;
+};
+
+struct scan_ct {
+	enum scan_kind kind;
+	char *boundary[2];
+	size_t blen[2];
+	bool opaque;            /* a boundary we may read differently from GMime */
+};
+
+/* Leave [from, to) out of GMime's input. */
+static void scan_drop(struct scan *s, size_t from, size_t to)
+{
+	if (from > s->keep_from) {
+		if (s->nsegs == s->capsegs) {
+			size_t cap = s->capsegs ? s->capsegs * 2 : 8;
+			struct scan_seg *n = realloc(s->segs, cap * sizeof(*n));
+
+			if (!n) {
+				s->oom = true;
+				return;
+			}
+			s->segs = n;
+			s->capsegs = cap;
+		}
+		s->segs[s->nsegs++] = (struct scan_seg){ s->keep_from, from - s->keep_from };
+	}
+	if (to > s->keep_from)
+		s->keep_from = to;
+}
+
+/* The line at pos: [pos, *eol) without CR LF; returns the start of the next line. */
+static size_t scan_line(const struct scan *s, size_t pos, size_t *eol)
+{
+	const char *nl = memchr(s->raw + pos, '\n', s->len - pos);
+	size_t e = nl ? (size_t)(nl - s->raw) : s->len;
+	size_t next = nl ? e + 1 : s->len;
+
+	if (e > pos && s->raw[e - 1] == '\r')
+		e--;
+	*eol = e;
+	return next;
+}
+
+/* Boundary parameters are collected as GMime would decode them: plain, quoted (backslash
+ * escapes), RFC 2231 "boundary*" (charset'lang'%XX) and "boundary*N[*]" continuations. What
+ * we cannot be sure GMime reads the same way (encoded words, more than two candidates) makes
+ * the multipart opaque: its body is not handed to GMime at all. */
+#define SCAN_MAX_CONT 16
+
+struct scan_params {
+	struct strbuf cont[SCAN_MAX_CONT];   /* boundary*N pieces */
+	bool have_cont;
+	char *plain[2];                       /* "boundary" and "boundary*" values */
+	int nplain;
+	bool opaque;
+};
+
+static void pct_decode(const char *v, size_t n, struct strbuf *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		int h, l;
+
+		if (v[i] == '%' && i + 2 < n && (h = hexval((unsigned char)v[i + 1])) >= 0 &&
+		    (l = hexval((unsigned char)v[i + 2])) >= 0) {
+			strbuf_putc(out, (char)(h * 16 + l));
+			i += 2;
+		} else {
+			strbuf_putc(out, v[i]);
+		}
+	}
+}
+
+/* One parameter value at v[q..n): quoted string (unescaped) or token; *end past it. */
+static void param_value(const char *v, size_t n, size_t q, struct strbuf *out, size_t *end)
+{
+	size_t i;
+
+	if (q < n && v[q] == '"') {
+		for (i = q + 1; i < n && v[i] != '"'; i++) {
+			if (v[i] == '\\' && i + 1 < n)
+				i++;
+			strbuf_putc(out, v[i]);
+		}
+		*end = i < n ? i + 1 : n;
+		return;
+	}
+	for (i = q; i < n && v[i] != ';' && v[i] != ' ' && v[i] != '\t'; i++)
+		;
+	strbuf_append(out, v + q, i - q);
+	*end = i;
+}
+
+static void params_add_plain(struct scan_params *sp, struct strbuf *val)
+{
+	char *s = strbuf_take(val);
+
+	if (!s || sp->nplain == 2) {
+		free(s);
+		sp->opaque = true;
+		return;
+	}
+	sp->plain[sp->nplain++] = s;
+}
+
+/* One "name=value" parameter starting at v[p]; returns the position after it. */
+static size_t scan_param(const char *v, size_t n, size_t p, struct scan_params *sp)
+{
+	size_t name_end = p, q, end;
+	struct strbuf val;
+
+	while (name_end < n && v[name_end] != '=' && v[name_end] != ';' && v[name_end] != ' ' &&
+	       v[name_end] != '\t')
+		name_end++;
+	q = name_end;
+	while (q < n && (v[q] == ' ' || v[q] == '\t'))
+		q++;
+	if (q >= n || v[q] != '=' || name_end - p < 8 || strncasecmp(v + p, "boundary", 8))
+		return q;
+	q++;
+	while (q < n && (v[q] == ' ' || v[q] == '\t'))
+		q++;
+	strbuf_init(&val, 0);
+	param_value(v, n, q, &val, &end);
+	if (name_end - p == 8) {                         /* boundary= */
+		params_add_plain(sp, &val);
+	} else if (name_end - p == 9 && v[p + 8] == '*') {  /* boundary*=charset'lang'value */
+		const char *s = val.s ? val.s : "", *a = strchr(s, '\''), *b = a ? strchr(a + 1, '\'') : NULL;
+		struct strbuf dec;
+
+		strbuf_init(&dec, 0);
+		pct_decode(b ? b + 1 : s, strlen(b ? b + 1 : s), &dec);
+		params_add_plain(sp, &dec);
+		strbuf_free(&dec);
+	} else if (v[p + 8] == '*') {                     /* boundary*N= or boundary*N*= */
+		size_t k = p + 9, idx = 0;
+		bool star = v[name_end - 1] == '*';
+
+		while (k < name_end && v[k] >= '0' && v[k] <= '9' && idx < SCAN_MAX_CONT)
+			idx = idx * 10 + (size_t)(v[k++] - '0');
+		if (idx >= SCAN_MAX_CONT || k != name_end - (star ? 1 : 0)) {
+			sp->opaque = true;
+		} else {
+			const char *s = val.s ? val.s : "";
+
+			if (star && idx == 0) {
+				const char *a = strchr(s, '\''), *b = a ? strchr(a + 1, '\'') : NULL;
+
+				s = b ? b + 1 : s;
+			}
+			strbuf_reset(&sp->cont[idx]);
+			if (star)
+				pct_decode(s, strlen(s), &sp->cont[idx]);
+			else
+				strbuf_puts(&sp->cont[idx], s);
+			sp->have_cont = true;
+		}
+	}
+	strbuf_free(&val);
+	return end;
+}
+
+/* Store one candidate boundary ("--" + b) in ct; false when ct is full. */
+static bool ct_add_boundary(struct scan_ct *ct, const char *b, size_t n)
+{
+	struct strbuf s;
+
+	for (int i = 0; i < 2; i++)
+		if (ct->boundary[i] && ct->blen[i] == n + 2 && !memcmp(ct->boundary[i] + 2, b, n))
+			return true;
+	for (int i = 0; i < 2; i++) {
+		if (ct->boundary[i])
+			continue;
+		strbuf_init(&s, 0);
+		strbuf_append(&s, "--", 2);
+		strbuf_append(&s, b, n);
+		ct->blen[i] = s.len;
+		ct->boundary[i] = strbuf_take(&s);
+		strbuf_free(&s);
+		return ct->boundary[i] != NULL;
+	}
+	return false;
+}
+
+/* The boundary candidates of a multipart Content-Type value v[0..n). */
+static void ct_boundaries(const char *v, size_t n, struct scan_ct *ct)
+{
+	struct scan_params sp;
+	size_t i = 0;
+	bool quoted = false;
+
+	memset(&sp, 0, sizeof(sp));
+	for (int k = 0; k < SCAN_MAX_CONT; k++)
+		strbuf_init(&sp.cont[k], 0);
+	while (i < n) {
+		if (v[i] == '"')
+			quoted = !quoted;
+		else if (v[i] == '\\' && quoted)
+			i++;
+		else if (v[i] == ';' && !quoted) {
+			i++;
+			while (i < n && (v[i] == ' ' || v[i] == '\t'))
+				i++;
+			i = scan_param(v, n, i, &sp);
+			continue;
+		}
+		i++;
+	}
+	if (sp.have_cont) {
+		struct strbuf all;
+
+		strbuf_init(&all, 0);
+		for (int k = 0; k < SCAN_MAX_CONT; k++)
+			strbuf_append(&all, sp.cont[k].s ? sp.cont[k].s : "", sp.cont[k].len);
+		params_add_plain(&sp, &all);
+		strbuf_free(&all);
+	}
+	for (int k = 0; k < sp.nplain; k++) {
+		size_t bl = strlen(sp.plain[k]);
+
+		if (strstr(sp.plain[k], "=?") || (bl && !ct_add_boundary(ct, sp.plain[k], bl)))
+			sp.opaque = true;
+		free(sp.plain[k]);
+	}
+	for (int k = 0; k < SCAN_MAX_CONT; k++)
+		strbuf_free(&sp.cont[k]);
+	if (sp.opaque)
+		ct->opaque = true;
+}
+
+/* Skip white space and (nested) comments of a header value. */
+static size_t skip_cfws(const char *f, size_t n, size_t v)
+{
+	int depth = 0;
+
+	while (v < n) {
+		if (f[v] == '(')
+			depth++;
+		else if (f[v] == ')' && depth > 0)
+			depth--;
+		else if (!depth && f[v] != ' ' && f[v] != '\t')
+			break;
+		v++;
+	}
+	return v;
+}
+
+/* Classify one Content-Type field (name and value as collected) into ct. */
+static void scan_content_type(const char *f, size_t n, struct scan_ct *ct)
+{
+	const char *colon = memchr(f, ':', n);
+	size_t v;
+
+	if (!colon)
+		return;
+	v = skip_cfws(f, n, (size_t)(colon - f) + 1);
+	if (n - v >= 10 && !strncasecmp(f + v, "multipart/", 10)) {
+		ct->kind = SCAN_MULTIPART;
+		ct_boundaries(f + v, n - v, ct);
+	} else if (ct->kind == SCAN_LEAF &&
+		   ((n - v >= 14 && !strncasecmp(f + v, "message/rfc822", 14)) ||
+		    (n - v >= 12 && !strncasecmp(f + v, "message/news", 12)) ||
+		    (n - v >= 14 && !strncasecmp(f + v, "message/global", 14)))) {
+		ct->kind = SCAN_MESSAGE;
+	}
+}
+
+/* Is the field at p a Content-Type field ("Content-Type", optional blanks, ':')? */
+static bool is_content_type_field(const char *p, size_t n)
+{
+	size_t i = 12;
+
+	if (n < 13 || strncasecmp(p, "content-type", 12))
+		return false;
+	while (i < n && (p[i] == ' ' || p[i] == '\t'))
+		i++;
+	return i < n && p[i] == ':';
+}
+
+/* GMime decodes some headers itself while parsing (Subject, addresses, RFC 2231 parameters),
+ * and hands their charset names to iconv. So that only allow-listed charsets reach iconv, a
+ * charset name that is not on the list is overwritten with 'x' in a private copy of the input
+ * (same length: no offset moves). Our own decoding then sees "xxx" and gives U+FFFD. */
+static void scan_blank_charset(struct scan *s, size_t at, size_t n)
+{
+	if (!s->work) {
+		s->work = malloc(s->len ? s->len : 1);
+		if (!s->work) {
+			s->oom = true;
+			return;
+		}
+		memcpy(s->work, s->raw, s->len);
+	}
+	memset(s->work + at, 'x', n);
+}
+
+static bool charset_allowed(const char *cs, size_t n)
+{
+	const char *star = memchr(cs, '*', n);
+
+	return charset_lookup(cs, star ? (size_t)(star - cs) : n) != NULL;
+}
+
+/* Neutralise the disallowed charsets of encoded words ("=?cs?") and RFC 2231 values
+ * ("*=cs'") in the header line [p, eol). */
+static void scan_neutralise(struct scan *s, size_t p, size_t eol)
+{
+	for (size_t i = p; i + 1 < eol; i++) {
+		size_t cs = 0, k;
+		char stop;
+
+		if (s->raw[i] == '=' && s->raw[i + 1] == '?') {
+			cs = i + 2;
+			stop = '?';
+		} else if (s->raw[i] == '*' && s->raw[i + 1] == '=') {
+			cs = i + 2;
+			while (cs < eol && (s->raw[cs] == '"' || s->raw[cs] == ' ' || s->raw[cs] == '\t'))
+				cs++;
+			stop = '\'';
+		} else {
+			continue;
+		}
+		/* a charset is a token: letters, digits and - _ . : * ( ) + (RFC 2978 names) */
+		for (k = cs; k < eol && k - cs <= 64 && s->raw[k] != stop; k++) {
+			unsigned char c = (unsigned char)s->raw[k];
+
+			if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			      (c && strchr("-_.:*()+", c))))
+				break;
+		}
+		if (k < eol && s->raw[k] == stop && k > cs && !charset_allowed(s->raw + cs, k - cs))
+			scan_blank_charset(s, cs, k - cs);
+	}
+}
+
+/* Scan one header block from pos. Header lines past the count/byte limits are dropped. Returns
+ * the start of the body; ct gets the container kind and boundaries. */
+static size_t scan_headers(struct scan *s, size_t pos, struct scan_ct *ct)
+{
+	struct strbuf field;
+	bool collecting = false, dropping = false;
+	size_t bytes = 0, drop_from = 0, field_start = pos;
+	int count = 0;
+
+	strbuf_init(&field, s->lim->header_value_bytes + 64);
+	while (pos < s->len) {
+		size_t eol, next = scan_line(s, pos, &eol);
+		bool cont = s->raw[pos] == ' ' || s->raw[pos] == '\t';
+
+		if (eol == pos) {               /* blank line: end of the header block */
+			if (collecting)
+				scan_content_type(field.s, field.len, ct);
+			if (dropping)
+				scan_drop(s, drop_from, pos);
+			strbuf_free(&field);
+			return next;
+		}
+		if (!cont) {
+			count++;
+			if (collecting)
+				scan_content_type(field.s, field.len, ct);
+			collecting = false;
+			field_start = pos;
+		}
+		bytes += next - pos;
+		if (!dropping && (count > s->lim->header_count || bytes > s->lim->header_bytes)) {
+			s->limits |= count > s->lim->header_count ? MESSAGE_LIMIT_HEADER_COUNT
+								 : MESSAGE_LIMIT_HEADER_BYTES;
+			dropping = true;
+			drop_from = field_start;
+			collecting = false;
+		}
+		if (!dropping) {
+			scan_neutralise(s, pos, eol);
+			if (!cont && is_content_type_field(s->raw + pos, eol - pos)) {
+				collecting = true;
+				strbuf_reset(&field);
+			}
+			if (collecting) {
+				strbuf_append(&field, s->raw + pos, eol - pos);
+				strbuf_putc(&field, ' ');
+			}
+		}
+		pos = next;
+	}
+	if (collecting)
+		scan_content_type(field.s, field.len, ct);
+	if (dropping)
+		scan_drop(s, drop_from, s->len);
+	strbuf_free(&field);
+	return s->len;
+}
+
+static void scan_ct_free(struct scan_ct *ct)
+{
+	free(ct->boundary[0]);
+	free(ct->boundary[1]);
+}
+
+/* Is line [p, eol) one of the boundaries on the stack? Returns its level or -1; *final when it
+ * is a closing delimiter. Trailing white space is allowed, as GMime allows it. */
+static int scan_match(const struct scan *s, size_t p, size_t eol, bool *final)
+{
+	size_t n = eol - p;
+
+	while (n > 2 && (s->raw[p + n - 1] == ' ' || s->raw[p + n - 1] == '\t'))
+		n--;
+	for (int k = s->nlv - 1; k >= 0; k--) {
+		for (int j = 0; j < 2; j++) {
+			const char *b = s->lv[k].boundary[j];
+			size_t bl = s->lv[k].blen[j];
+
+			if (!b || n < bl || memcmp(s->raw + p, b, bl))
+				continue;
+			if (n == bl) {
+				*final = false;
+				return k;
+			}
+			if (n == bl + 2 && s->raw[p + bl] == '-' && s->raw[p + bl + 1] == '-') {
+				*final = true;
+				return k;
+			}
+		}
+	}
+	return -1;
+}
+
+static void scan_pop(struct scan *s, int keep)
+{
+	while (s->nlv > keep) {
+		s->nlv--;
+		free(s->lv[s->nlv].boundary[0]);
+		free(s->lv[s->nlv].boundary[1]);
+	}
+}
+
+/* A new entity starts at pos: count it; past mime_parts the input ends here. */
+static bool scan_new_part(struct scan *s, size_t pos)
+{
+	if (++s->parts > s->lim->mime_parts) {
+		s->limits |= MESSAGE_LIMIT_PARTS;
+		s->end = pos;
+		return false;
+	}
+	return true;
+}
+
+/* scan_run - walk header blocks and boundaries of the whole input once. */
+static void scan_run(struct scan *s)
+{
+	size_t pos = 0, skip_from = 0;
+	int depth = 0;
+	bool headers = true, skipping = false;
+
+	s->end = s->len;
+	s->parts = 1;
+	while (pos < s->len && !s->oom) {
+		if (headers) {
+			struct scan_ct ct = { SCAN_LEAF, { NULL, NULL }, { 0, 0 }, false };
+
+			pos = scan_headers(s, pos, &ct);
+			headers = false;
+			if (ct.kind != SCAN_LEAF && (ct.opaque || depth + 1 > s->lim->mime_depth)) {
+				s->limits |= MESSAGE_LIMIT_DEPTH;
+				skipping = true;
+				skip_from = pos;
+			} else if (ct.kind != SCAN_LEAF) {
+				struct scan_level *l = &s->lv[s->nlv++];
+
+				l->boundary[0] = ct.boundary[0];
+				l->boundary[1] = ct.boundary[1];
+				l->blen[0] = ct.blen[0];
+				l->blen[1] = ct.blen[1];
+				l->depth = depth;
+				ct.boundary[0] = ct.boundary[1] = NULL;
+				if (ct.kind == SCAN_MESSAGE) {
+					depth++;
+					headers = true;
+					if (!scan_new_part(s, pos))
+						break;
+				}
+			}
+			scan_ct_free(&ct);
+			continue;
+		}
+		{
+			size_t eol, next = scan_line(s, pos, &eol);
+			bool final = false;
+			int k;
+
+			if (eol - pos < 3 || s->raw[pos] != '-' || s->raw[pos + 1] != '-' ||
+			    (k = scan_match(s, pos, eol, &final)) < 0) {
+				pos = next;
+				continue;
+			}
+			if (skipping) {
+				scan_drop(s, skip_from, pos);
+				skipping = false;
+			}
+			scan_pop(s, final ? k : k + 1);
+			if (!final) {
+				depth = s->lv[k].depth + 1;
+				headers = true;
+				if (!scan_new_part(s, next))
+					break;
+			} else {
+				depth = k > 0 ? s->lv[k - 1].depth + 1 : 0;
+			}
+			pos = next;
+		}
+	}
+	if (skipping)
+		scan_drop(s, skip_from, s->end);
+	scan_pop(s, 0);
+}
+
+/* message_scan - bound the input; returns the stream GMime is to parse (NULL: out of memory). */
+static GMimeStream *message_scan(const char *raw, size_t len, const struct message_limits *lim, unsigned *limits)
+{
+	struct scan s = { .raw = raw, .len = len, .lim = lim };
+	GMimeStream *st = NULL;
+	int max_levels = lim->mime_depth > 0 ? lim->mime_depth + 2 : 2;
+
+	s.lv = calloc((size_t)max_levels, sizeof(*s.lv));
+	if (!s.lv)
+		return NULL;
+	scan_run(&s);
+	if (!s.oom) {
+		if (s.end > s.keep_from)
+			scan_drop(&s, s.end, s.end);
+		*limits |= s.limits;
+		if (s.nsegs == 1 && s.segs[0].off == 0 && s.segs[0].len == len) {
+			st = g_mime_stream_mem_new_with_buffer(s.work ? s.work : raw, len);
+		} else {
+			st = g_mime_stream_mem_new();
+			for (size_t i = 0; i < s.nsegs; i++)
+				g_mime_stream_write(st, (s.work ? s.work : raw) + s.segs[i].off, s.segs[i].len);
+			g_mime_stream_reset(st);
+		}
+	}
+	free(s.lv);
+	free(s.segs);
+	free(s.work);
+	return st;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * text parts
+ * ------------------------------------------------------------------------------------------- */
+
+struct decoder {
+	const struct message_limits *lim;
+	struct message *m;
+	size_t text_used;       /* decoded text so far, against message_text_bytes */
+	size_t cap_parts;
+	bool oom;
+};
+
+static size_t mul_cap(size_t a, size_t b)
+{
+	return a > SIZE_MAX / b ? SIZE_MAX : a * b;
+}
+
+/* Read a part's transfer-decoded content, at most cap bytes; *more when some was left. */
+static void read_content(GMimePart *part, size_t cap, struct strbuf *raw, bool *more)
+{
+	GMimeDataWrapper *w = g_mime_part_get_content(part);
+	GMimeContentEncoding enc;
+	GMimeStream *src, *f;
+	char buf[8192];
+
+	*more = false;
+	if (!w || !(src = g_mime_data_wrapper_get_stream(w)))
+		return;
+	enc = g_mime_data_wrapper_get_encoding(w);
+	f = g_mime_stream_filter_new(src);
+	if (enc == GMIME_CONTENT_ENCODING_BASE64 || enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE ||
+	    enc == GMIME_CONTENT_ENCODING_UUENCODE) {
+		GMimeFilter *dec = g_mime_filter_basic_new(enc, FALSE);
+
+		g_mime_stream_filter_add(GMIME_STREAM_FILTER(f), dec);
+		g_object_unref(dec);
+	}
+	g_mime_stream_reset(f);
+	for (;;) {
+		ssize_t n = g_mime_stream_read(f, buf, sizeof(buf));
+
+		if (n <= 0)
+			break;
+		if (raw->len + (size_t)n > cap) {
+			strbuf_append(raw, buf, cap - raw->len);
+			*more = true;
+			break;
+		}
+		strbuf_append(raw, buf, (size_t)n);
+	}
+	g_object_unref(f);
+}
+
+/* CRLF and bare CR become LF, NUL bytes and a leading BOM go; in place. */
+static void normalize_text(struct strbuf *b)
+{
+	size_t j = 0, i = 0;
+
+	if (!b->s)
+		return;
+	if (b->len >= 3 && !memcmp(b->s, "\xEF\xBB\xBF", 3))
+		i = 3;
+	for (; i < b->len; i++) {
+		char c = b->s[i];
+
+		if (c == '\r') {
+			b->s[j++] = '\n';
+			if (i + 1 < b->len && b->s[i + 1] == '\n')
+				i++;
+		} else if (c != '\0') {
+			b->s[j++] = c;
+		}
+	}
+	b->len = j;
+	b->s[j] = '\0';
+}
+
+/* Take a strbuf's text without trailing newlines; NULL only when out of memory. */
+static char *take_trimmed(struct strbuf *b, size_t *len)
+{
+	char *s;
+
+	while (b->len && b->s[b->len - 1] == '\n')
+		b->len--;
+	if (b->s)
+		b->s[b->len] = '\0';
+	*len = b->len;
+	s = strbuf_take(b);
+	return s;
+}
+
+static struct message_part *new_part(struct decoder *d)
+{
+	struct message *m = d->m;
+
+	if (m->n_parts == d->cap_parts) {
+		size_t cap = d->cap_parts ? d->cap_parts * 2 : 4;
+		struct message_part *n = realloc(m->parts, cap * sizeof(*n));
+
+		if (!n)
+			return NULL;
+		m->parts = n;
+		d->cap_parts = cap;
+	}
+	memset(&m->parts[m->n_parts], 0, sizeof(m->parts[0]));
+	return &m->parts[m->n_parts++];
+}
+
+/* The text of one part: decoded, converted, HTML rendered, cut at the budget, split. */
+static int decode_text(struct decoder *d, GMimePart *gp, struct message_part *p, const char *cs)
+{
+	const struct message_limits *lim = d->lim;
+	size_t budget = lim->message_text_bytes > d->text_used ? lim->message_text_bytes - d->text_used : 0;
+	size_t limit = lim->part_text_bytes < budget ? lim->part_text_bytes : budget;
+	struct strbuf raw, utf, text, nw, qt;
+	bool more = false;
+	int rc = 0;
+
+	strbuf_init(&raw, 0);
+	strbuf_init(&utf, 0);
+	strbuf_init(&text, limit ? limit : 1);
+	strbuf_init(&nw, 0);
+	strbuf_init(&qt, 0);
+	if (limit) {
+		read_content(gp, mul_cap(limit, p->is_html ? RAW_PER_TEXT_HTML : RAW_PER_TEXT_PLAIN), &raw, &more);
+		charset_to_utf8(cs, strlen(cs), raw.s ? raw.s : "", raw.len, &utf, &d->m->limits_hit);
+		normalize_text(&utf);
+		if (p->is_html)
+			html_to_text(utf.s ? utf.s : "", utf.len, &text);
+		else
+			strbuf_append(&text, utf.s ? utf.s : "", utf.len);
+	}
+	if (!limit || text.truncated || more) {
+		p->truncated = true;
+		d->m->limits_hit |= (limit < lim->part_text_bytes && (!limit || text.truncated))
+					    ? MESSAGE_LIMIT_MESSAGE_TEXT : MESSAGE_LIMIT_PART_TEXT;
+		if (text.s) {
+			text.len = utf8_cut(text.s, text.len);
+			text.s[text.len] = '\0';
+		}
+	}
+	if (text.s && !util_utf8_valid(text.s, text.len)) {
+		char *clean = util_utf8_sanitize(text.s, text.len, &text.len);
+
+		if (clean) {
+			free(text.s);
+			text.s = clean;
+			text.cap = text.len + 1;
+		} else {
+			text.oom = true;
+		}
+	}
+	d->text_used += text.len;
+	if (p->in_rfc822)
+		strbuf_append(&qt, text.s ? text.s : "", text.len);
+	else
+		quote_split(text.s ? text.s : "", text.len, &nw, &qt);
+	if (raw.oom || utf.oom || text.oom || nw.oom || qt.oom)
+		rc = -1;
+	p->text = take_trimmed(&text, &p->text_len);
+	p->new_text = take_trimmed(&nw, &p->new_len);
+	p->quoted_text = take_trimmed(&qt, &p->quoted_len);
+	if (!p->text || !p->new_text || !p->quoted_text)
+		rc = -1;
+	strbuf_free(&raw);
+	strbuf_free(&utf);
+	strbuf_free(&text);
+	strbuf_free(&nw);
+	strbuf_free(&qt);
+	return rc;
+}
+
+static bool is_attachment(GMimeObject *o)
+{
+	const char *disp = g_mime_object_get_disposition(o);
+
+	return disp && !strcasecmp(disp, "attachment");
+}
+
+static bool is_text_type(GMimeObject *o, const char *subtype)
+{
+	GMimeContentType *ct = g_mime_object_get_content_type(o);
+
+	return ct && g_mime_content_type_is_type(ct, "text", subtype);
+}
+
+/* A leaf part: text/plain and text/html that are not attachments are decoded. */
+static int visit_leaf(struct decoder *d, GMimeObject *o, int depth, bool in_rfc822, bool shadow)
+{
+	struct message_part *p;
+	const char *cs;
+	bool html;
+
+	if (!GMIME_IS_PART(o) || is_attachment(o))
+		return 0;
+	html = is_text_type(o, "html");
+	if (!html && !is_text_type(o, "plain"))
+		return 0;
+	p = new_part(d);
+	if (!p)
+		return -1;
+	p->index = (int)d->m->n_parts - 1;
+	p->depth = depth;
+	p->is_html = html;
+	p->in_rfc822 = in_rfc822;
+	p->shadowed = shadow && html;
+	p->content_type = util_strdup(html ? "text/html" : "text/plain");
+	cs = g_mime_object_get_content_type_parameter(o, "charset");
+	p->charset = util_strndup(cs ? cs : "", cs ? strnlen(cs, 64) : 0);
+	if (!p->content_type || !p->charset)
+		return -1;
+	util_ascii_lower(p->charset);
+	return decode_text(d, (GMimePart *)o, p, cs ? cs : "");
+}
+
+struct walk_item {
+	GMimeObject *o;
+	int depth;
+	bool in_rfc822;
+	bool shadow;            /* under a multipart/alternative that has a text/plain child */
+};
+
+struct walk_stack {
+	struct walk_item *v;
+	size_t n, cap;
+};
+
+static int walk_push(struct walk_stack *st, struct walk_item it)
+{
+	if (st->n == st->cap) {
+		size_t cap = st->cap ? st->cap * 2 : 16;
+		struct walk_item *n = realloc(st->v, cap * sizeof(*n));
+
+		if (!n)
+			return -1;
+		st->v = n;
+		st->cap = cap;
+	}
+	st->v[st->n++] = it;
+	return 0;
+}
+
+/* A multipart/alternative with a text/plain (non-attachment) child: its other children are
+ * alternatives of that text, kept out of body_new/body_quoted. */
+static bool alternative_has_plain(GMimeMultipart *mp, int count)
+{
+	GMimeContentType *ct = g_mime_object_get_content_type((GMimeObject *)mp);
+
+	if (!ct || !g_mime_content_type_is_type(ct, "multipart", "alternative"))
+		return false;
+	for (int i = 0; i < count; i++) {
+		GMimeObject *c = g_mime_multipart_get_part(mp, i);
+
+		if (c && GMIME_IS_PART(c) && is_text_type(c, "plain") && !is_attachment(c))
+			return true;
+	}
+	return false;
+}
+
+/* walk_tree - every part in document order with an explicit stack, depth and count bounded. */
+static int walk_tree(struct decoder *d, GMimeObject *top)
+{
+	struct walk_stack st = { 0 };
+	int visited = 0, rc = 0;
+
+	if (top && walk_push(&st, (struct walk_item){ top, 0, false, false }) < 0)
+		return -1;
+	while (st.n && rc == 0) {
+		struct walk_item it = st.v[--st.n];
+
+		if (++visited > d->lim->mime_parts) {
+			d->m->limits_hit |= MESSAGE_LIMIT_PARTS;
+			break;
+		}
+		if (GMIME_IS_MULTIPART(it.o)) {
+			GMimeMultipart *mp = (GMimeMultipart *)it.o;
+			int count = g_mime_multipart_get_count(mp), room = d->lim->mime_parts - visited;
+			bool alt;
+
+			if (it.depth + 1 > d->lim->mime_depth) {
+				d->m->limits_hit |= MESSAGE_LIMIT_DEPTH;
+				continue;
+			}
+			if (count > room) {
+				d->m->limits_hit |= MESSAGE_LIMIT_PARTS;
+				count = room;
+			}
+			alt = alternative_has_plain(mp, count);
+			for (int i = count - 1; i >= 0 && rc == 0; i--) {
+				GMimeObject *c = g_mime_multipart_get_part(mp, i);
+				bool sh = it.shadow || (alt && !(GMIME_IS_PART(c) && is_text_type(c, "plain")));
+
+				if (c)
+					rc = walk_push(&st, (struct walk_item){ c, it.depth + 1, it.in_rfc822, sh });
+			}
+		} else if (GMIME_IS_MESSAGE_PART(it.o)) {
+			GMimeMessage *inner = g_mime_message_part_get_message((GMimeMessagePart *)it.o);
+			GMimeObject *body = inner ? g_mime_message_get_mime_part(inner) : NULL;
+
+			if (it.depth + 1 > d->lim->mime_depth) {
+				d->m->limits_hit |= MESSAGE_LIMIT_DEPTH;
+				continue;
+			}
+			if (body)
+				rc = walk_push(&st, (struct walk_item){ body, it.depth + 1, true, it.shadow });
+		} else {
+			rc = visit_leaf(d, it.o, it.depth, it.in_rfc822, it.shadow);
+		}
+	}
+	free(st.v);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * headers and the message
+ * ------------------------------------------------------------------------------------------- */
+
+static int set_str(char **dst, const char *s)
+{
+	*dst = util_strdup(s ? s : "");
+	return *dst ? 0 : -1;
+}
+
+/* Message-ID without angle brackets. */
+static char *msgid_of(const char *v)
+{
+	const char *lt = strchr(v, '<'), *gt = lt ? strchr(lt, '>') : NULL;
+
+	if (lt && gt)
+		return dup_trimmed(lt + 1, (size_t)(gt - lt - 1));
+	return dup_trimmed(v, strlen(v));
+}
+
+static time_t date_of(const char *v)
+{
+	GDateTime *dt = g_mime_utils_header_decode_date(v);
+	time_t t = 0;
+
+	if (dt) {
+		t = (time_t)g_date_time_to_unix(dt);
+		g_date_time_unref(dt);
+	}
+	return t;
+}
+
+/* The well-known fields, from the first header of each name (raw, unfolded). */
+static int take_field(struct message *m, const char *name, const char *raw, const struct message_limits *lim)
+{
+	bool cut = false;
+	int rc = 0;
+
+	if (!strcasecmp(name, "Subject") && !m->subject) {
+		m->subject = decode_value(raw, lim->header_value_bytes, &cut, &m->limits_hit);
+		rc = m->subject ? 0 : -1;
+	} else if (!strcasecmp(name, "From") && !m->from_addr) {
+		rc = parse_mailbox(raw, lim->header_value_bytes, &m->from_addr, &m->from_name, &m->limits_hit);
+	} else if (!strcasecmp(name, "To") && !m->to_addr) {
+		char *name_unused = NULL;
+
+		rc = parse_mailbox(raw, lim->header_value_bytes, &m->to_addr, &name_unused, &m->limits_hit);
+		free(name_unused);
+	} else if (!strcasecmp(name, "Message-ID") && !m->message_id) {
+		m->message_id = msgid_of(raw);
+		rc = m->message_id ? 0 : -1;
+	} else if (!strcasecmp(name, "In-Reply-To") && !m->in_reply_to) {
+		rc = set_str(&m->in_reply_to, raw);
+	} else if (!strcasecmp(name, "References") && !m->references) {
+		rc = set_str(&m->references, raw);
+	} else if (!strcasecmp(name, "Date") && !m->date) {
+		rc = set_str(&m->date, raw);
+		m->date_t = date_of(raw);
+	}
+	if (cut)
+		m->limits_hit |= MESSAGE_LIMIT_HEADER_BYTES;
+	return rc;
+}
+
+/* take_headers - every top-level header (count and bytes limited), decoded. */
+static int take_headers(struct message *m, GMimeObject *obj, const struct message_limits *lim)
+{
+	GMimeHeaderList *hl = g_mime_object_get_header_list(obj);
+	int count = hl ? g_mime_header_list_get_count(hl) : 0;
+	size_t bytes = 0;
+
+	if (count <= 0)
+		return 0;
+	if (count > lim->header_count) {
+		m->limits_hit |= MESSAGE_LIMIT_HEADER_COUNT;
+		count = lim->header_count;
+	}
+	m->headers = calloc((size_t)count, sizeof(*m->headers));
+	if (!m->headers)
+		return -1;
+	for (int i = 0; i < count; i++) {
+		GMimeHeader *h = g_mime_header_list_get_header_at(hl, i);
+		const char *name = h ? g_mime_header_get_name(h) : NULL;
+		const char *rawv = h ? g_mime_header_get_raw_value(h) : NULL;
+		struct message_header *mh = &m->headers[m->n_headers];
+		bool cut = false;
+		char *raw;
+
+		if (!name)
+			continue;
+		rawv = rawv ? rawv : "";
+		bytes += strlen(name) + strlen(rawv) + 2;
+		if (bytes > lim->header_bytes) {
+			m->limits_hit |= MESSAGE_LIMIT_HEADER_BYTES;
+			break;
+		}
+		raw = unfold(rawv, lim->header_value_bytes, &cut);
+		mh->name = util_strndup(name, strnlen(name, lim->header_value_bytes));
+		mh->value = raw ? decode_value(raw, lim->header_value_bytes, &cut, &m->limits_hit) : NULL;
+		if (mh->name && mh->value) {
+			m->n_headers++;
+			if (take_field(m, name, raw, lim) < 0) {
+				free(raw);
+				return -1;
+			}
+		} else {
+			free(mh->name);
+			free(mh->value);
+			free(raw);
+			return -1;
+		}
+		free(raw);
+		if (cut)
+			m->limits_hit |= MESSAGE_LIMIT_HEADER_BYTES;
+	}
+	return 0;
+}
+
+/* Join the new (or quoted) text of every part that counts, separated by "\n". */
+static int join_bodies(struct message *m)
+{
+	struct strbuf nw, qt;
+
+	strbuf_init(&nw, 0);
+	strbuf_init(&qt, 0);
+	for (size_t i = 0; i < m->n_parts; i++) {
+		const struct message_part *p = &m->parts[i];
+
+		if (p->shadowed)
+			continue;
+		if (p->new_len) {
+			if (nw.len)
+				strbuf_putc(&nw, '\n');
+			strbuf_append(&nw, p->new_text, p->new_len);
+		}
+		if (p->quoted_len) {
+			if (qt.len)
+				strbuf_putc(&qt, '\n');
+			strbuf_append(&qt, p->quoted_text, p->quoted_len);
+		}
+	}
+	m->body_new_len = nw.len;
+	m->body_new = strbuf_take(&nw);
+	m->body_quoted_len = qt.len;
+	m->body_quoted = strbuf_take(&qt);
+	strbuf_free(&nw);
+	strbuf_free(&qt);
+	return m->body_new && m->body_quoted ? 0 : -1;
+}
+
+/* Fill the fields no header provided with "". */
+static int fill_defaults(struct message *m)
+{
+	char **f[] = { &m->subject, &m->from_addr, &m->from_name, &m->to_addr, &m->message_id,
+		       &m->in_reply_to, &m->references, &m->date, &m->content_type };
+
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(f); i++)
+		if (!*f[i] && set_str(f[i], "") < 0)
+			return -1;
+	return 0;
+}
+
+static int top_content_type(struct message *m, GMimeObject *body)
+{
+	GMimeContentType *ct = body ? g_mime_object_get_content_type(body) : NULL;
+	char *s;
+
+	if (!ct)
+		return set_str(&m->content_type, "text/plain");
+	s = g_mime_content_type_get_mime_type(ct);
+	m->content_type = util_strndup(s ? s : "text/plain", s ? strnlen(s, 256) : 10);
+	g_free(s);
+	if (!m->content_type)
+		return -1;
+	util_ascii_lower(m->content_type);
+	return 0;
+}
+
+int message_parse(const char *raw, size_t len, const struct message_limits *lim, struct message **out)
+{
+	struct message *m;
+	struct decoder d = { .lim = lim };
+	GMimeParserOptions *opts = NULL;
+	GMimeStream *st = NULL;
+	GMimeParser *parser = NULL;
+	GMimeMessage *msg = NULL;
+	GMimeObject *body = NULL;
+	int rc = -1;
+
+	*out = NULL;
+	message_global_init();
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -1;
+	d.m = m;
+	st = message_scan(raw ? raw : "", raw ? len : 0, lim, &m->limits_hit);
+	if (!st)
+		goto out;
+	opts = g_mime_parser_options_new();
+	g_mime_parser_options_set_rfc2047_compliance_mode(opts, GMIME_RFC_COMPLIANCE_LOOSE);
+	parser = g_mime_parser_new_with_stream(st);
+	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
+	msg = g_mime_parser_construct_message(parser, opts);
+	if (msg) {
+		body = g_mime_message_get_mime_part(msg);
+		if (take_headers(m, (GMimeObject *)msg, lim) < 0 || top_content_type(m, body) < 0 ||
+		    walk_tree(&d, body) < 0)
+			goto out;
+	}
+	if (fill_defaults(m) < 0 || join_bodies(m) < 0)
+		goto out;
+	rc = 0;
+out:
+	if (msg)
+		g_object_unref(msg);
+	if (parser)
+		g_object_unref(parser);
+	if (st)
+		g_object_unref(st);
+	if (opts)
+		g_mime_parser_options_free(opts);
+	if (rc < 0)
+		message_free(m);
+	else
+		*out = m;
+	return rc;
+}
+
+void message_free(struct message *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->n_headers; i++) {
+		free(m->headers[i].name);
+		free(m->headers[i].value);
+	}
+	free(m->headers);
+	for (size_t i = 0; i < m->n_parts; i++) {
+		struct message_part *p = &m->parts[i];
+
+		free(p->content_type);
+		free(p->charset);
+		free(p->text);
+		free(p->new_text);
+		free(p->quoted_text);
+	}
+	free(m->parts);
+	free(m->subject);
+	free(m->from_addr);
+	free(m->from_name);
+	free(m->to_addr);
+	free(m->message_id);
+	free(m->in_reply_to);
+	free(m->references);
+	free(m->date);
+	free(m->content_type);
+	free(m->body_new);
+	free(m->body_quoted);
+	free(m);
+}
+
+const char *message_header(const struct message *m, const char *name)
+{
+	for (size_t i = 0; m && i < m->n_headers; i++)
+		if (!strcasecmp(m->headers[i].name, name))
+			return m->headers[i].value;
+	return NULL;
+}
+
+const char *message_limits_str(unsigned bits, char *buf, size_t len)
+{
+	static const char *const names[] = { "depth", "parts", "header_bytes", "header_count",
+					     "part_text", "message_text", "size", "charset" };
+	size_t used = 0;
+
+	if (!len)
+		return buf;
+	buf[0] = '\0';
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(names); i++) {
+		int n;
+
+		if (!(bits & (1u << i)))
+			continue;
+		n = snprintf(buf + used, len - used, "%s%s", used ? "," : "", names[i]);
+		if (n < 0 || (size_t)n >= len - used)
+			break;          /* cut: the list stays well-formed up to the last whole name */
+		used += (size_t)n;
+	}
+	buf[used] = '\0';
+	return buf;
+}

@@ -1,0 +1,127 @@
+/*
+ * rules.h - rule files -> one immutable compiled ruleset, shared by every thread
+ *
+ * FILES  rules_load(dir) reads every DIR/NAME.rules in name order (scandir + alphasort); names
+ * starting with "." and anything not ending in ".rules" (x.rules~, x.rules.bak) are skipped.
+ * A world-writable rule file is refused (error); rules_lint warns about group-writable ones.
+ * Files are UTF-8 (a leading BOM and CRLF line ends are accepted), at most 16 MiB.
+ *
+ * FORMAT (amends.rules(5); this comment is the spec)
+ *
+ *     # comment
+ *     rule     EN_REFUND_MONEY_BACK
+ *     category refund
+ *     score    2.5
+ *     target   body            # subject | body | quoted | from | header:NAME
+ *     match    /\bmoney\s+back\b/i
+ *     describe Asks for money back
+ *
+ *  - One "keyword value" per line; blank lines and lines whose first non-blank is # are comments.
+ *    Keywords are lowercase. A rule starts at "rule NAME" and runs to the next "rule" or end of
+ *    file; each other keyword at most once per rule, in any order.
+ *  - rule NAME: 1-128 ASCII letters, digits or _ ; unique across all files of the set.
+ *  - category: one of the config's categories (default complaint, abuse, cancellation, refund,
+ *    unethical). Required.
+ *  - score: decimal [+-]digits[.digits], -1000..1000; negative allowed. Default 1.0.
+ *  - target: body (the customer's new text; default), subject, quoted (quoted/forwarded text),
+ *    from ("Display Name <addr>"), header:NAME (each header of that name, case-insensitive,
+ *    decoded value). rule, category, score and target may end with a "# comment".
+ *  - match: the raw PCRE2 pattern (no double escaping) between delimiters, then flags. The
+ *    delimiter is any ASCII punctuation except \ and #, usually /; ( [ { < close with ) ] } >.
+ *    The pattern runs to the LAST closing delimiter on the line, so /a/b/ is the pattern "a/b";
+ *    only flags may follow it (no comment). Flags: i caseless (the default), I case-sensitive,
+ *    x extended, s dotall, m multiline. Required; at most 4096 bytes; \C and \G are refused.
+ *  - describe: free text to the end of the line (may start with #). Optional.
+ *
+ * COMPILING  The literal text of each pattern goes through normalize_pattern_flags() so it meets
+ * the normalized message text (both are NFKC + case-folded: I matters only for what folding
+ * leaves). Options UTF|UCP|MATCH_INVALID_UTF, JIT (complete + partial-hard) when available.
+ *
+ * DIAGNOSTICS  "file:line:col: error: text"; columns count characters from 1. Every problem is
+ * reported (at most 200): unknown keyword, keyword outside a rule, repeated keyword, missing
+ * value, missing category or match, bad or duplicate name, unknown category, bad score, bad
+ * target, bad delimiter, unterminated or empty pattern, unknown flag, PCRE2 compile errors
+ * (PCRE2's message, column of the offending character in the file), invalid UTF-8, NUL bytes.
+ * A file with any error gives no ruleset (a reload keeps the last good one).
+ *
+ * LONG-STANDING CUSTOMERS  rules_load also reads cfg->rules.longstanding_file (if set): one
+ * address or @domain per line, # comments, case-insensitive; bad lines are warnings, a missing
+ * or world-writable file is an error. It lives in the ruleset so it reloads with the rules.
+ *
+ * A ruleset is built once (start, reload) and never changes: threads match without a lock.
+ * Per-message state belongs to match.c.
+ *
+ * OWNERSHIP  rules_load() returns one reference; drop it with rules_unref(). Rules, strings
+ *            and compiled code belong to the ruleset.
+ */
+#ifndef AMENDS_RULES_H
+#define AMENDS_RULES_H
+
+#include <stddef.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include "diag.h"
+#include "config.h"
+
+enum rules_target {
+	RULES_TARGET_BODY = 0,     /* the customer's new text */
+	RULES_TARGET_SUBJECT,
+	RULES_TARGET_QUOTED,       /* quoted / forwarded text */
+	RULES_TARGET_FROM,         /* "Display Name <addr>" */
+	RULES_TARGET_HEADER,       /* header:NAME, decoded value */
+	RULES_TARGET_COUNT
+};
+
+struct rule {
+	char *name;
+	int category;              /* index into config categories */
+	double score;              /* may be negative */
+	enum rules_target target;
+	char *header_name;         /* for RULES_TARGET_HEADER */
+	char *pattern;             /* as written */
+	char *flags;               /* as written */
+	char *description;
+	char *file;                /* path it came from */
+	int line;                  /* line of "rule" */
+	int pattern_line;          /* line of "match" */
+	int pattern_col;           /* column (characters, from 1) of the pattern's first character */
+	uint32_t options;          /* PCRE2 compile options */
+	pcre2_code *code;
+	bool jit;                  /* JIT-compiled (complete and partial-hard) */
+	/* prefilter: a literal every match must contain (normalized, lowercased), or NULL */
+	char *required_literal;
+	size_t required_len;
+};
+
+struct ruleset {
+	atomic_int refs;
+	struct rule *rules;
+	size_t n_rules;
+	char *category_names[CONFIG_MAX_CATEGORIES];  /* copied from the config it was built for */
+	size_t n_categories;
+	char **longstanding;       /* lowercased addresses and "@domain"s */
+	size_t n_longstanding;
+	unsigned long generation;  /* increases with each successful load */
+};
+
+/* Load every *.rules file in dir (name order) for the config's categories. */
+struct ruleset *rules_load(const char *dir, const struct config *cfg, struct diag *d);
+/* Parse one buffer (tests, fuzzing); file is the name used in diagnostics. */
+struct ruleset *rules_load_buffer(const char *file, const char *text, size_t len,
+				  const struct config *cfg, struct diag *d);
+struct ruleset *rules_ref(struct ruleset *rs);
+void rules_unref(struct ruleset *rs);
+/* Lint-only checks (warnings): nested unbounded quantifiers, rules that hit the match limit or
+ * take too long on a probe set, group/world-writable files. */
+void rules_lint(const struct ruleset *rs, const struct config *cfg, struct diag *d);
+const char *rules_target_name(enum rules_target t);
+/* JIT-compile the rules of later loads (default on); tests turn it off to run the interpreter.
+ * Set before threads start. */
+void rules_set_jit(bool enabled);
+/* Is addr (lowercased) on the long-standing list (exact or @domain)? */
+bool rules_is_longstanding(const struct ruleset *rs, const char *addr);
+
+#endif

@@ -1,0 +1,690 @@
+/*
+ * tally.c - the tally interface: spec parsing, sender keys, per-thread connections, dispatch
+ *
+ * "sqlite:/path/tally.db", "redis:host:port", "redis:[v6addr]:port" or "redis:unix:/path" picks
+ * a backend (tally_sqlite.c, tally_redis.c) behind a table of functions. One struct tally is
+ * shared by every milter thread; each thread gets its own connection on first use, kept in a
+ * per-thread list behind one pthread_key_t (a thread may use several tallies, e.g. across a
+ * reload) and closed when the thread exits, tally_thread_cleanup() runs, or the tally closes.
+ * A global mutex guards only the slot lists (connection creation, thread exit, close), never a
+ * tally operation, so threads never wait on each other here.
+ *
+ * OWNERSHIP  tally_open() returns a handle for tally_close(); count, history and top arrays are
+ *            malloc'd for the caller and released with the matching *_free function.
+ * DIAGNOSTICS  hard errors (bad spec, unusable database) come back from tally_open() in *err;
+ *              per-call failures return -1 with a short reason in tally_error() (per thread).
+ */
+#include "tally_int.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "clock.h"
+#include "util.h"
+
+/* One thread's connection to one tally: on the thread's list and on the tally's list. */
+struct tally_slot {
+	struct tally_slot *next_thread;
+	struct tally_slot *next_tally;
+	struct tally *tally;            /* NULL once the tally is closed */
+	void *conn;
+};
+
+static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_key_t slot_key;
+static pthread_once_t slot_once = PTHREAD_ONCE_INIT;
+static atomic_uint_fast64_t tally_next_id = 1;
+static _Thread_local char tally_errbuf[256];
+
+/* ---- errors --------------------------------------------------------------------------------- */
+
+void tally_set_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	/* A truncated reason is still a reason: the result is deliberately not checked. */
+	(void)vsnprintf(tally_errbuf, sizeof(tally_errbuf), fmt, ap);
+	va_end(ap);
+}
+
+const char *tally_error(void)
+{
+	return tally_errbuf[0] ? tally_errbuf : "no error";
+}
+
+/* ---- per-thread connection slots ----------------------------------------------------------- */
+
+/* slot_unlink_tally - remove s from its tally's list; slot_lock held */
+static void slot_unlink_tally(struct tally_slot *s)
+{
+	struct tally_slot **pp;
+
+	for (pp = &s->tally->slots; *pp; pp = &(*pp)->next_tally)
+		if (*pp == s) {
+			*pp = s->next_tally;
+			return;
+		}
+}
+
+/* slot_thread_exit - close every connection of the exiting thread (key destructor) */
+static void slot_thread_exit(void *head)
+{
+	struct tally_slot *s = head, *next;
+
+	pthread_mutex_lock(&slot_lock);
+	for (; s; s = next) {
+		next = s->next_thread;
+		if (s->tally) {
+			slot_unlink_tally(s);
+			s->tally->be->conn_free(s->conn);
+		}
+		free(s);
+	}
+	pthread_mutex_unlock(&slot_lock);
+}
+
+static void slot_key_create(void)
+{
+	/* Failure leaves the key unusable; slot_conn() then reports it per call. */
+	(void)pthread_key_create(&slot_key, slot_thread_exit);
+}
+
+/* slot_sweep_own - free this thread's slots whose tally was closed; slot_lock held */
+static struct tally_slot *slot_sweep_own(struct tally_slot *head)
+{
+	struct tally_slot **pp = &head, *s;
+
+	while ((s = *pp)) {
+		if (!s->tally) {
+			*pp = s->next_thread;
+			free(s);
+		} else
+			pp = &s->next_thread;
+	}
+	return head;
+}
+
+/* slot_conn - this thread's connection to t, made on first use; NULL with the reason set */
+static void *slot_conn(struct tally *t)
+{
+	struct tally_slot *head, *s;
+	void *conn;
+
+	if (pthread_once(&slot_once, slot_key_create) != 0) {
+		tally_set_error("per-thread key unavailable");
+		return NULL;
+	}
+	head = pthread_getspecific(slot_key);
+	/* Only this thread changes its own list, and a live tally's slot cannot go away under us. */
+	for (s = head; s; s = s->next_thread)
+		if (s->tally == t)
+			return s->conn;
+	conn = t->be->conn_new(t);
+	if (!conn)
+		return NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		t->be->conn_free(conn);
+		tally_set_error("out of memory");
+		return NULL;
+	}
+	s->tally = t;
+	s->conn = conn;
+	pthread_mutex_lock(&slot_lock);
+	s->next_tally = t->slots;
+	t->slots = s;
+	head = slot_sweep_own(head);
+	s->next_thread = head;
+	pthread_mutex_unlock(&slot_lock);
+	if (pthread_setspecific(slot_key, s) != 0) {
+		pthread_mutex_lock(&slot_lock);
+		slot_unlink_tally(s);
+		pthread_mutex_unlock(&slot_lock);
+		t->be->conn_free(conn);
+		free(s);
+		tally_set_error("per-thread slot unavailable");
+		return NULL;
+	}
+	return conn;
+}
+
+void tally_thread_cleanup(void)
+{
+	struct tally_slot *head;
+
+	if (pthread_once(&slot_once, slot_key_create) != 0)
+		return;
+	head = pthread_getspecific(slot_key);
+	if (!head)
+		return;
+	(void)pthread_setspecific(slot_key, NULL);
+	slot_thread_exit(head);
+}
+
+/* ---- open / close --------------------------------------------------------------------------- */
+
+static int clamp_int(int v, int lo, int hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+static int settings_init(struct tally_settings *s, const struct config *cfg, char **err)
+{
+	const struct config_tally *c = &cfg->tally;
+
+	s->window_s = (long long)(c->window_days > 0 ? c->window_days : 1) * 86400;
+	s->retention_s = (long long)(c->retention_days > 0 ? c->retention_days : 1) * 86400;
+	if (s->retention_s < s->window_s)
+		s->retention_s = s->window_s;   /* pruning must never eat the counting window */
+	s->dedupe_s = (long long)(cfg->policy.dedupe_days > 0 ? cfg->policy.dedupe_days : 0) * 86400;
+	s->incidents = clamp_int(c->incidents, 0, 1000);
+	/* R7.1: a busy database may hold a message at most a second. */
+	s->busy_timeout_ms = clamp_int(c->busy_timeout_ms, 0, 1000);
+	/* FULL (the default) makes every committed tally survive a power cut; NORMAL may lose the
+	 * last transactions then (never corrupts); EXTRA also syncs the directory. */
+	if (!c->sqlite_synchronous || !*c->sqlite_synchronous ||
+	    strcasecmp(c->sqlite_synchronous, "full") == 0)
+		s->sync_pragma = "PRAGMA synchronous = FULL";
+	else if (strcasecmp(c->sqlite_synchronous, "normal") == 0)
+		s->sync_pragma = "PRAGMA synchronous = NORMAL";
+	else if (strcasecmp(c->sqlite_synchronous, "extra") == 0)
+		s->sync_pragma = "PRAGMA synchronous = EXTRA";
+	else {
+		*err = util_strdup("tally: sqlite_synchronous must be full, extra or normal");
+		return -1;
+	}
+	/* R7.2: at most a second per Redis call. */
+	s->redis_timeout_ms = clamp_int(c->redis_timeout_ms, 1, 1000);
+	s->redis_prefix = util_strdup(c->redis_prefix ? c->redis_prefix : "amends:");
+	s->redis_password = util_strdup(c->redis_password ? c->redis_password : "");
+	if (!s->redis_prefix || !s->redis_password) {
+		*err = util_strdup("tally: out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static void settings_free(struct tally_settings *s)
+{
+	free(s->redis_prefix);
+	free(s->redis_password);
+}
+
+struct tally *tally_open(const struct config *cfg, char **err)
+{
+	const char *spec = cfg->tally.store ? cfg->tally.store : "";
+	struct tally *t;
+	const char *where;
+
+	*err = NULL;
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		*err = util_strdup("tally: out of memory");
+		return NULL;
+	}
+	if (strncmp(spec, "sqlite:", 7) == 0) {
+		t->be = &tally_sqlite_backend;
+		where = spec + 7;
+	} else if (strncmp(spec, "redis:", 6) == 0) {
+		t->be = &tally_redis_backend;
+		where = spec + 6;
+	} else if (strcmp(spec, "none") == 0) {
+		*err = util_strdup("tally: store is \"none\" (tally disabled)");
+		free(t);
+		return NULL;
+	} else {
+		char buf[200];
+
+		if (snprintf(buf, sizeof(buf), "tally: store \"%.120s\" is neither sqlite:PATH nor "
+			     "redis:HOST:PORT / redis:unix:PATH", spec) < 0)
+			buf[0] = '\0';
+		*err = util_strdup(buf);
+		free(t);
+		return NULL;
+	}
+	t->id = atomic_fetch_add(&tally_next_id, 1);
+	if (settings_init(&t->set, cfg, err) < 0 || t->be->open(t, where, err) < 0) {
+		if (!*err)
+			*err = util_strdup("tally: open failed");
+		settings_free(&t->set);
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void tally_close(struct tally *t)
+{
+	struct tally_slot *s, *head;
+
+	if (!t)
+		return;
+	(void)pthread_once(&slot_once, slot_key_create);
+	pthread_mutex_lock(&slot_lock);
+	/* Other threads' slots stay on their lists, marked dead, and are freed when they exit. */
+	for (s = t->slots; s; s = s->next_tally) {
+		t->be->conn_free(s->conn);
+		s->conn = NULL;
+		s->tally = NULL;
+	}
+	t->slots = NULL;
+	head = slot_sweep_own(pthread_getspecific(slot_key));
+	pthread_mutex_unlock(&slot_lock);
+	(void)pthread_setspecific(slot_key, head);
+	t->be->close(t);
+	settings_free(&t->set);
+	free(t);
+}
+
+const char *tally_backend_name(const struct tally *t)
+{
+	return t ? t->be->name : "none";
+}
+
+/* ---- sender keys ---------------------------------------------------------------------------- */
+
+const char *tally_addr_bare(const char *addr, size_t *len)
+{
+	const char *b = addr, *e = addr + strlen(addr);
+
+	while (b < e && (*b == ' ' || *b == '\t'))
+		b++;
+	while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+		e--;
+	if (e - b >= 2 && *b == '<' && e[-1] == '>') {
+		b++;
+		e--;
+	}
+	*len = (size_t)(e - b);
+	return b;
+}
+
+char *tally_sender_key(const struct config *cfg, const char *addr)
+{
+	const char *b;
+	char *key, *at, *plus;
+	size_t i, n;
+
+	if (!addr)
+		return NULL;
+	b = tally_addr_bare(addr, &n);
+	if (n == 0 || n > TALLY_SENDER_MAX)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)b[i];
+
+		if (ch < 0x20 || ch == 0x7f)
+			return NULL;
+	}
+	key = util_strndup(b, n);
+	if (!key)
+		return NULL;
+	util_ascii_lower(key);
+	at = strrchr(key, '@');
+	if (at == key || (at && at[1] == '\0')) {
+		free(key);          /* "@domain" or "user@": not an address */
+		return NULL;
+	}
+	if (cfg && cfg->tally.strip_detail && at) {
+		plus = memchr(key, '+', (size_t)(at - key));
+		if (plus && plus > key)
+			memmove(plus, at, strlen(at) + 1);
+	}
+	return key;
+}
+
+/* sender_ok - a key as tally_sender_key() makes it; anything else is a caller bug or forgery */
+static int sender_ok(const char *sender)
+{
+	size_t n;
+
+	if (!sender || !*sender) {
+		tally_set_error("invalid sender");
+		return 0;
+	}
+	n = strnlen(sender, TALLY_SENDER_MAX + 1);
+	if (n > TALLY_SENDER_MAX) {
+		tally_set_error("sender too long");
+		return 0;
+	}
+	for (; *sender; sender++)
+		if ((unsigned char)*sender < 0x20 || *sender == 0x7f) {
+			tally_set_error("invalid sender");
+			return 0;
+		}
+	return 1;
+}
+
+/* ---- helpers for the backends --------------------------------------------------------------- */
+
+char *tally_field_copy(const char *s, size_t max)
+{
+	size_t n, outlen, i;
+	char *clean, *p;
+
+	if (!s)
+		s = "";
+	n = strnlen(s, max + 4);
+	if (n == 0)
+		return util_strdup("");
+	clean = util_utf8_sanitize(s, n, &outlen);
+	if (!clean)
+		return NULL;
+	clean[outlen] = '\0';   /* util_utf8_sanitize leaves room; be sure it is terminated */
+	if (outlen > max) {
+		/* back up to a character boundary so the copy stays valid UTF-8 */
+		outlen = max;
+		while (outlen > 0 && ((unsigned char)clean[outlen] & 0xC0) == 0x80)
+			outlen--;
+		clean[outlen] = '\0';
+	}
+	for (i = 0, p = clean; i < outlen; i++, p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	return clean;
+}
+
+int tally_counts_push(struct tally_counts *out, const char *category, size_t len, int count,
+		      time_t first, time_t last)
+{
+	struct tally_count *v;
+	char *name;
+
+	name = util_strndup(category, len);
+	if (!name)
+		return -1;
+	v = realloc(out->v, (out->n + 1) * sizeof(*v));
+	if (!v) {
+		free(name);
+		return -1;
+	}
+	out->v = v;
+	v[out->n].category = name;
+	v[out->n].count = count;
+	v[out->n].first_seen = first;
+	v[out->n].last_seen = last;
+	out->n++;
+	return 0;
+}
+
+char *tally_event_categories(const struct tally_event *ev)
+{
+	struct strbuf b;
+	size_t i;
+
+	strbuf_init(&b, 0);
+	for (i = 0; i < ev->n_categories; i++) {
+		if (i)
+			strbuf_putc(&b, ',');
+		strbuf_append(&b, ev->categories[i], strnlen(ev->categories[i], TALLY_CATEGORY_MAX));
+	}
+	if (b.oom) {
+		strbuf_free(&b);
+		return NULL;
+	}
+	return strbuf_take(&b);
+}
+
+int tally_incident_fields(const struct tally_event *ev, struct tally_fields *f)
+{
+	f->message_id = tally_field_copy(ev->message_id, TALLY_FIELD_MAX);
+	f->subject = tally_field_copy(ev->subject, TALLY_FIELD_MAX);
+	f->rules = tally_field_copy(ev->rules, TALLY_RULES_MAX);
+	f->categories = tally_event_categories(ev);
+	if (f->message_id && f->subject && f->rules && f->categories)
+		return 0;
+	tally_incident_fields_free(f);
+	tally_set_error("out of memory");
+	return -1;
+}
+
+void tally_incident_fields_free(struct tally_fields *f)
+{
+	free(f->message_id);
+	free(f->subject);
+	free(f->rules);
+	free(f->categories);
+	memset(f, 0, sizeof(*f));
+}
+
+/* event_ok - categories are names from the config: bounded, printable, no separators */
+static int event_ok(const struct tally_event *ev)
+{
+	size_t i;
+	const char *c;
+
+	if (!ev || (ev->n_categories && !ev->categories)) {
+		tally_set_error("invalid event");
+		return 0;
+	}
+	for (i = 0; i < ev->n_categories; i++) {
+		c = ev->categories[i];
+		if (!c || !*c || strnlen(c, TALLY_CATEGORY_MAX + 1) > TALLY_CATEGORY_MAX) {
+			tally_set_error("invalid category");
+			return 0;
+		}
+		for (; *c; c++)
+			if ((unsigned char)*c <= 0x20 || *c == ',' || *c == 0x7f) {
+				tally_set_error("invalid category");
+				return 0;
+			}
+	}
+	return 1;
+}
+
+/* ---- the interface -------------------------------------------------------------------------- */
+
+#define WITH_CONN(t, conn)                      \
+	void *conn;                             \
+	tally_errbuf[0] = '\0';                 \
+	if (!(t)) {                             \
+		tally_set_error("no tally");    \
+		return -1;                      \
+	}                                       \
+	conn = slot_conn(t);                    \
+	if (!conn)                              \
+		return -1
+
+int tally_record(struct tally *t, const char *sender, const struct tally_event *ev,
+		 struct tally_counts *after)
+{
+	struct tally_counts tmp = { 0 };
+	int rc;
+
+	if (after)
+		memset(after, 0, sizeof(*after));
+	if (!sender_ok(sender) || !event_ok(ev))
+		return -1;
+	{
+		WITH_CONN(t, conn);
+		rc = t->be->record(t, conn, sender, ev, after ? after : &tmp);
+	}
+	tally_counts_free(&tmp);
+	if (rc < 0 && after)
+		tally_counts_free(after);
+	return rc;
+}
+
+int tally_counts(struct tally *t, const char *sender, time_t now, struct tally_counts *out)
+{
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!sender_ok(sender))
+		return -1;
+	{
+		WITH_CONN(t, conn);
+		rc = t->be->counts(t, conn, sender, now, out);
+	}
+	if (rc < 0)
+		tally_counts_free(out);
+	return rc;
+}
+
+int tally_count_of(const struct tally_counts *c, const char *category)
+{
+	size_t i;
+
+	if (!c || !category)
+		return 0;
+	for (i = 0; i < c->n; i++)
+		if (strcmp(c->v[i].category, category) == 0)
+			return c->v[i].count;
+	return 0;
+}
+
+void tally_counts_free(struct tally_counts *c)
+{
+	size_t i;
+
+	if (!c)
+		return;
+	for (i = 0; i < c->n; i++)
+		free(c->v[i].category);
+	free(c->v);
+	c->v = NULL;
+	c->n = 0;
+}
+
+int tally_seen(struct tally *t, const char *sender, time_t *first, time_t *last)
+{
+	*first = *last = 0;
+	if (!sender_ok(sender))
+		return -1;
+	{
+		WITH_CONN(t, conn);
+		return t->be->seen(t, conn, sender, first, last);
+	}
+}
+
+int tally_history(struct tally *t, const char *sender, size_t max, struct tally_history *out)
+{
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!sender_ok(sender))
+		return -1;
+	if (max > 1000)
+		max = 1000;
+	if (max == 0)
+		return 0;
+	{
+		WITH_CONN(t, conn);
+		rc = t->be->history(t, conn, sender, max, out);
+	}
+	if (rc < 0)
+		tally_history_free(out);
+	return rc;
+}
+
+void tally_history_free(struct tally_history *h)
+{
+	size_t i;
+
+	if (!h)
+		return;
+	for (i = 0; i < h->n; i++) {
+		free(h->v[i].message_id);
+		free(h->v[i].subject);
+		free(h->v[i].categories);
+		free(h->v[i].rules);
+	}
+	free(h->v);
+	h->v = NULL;
+	h->n = 0;
+}
+
+/* kind_ok - draft kinds are short names ("apology") */
+static int kind_ok(const char *kind)
+{
+	if (!kind || !*kind || strnlen(kind, 33) > 32 || strpbrk(kind, ": \t\r\n")) {
+		tally_set_error("invalid draft kind");
+		return 0;
+	}
+	return 1;
+}
+
+int tally_draft_claim(struct tally *t, const char *sender, const char *kind, time_t now)
+{
+	if (!sender_ok(sender) || !kind_ok(kind))
+		return -1;
+	{
+		WITH_CONN(t, conn);
+		return t->be->claim(t, conn, sender, kind, now);
+	}
+}
+
+int tally_draft_unclaim(struct tally *t, const char *sender, const char *kind, time_t when)
+{
+	if (!sender_ok(sender) || !kind_ok(kind))
+		return -1;
+	{
+		WITH_CONN(t, conn);
+		return t->be->unclaim(t, conn, sender, kind, when);
+	}
+}
+
+int tally_top(struct tally *t, size_t n, struct tally_sender_summary **out, size_t *nout)
+{
+	int rc;
+
+	*out = NULL;
+	*nout = 0;
+	if (n > 10000)
+		n = 10000;
+	if (n == 0)
+		return 0;
+	{
+		WITH_CONN(t, conn);
+		rc = t->be->top(t, conn, n, clock_now(), out, nout);
+	}
+	if (rc < 0) {
+		tally_top_free(*out, *nout);
+		*out = NULL;
+		*nout = 0;
+	}
+	return rc;
+}
+
+void tally_top_free(struct tally_sender_summary *v, size_t n)
+{
+	size_t i;
+
+	if (!v)
+		return;
+	for (i = 0; i < n; i++)
+		free(v[i].sender);
+	free(v);
+}
+
+int tally_reset(struct tally *t, const char *sender)
+{
+	if (!sender_ok(sender))
+		return -1;
+	{
+		WITH_CONN(t, conn);
+		return t->be->reset(t, conn, sender);
+	}
+}
+
+int tally_forget(struct tally *t, const char *sender)
+{
+	if (!sender_ok(sender))
+		return -1;
+	{
+		WITH_CONN(t, conn);
+		return t->be->forget(t, conn, sender);
+	}
+}
+
+int tally_prune(struct tally *t, time_t now)
+{
+	WITH_CONN(t, conn);
+	return t->be->prune(t, conn, now);
+}

@@ -1,0 +1,94 @@
+/*
+ * tally_int.h - what tally.c shares with its backends (tally_sqlite.c, tally_redis.c); private
+ *
+ * tally.c owns the shared handle, the spec parsing, sender validation and the per-thread
+ * connection slots; a backend supplies a table of functions that work on one connection of
+ * the calling thread. Backends never see another thread's connection.
+ *
+ * OWNERSHIP  conn_new() returns a connection owned by tally.c, which gives it back to
+ *            conn_free() when the thread exits or the tally is closed.
+ * DIAGNOSTICS  backends report a failure with tally_set_error() and return -1.
+ */
+#ifndef AMENDS_TALLY_INT_H
+#define AMENDS_TALLY_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include "tally.h"
+
+/* Bounds on what one incident may store (text written by a stranger). */
+#define TALLY_FIELD_MAX 512          /* message id, subject */
+#define TALLY_RULES_MAX 1024         /* comma-separated rule names */
+#define TALLY_CATEGORY_MAX 64
+
+/* The settings a tally copies from the config at open time (it may outlive a reload). */
+struct tally_settings {
+	long long window_s;
+	long long retention_s;
+	long long dedupe_s;
+	int incidents;
+	int busy_timeout_ms;            /* clamped to 0..1000 */
+	const char *sync_pragma;        /* "PRAGMA synchronous = FULL" (default), EXTRA or NORMAL */
+	int redis_timeout_ms;           /* clamped to 1..1000 */
+	char *redis_prefix;
+	char *redis_password;
+};
+
+struct tally_slot;
+
+struct tally_backend {
+	const char *name;
+	/* Shared state from the part of the spec after "sqlite:" / "redis:". */
+	int (*open)(struct tally *t, const char *where, char **err);
+	void (*close)(struct tally *t);
+	/* This thread's connection; NULL with tally_set_error(). */
+	void *(*conn_new)(struct tally *t);
+	void (*conn_free)(void *conn);
+	int (*record)(struct tally *t, void *conn, const char *sender,
+		      const struct tally_event *ev, struct tally_counts *after);
+	int (*counts)(struct tally *t, void *conn, const char *sender, time_t now,
+		      struct tally_counts *out);
+	int (*seen)(struct tally *t, void *conn, const char *sender, time_t *first, time_t *last);
+	int (*history)(struct tally *t, void *conn, const char *sender, size_t max,
+		       struct tally_history *out);
+	int (*claim)(struct tally *t, void *conn, const char *sender, const char *kind, time_t now);
+	int (*unclaim)(struct tally *t, void *conn, const char *sender, const char *kind,
+		       time_t when);
+	int (*top)(struct tally *t, void *conn, size_t n, time_t now,
+		   struct tally_sender_summary **out, size_t *nout);
+	int (*reset)(struct tally *t, void *conn, const char *sender);
+	int (*forget)(struct tally *t, void *conn, const char *sender);
+	int (*prune)(struct tally *t, void *conn, time_t now);
+};
+
+struct tally {
+	uint64_t id;                    /* unique per process, never reused */
+	const struct tally_backend *be;
+	struct tally_settings set;
+	void *state;                    /* the backend's shared state */
+	struct tally_slot *slots;       /* every thread's connection (under the global slot lock) */
+};
+
+extern const struct tally_backend tally_sqlite_backend;
+extern const struct tally_backend tally_redis_backend;
+
+/* Record why this thread's last call failed (printf-style, truncated to a short line). */
+void tally_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* An incident's text fields, cleaned and bounded for storage (tally_incident_fields). */
+struct tally_fields {
+	char *message_id, *subject, *rules, *categories;
+};
+
+/* Fill f from ev; 0, or -1 when out of memory (f is then already released). */
+int tally_incident_fields(const struct tally_event *ev, struct tally_fields *f);
+void tally_incident_fields_free(struct tally_fields *f);
+/* Copy s for storage: controls become spaces, invalid UTF-8 becomes U+FFFD, at most max bytes
+ * cut on a character boundary; NULL s gives "". NULL only when out of memory. */
+char *tally_field_copy(const char *s, size_t max);
+/* Append one count to out (the category is copied). 0 or -1 (out of memory). */
+int tally_counts_push(struct tally_counts *out, const char *category, size_t len, int count,
+		      time_t first, time_t last);
+/* Comma-joined categories of an event, each at most TALLY_CATEGORY_MAX bytes; malloc'd. */
+char *tally_event_categories(const struct tally_event *ev);
+
+#endif

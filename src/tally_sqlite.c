@@ -1,0 +1,687 @@
+/*
+ * tally_sqlite.c - the embedded tally store: one SQLite file, a connection per thread
+ *
+ * WAL, so readers never wait for the writer; every write is one BEGIN IMMEDIATE transaction
+ * (a deferred one that reads first can fail busy whatever the timeout), with a busy timeout of
+ * at most a second; synchronous FULL by default (a committed tally survives a power cut; NORMAL
+ * may lose the last transactions on power loss but never corrupts). Statements are prepared
+ * once per connection and reused. The schema is versioned with PRAGMA user_version and
+ * upgraded step by step at open; a file from a newer amends is refused.
+ *
+ * Tables: events (one row per message and category: windowed counts are COUNT over ts),
+ * incidents (the last N messages per sender, cited by drafts), drafts (last claim per sender
+ * and kind, for the dedupe), senders (first and last seen). Pruned by retention, hourly.
+ *
+ * OWNERSHIP  the shared state is the path; each connection owns its sqlite3 handle and
+ *            statements and is closed by conn_free().
+ * DIAGNOSTICS  busy, full disk and I/O errors return -1 with "busy: ...", "disk full: ..." or
+ *              "io error: ..." in tally_error(); the caller counts the failure and accepts the mail.
+ */
+#include "tally_int.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "util.h"
+
+#define SQ_PRUNE_EVERY_S 3600
+
+/* Schema steps: step i takes user_version i to i+1. Append, never edit a released step. */
+static const char *const sq_schema[] = {
+	/* 1: initial schema */
+	"CREATE TABLE senders(sender TEXT PRIMARY KEY, first_seen INTEGER NOT NULL,"
+	"  last_seen INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX senders_last ON senders(last_seen);"
+	"CREATE TABLE events(id INTEGER PRIMARY KEY, sender TEXT NOT NULL, category TEXT NOT NULL,"
+	"  ts INTEGER NOT NULL, message_id TEXT NOT NULL DEFAULT '');"
+	"CREATE INDEX events_sender ON events(sender, category, ts);"
+	"CREATE INDEX events_ts ON events(ts);"
+	"CREATE TABLE incidents(id INTEGER PRIMARY KEY, sender TEXT NOT NULL, ts INTEGER NOT NULL,"
+	"  message_id TEXT NOT NULL, subject TEXT NOT NULL, categories TEXT NOT NULL,"
+	"  rules TEXT NOT NULL);"
+	"CREATE INDEX incidents_sender ON incidents(sender, ts, id);"
+	"CREATE INDEX incidents_ts ON incidents(ts);"
+	"CREATE TABLE drafts(sender TEXT NOT NULL, kind TEXT NOT NULL, ts INTEGER NOT NULL,"
+	"  PRIMARY KEY(sender, kind)) WITHOUT ROWID;"
+	"CREATE INDEX drafts_ts ON drafts(ts);",
+};
+#define SQ_SCHEMA_VERSION ((int)UTIL_ARRAY_LEN(sq_schema))
+
+enum sq_stmt {
+	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
+	ST_SENDER_UPSERT, ST_EVENT_INSERT, ST_INCIDENT_INSERT, ST_INCIDENT_TRIM,
+	ST_COUNTS, ST_SEEN, ST_HISTORY, ST_CLAIM, ST_UNCLAIM, ST_TOP,
+	ST_DEL_EVENTS, ST_DEL_INCIDENTS, ST_DEL_DRAFTS, ST_DEL_SENDER,
+	ST_PRUNE_EVENTS, ST_PRUNE_INCIDENTS, ST_PRUNE_DRAFTS, ST_PRUNE_SENDERS,
+	ST_COUNT
+};
+
+static const char *const sq_sql[ST_COUNT] = {
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_SENDER_UPSERT] = "INSERT INTO senders(sender, first_seen, last_seen) VALUES(?1, ?2, ?2)"
+		" ON CONFLICT(sender) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),"
+		" last_seen = max(last_seen, excluded.last_seen)",
+	[ST_EVENT_INSERT] = "INSERT INTO events(sender, category, ts, message_id) VALUES(?1, ?2, ?3, ?4)",
+	[ST_INCIDENT_INSERT] = "INSERT INTO incidents(sender, ts, message_id, subject, categories, rules)"
+		" VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+	[ST_INCIDENT_TRIM] = "DELETE FROM incidents WHERE sender = ?1 AND id NOT IN"
+		" (SELECT id FROM incidents WHERE sender = ?1 ORDER BY ts DESC, id DESC LIMIT ?2)",
+	[ST_COUNTS] = "SELECT category, count(*), min(ts), max(ts) FROM events"
+		" WHERE sender = ?1 AND ts >= ?2 GROUP BY category ORDER BY category",
+	[ST_SEEN] = "SELECT first_seen, last_seen FROM senders WHERE sender = ?1",
+	[ST_HISTORY] = "SELECT ts, message_id, subject, categories, rules FROM incidents"
+		" WHERE sender = ?1 ORDER BY ts DESC, id DESC LIMIT ?2",
+	[ST_CLAIM] = "INSERT INTO drafts(sender, kind, ts) VALUES(?1, ?2, ?3)"
+		" ON CONFLICT(sender, kind) DO UPDATE SET ts = excluded.ts WHERE drafts.ts <= ?4",
+	[ST_UNCLAIM] = "DELETE FROM drafts WHERE sender = ?1 AND kind = ?2 AND ts = ?3",
+	[ST_TOP] = "SELECT e.sender, count(*) AS n, s.last_seen FROM events e"
+		" JOIN senders s ON s.sender = e.sender WHERE e.ts >= ?1"
+		" GROUP BY e.sender ORDER BY n DESC, s.last_seen DESC, e.sender LIMIT ?2",
+	[ST_DEL_EVENTS] = "DELETE FROM events WHERE sender = ?1",
+	[ST_DEL_INCIDENTS] = "DELETE FROM incidents WHERE sender = ?1",
+	[ST_DEL_DRAFTS] = "DELETE FROM drafts WHERE sender = ?1",
+	[ST_DEL_SENDER] = "DELETE FROM senders WHERE sender = ?1",
+	[ST_PRUNE_EVENTS] = "DELETE FROM events WHERE ts < ?1",
+	[ST_PRUNE_INCIDENTS] = "DELETE FROM incidents WHERE ts < ?1",
+	[ST_PRUNE_DRAFTS] = "DELETE FROM drafts WHERE ts < ?1",
+	[ST_PRUNE_SENDERS] = "DELETE FROM senders WHERE last_seen < ?1",
+};
+
+struct sq_state {
+	char *path;
+};
+
+struct sq_conn {
+	sqlite3 *db;
+	sqlite3_stmt *st[ST_COUNT];
+	time_t last_prune;
+};
+
+/* ---- errors --------------------------------------------------------------------------------- */
+
+static const char *sq_class(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return "busy";
+	case SQLITE_FULL:
+		return "disk full";
+	case SQLITE_IOERR:
+	case SQLITE_CANTOPEN:
+	case SQLITE_READONLY:
+		return "io error";
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return "corrupt";
+	case SQLITE_NOMEM:
+		return "out of memory";
+	default:
+		return "error";
+	}
+}
+
+/* sq_fail - record why, undo an open transaction, return -1 */
+static int sq_fail(struct sq_conn *c, const char *what, int rc)
+{
+	tally_set_error("%s: sqlite %s: %s", sq_class(rc), what,
+			c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+	if (c->db && !sqlite3_get_autocommit(c->db)) {
+		sqlite3_stmt *rb = c->st[ST_ROLLBACK];
+
+		/* A statement that failed may have rolled back already; either way end it. */
+		if (rb) {
+			(void)sqlite3_step(rb);
+			(void)sqlite3_reset(rb);
+		} else
+			(void)sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	return -1;
+}
+
+/* sq_run - step a statement that returns no rows, then reset it */
+static int sq_run(struct sq_conn *c, enum sq_stmt which)
+{
+	sqlite3_stmt *st = c->st[which];
+	int rc = sqlite3_step(st);
+
+	(void)sqlite3_reset(st);
+	(void)sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE)
+		return sq_fail(c, sq_sql[which], rc);
+	return 0;
+}
+
+static int sq_begin(struct sq_conn *c)
+{
+	return sq_run(c, ST_BEGIN);
+}
+
+static int sq_commit(struct sq_conn *c)
+{
+	return sq_run(c, ST_COMMIT);
+}
+
+/* ---- schema --------------------------------------------------------------------------------- */
+
+static int sq_user_version(sqlite3 *db, int *v)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*v = sqlite3_column_int(st, 0);
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* sq_migrate - bring the schema to SQ_SCHEMA_VERSION; hard error text in *err */
+static int sq_migrate(sqlite3 *db, const char *path, char **err)
+{
+	char buf[512];
+	int v = 0, rc, i;
+
+	rc = sq_user_version(db, &v);
+	if (rc == SQLITE_OK && v == SQ_SCHEMA_VERSION)
+		return 0;
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	/* Another process may have migrated while we waited for the lock: read again inside. */
+	if (rc == SQLITE_OK)
+		rc = sq_user_version(db, &v);
+	if (rc == SQLITE_OK && v > SQ_SCHEMA_VERSION) {
+		if (snprintf(buf, sizeof(buf), "tally: %s has schema version %d, newer than this amends "
+			     "(%d)", path, v, SQ_SCHEMA_VERSION) >= (int)sizeof(buf))
+			buf[sizeof(buf) - 1] = '\0';
+		*err = util_strdup(buf);
+		(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	for (i = v; rc == SQLITE_OK && i < SQ_SCHEMA_VERSION; i++)
+		rc = sqlite3_exec(db, sq_schema[i], NULL, NULL, NULL);
+	if (rc == SQLITE_OK && v < SQ_SCHEMA_VERSION) {
+		if (snprintf(buf, sizeof(buf), "PRAGMA user_version = %d", SQ_SCHEMA_VERSION) < 0)
+			return -1;
+		rc = sqlite3_exec(db, buf, NULL, NULL, NULL);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		if (snprintf(buf, sizeof(buf), "tally: %s: schema upgrade failed: %s", path,
+			     sqlite3_errmsg(db)) >= (int)sizeof(buf))
+			buf[sizeof(buf) - 1] = '\0';
+		*err = util_strdup(buf);
+		if (!sqlite3_get_autocommit(db))
+			(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- connections ---------------------------------------------------------------------------- */
+
+static void sq_conn_free(void *p)
+{
+	struct sq_conn *c = p;
+	int i;
+
+	if (!c)
+		return;
+	for (i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(c->st[i]);
+	sqlite3_close(c->db);
+	free(c);
+}
+
+/* sq_conn_open - a connection with the per-connection settings; prepare statements too */
+static struct sq_conn *sq_conn_open(struct tally *t, const char *path, int flags, bool prepare)
+{
+	struct sq_conn *c;
+	int rc, i;
+
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		tally_set_error("out of memory");
+		return NULL;
+	}
+	/* NOMUTEX: a connection is used by one thread at a time (tally.c guarantees it). */
+	rc = sqlite3_open_v2(path, &c->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		sq_fail(c, "open", rc);
+		sq_conn_free(c);
+		return NULL;
+	}
+	sqlite3_extended_result_codes(c->db, 1);
+	sqlite3_busy_timeout(c->db, t->set.busy_timeout_ms);
+	rc = sqlite3_exec(c->db, t->set.sync_pragma, NULL, NULL, NULL);
+	for (i = 0; prepare && rc == SQLITE_OK && i < ST_COUNT; i++)
+		rc = sqlite3_prepare_v3(c->db, sq_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c->st[i], NULL);
+	if (rc != SQLITE_OK) {
+		sq_fail(c, "connection setup", rc);
+		sq_conn_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static void *sq_conn_new(struct tally *t)
+{
+	struct sq_state *s = t->state;
+
+	/* READWRITE without CREATE: a database deleted under us is an error, not a fresh file. */
+	return sq_conn_open(t, s->path, SQLITE_OPEN_READWRITE, true);
+}
+
+static int sq_open(struct tally *t, const char *where, char **err)
+{
+	struct sq_state *s;
+	struct sq_conn *c;
+	char buf[512];
+	char *mode = NULL;
+	int rc;
+
+	if (!*where) {
+		*err = util_strdup("tally: sqlite: no database path");
+		return -1;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s || !(s->path = util_strdup(where))) {
+		free(s);
+		*err = util_strdup("tally: out of memory");
+		return -1;
+	}
+	c = sq_conn_open(t, s->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, false);
+	if (!c) {
+		if (snprintf(buf, sizeof(buf), "tally: %s: %s", s->path, tally_error()) >= (int)sizeof(buf))
+			buf[sizeof(buf) - 1] = '\0';
+		*err = util_strdup(buf);
+		goto fail;
+	}
+	/* WAL is a property of the file: set once here, every later connection inherits it. */
+	rc = sqlite3_exec(c->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_stmt *st;
+
+		rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode", -1, &st, NULL);
+		if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+			mode = util_strdup((const char *)sqlite3_column_text(st, 0));
+		if (rc == SQLITE_OK)
+			sqlite3_finalize(st);
+	}
+	if (rc != SQLITE_OK || !mode || strcmp(mode, "wal") != 0) {
+		if (snprintf(buf, sizeof(buf), "tally: %s: cannot enable WAL: %s", s->path,
+			     sqlite3_errmsg(c->db)) >= (int)sizeof(buf))
+			buf[sizeof(buf) - 1] = '\0';
+		*err = util_strdup(buf);
+		free(mode);
+		sq_conn_free(c);
+		goto fail;
+	}
+	free(mode);
+	rc = sq_migrate(c->db, s->path, err);
+	sq_conn_free(c);
+	if (rc < 0)
+		goto fail;
+	t->state = s;
+	return 0;
+fail:
+	free(s->path);
+	free(s);
+	return -1;
+}
+
+static void sq_close(struct tally *t)
+{
+	struct sq_state *s = t->state;
+
+	if (!s)
+		return;
+	free(s->path);
+	free(s);
+	t->state = NULL;
+}
+
+/* ---- reads ---------------------------------------------------------------------------------- */
+
+/* sq_read_counts - counts of every category in the window [now - window, ...) */
+static int sq_read_counts(struct tally *t, struct sq_conn *c, const char *sender, time_t now,
+			  struct tally_counts *out)
+{
+	sqlite3_stmt *st = c->st[ST_COUNTS];
+	int rc;
+
+	sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)now - t->set.window_s);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *cat = (const char *)sqlite3_column_text(st, 0);
+
+		if (tally_counts_push(out, cat ? cat : "", (size_t)sqlite3_column_bytes(st, 0),
+				      sqlite3_column_int(st, 1), (time_t)sqlite3_column_int64(st, 2),
+				      (time_t)sqlite3_column_int64(st, 3)) < 0) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+	}
+	(void)sqlite3_reset(st);
+	(void)sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE)
+		return sq_fail(c, "counts", rc);
+	return 0;
+}
+
+static int sq_counts(struct tally *t, void *conn, const char *sender, time_t now,
+		     struct tally_counts *out)
+{
+	return sq_read_counts(t, conn, sender, now, out);
+}
+
+static int sq_seen(struct tally *t, void *conn, const char *sender, time_t *first, time_t *last)
+{
+	struct sq_conn *c = conn;
+	sqlite3_stmt *st = c->st[ST_SEEN];
+	int rc, found = 0;
+
+	sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*first = (time_t)sqlite3_column_int64(st, 0);
+		*last = (time_t)sqlite3_column_int64(st, 1);
+		found = 1;
+		rc = SQLITE_DONE;
+	}
+	(void)sqlite3_reset(st);
+	(void)sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE)
+		return sq_fail(c, "seen", rc);
+	return found;
+}
+
+static char *sq_col_dup(sqlite3_stmt *st, int col)
+{
+	const char *s = (const char *)sqlite3_column_text(st, col);
+
+	return util_strndup(s ? s : "", (size_t)sqlite3_column_bytes(st, col));
+}
+
+static int sq_history(struct tally *t, void *conn, const char *sender, size_t max,
+		      struct tally_history *out)
+{
+	struct sq_conn *c = conn;
+	sqlite3_stmt *st = c->st[ST_HISTORY];
+	int rc = SQLITE_DONE;
+
+	out->v = calloc(max, sizeof(*out->v));
+	if (!out->v) {
+		tally_set_error("out of memory");
+		return -1;
+	}
+	sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+	while (out->n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct tally_incident *in = &out->v[out->n++];
+
+		in->when = (time_t)sqlite3_column_int64(st, 0);
+		in->message_id = sq_col_dup(st, 1);
+		in->subject = sq_col_dup(st, 2);
+		in->categories = sq_col_dup(st, 3);
+		in->rules = sq_col_dup(st, 4);
+		if (!in->message_id || !in->subject || !in->categories || !in->rules) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+	}
+	if (out->n == max && rc == SQLITE_ROW)
+		rc = SQLITE_DONE;
+	(void)sqlite3_reset(st);
+	(void)sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE)
+		return sq_fail(c, "history", rc);
+	return 0;
+}
+
+static int sq_top(struct tally *t, void *conn, size_t n, time_t now,
+		  struct tally_sender_summary **out, size_t *nout)
+{
+	struct sq_conn *c = conn;
+	sqlite3_stmt *st = c->st[ST_TOP];
+	int rc = SQLITE_DONE;
+
+	*out = calloc(n, sizeof(**out));
+	if (!*out) {
+		tally_set_error("out of memory");
+		return -1;
+	}
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)now - t->set.window_s);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)n);
+	while (*nout < n && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct tally_sender_summary *s = &(*out)[(*nout)++];
+
+		s->sender = sq_col_dup(st, 0);
+		s->total = sqlite3_column_int(st, 1);
+		s->last_seen = (time_t)sqlite3_column_int64(st, 2);
+		if (!s->sender) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+	}
+	if (*nout == n && rc == SQLITE_ROW)
+		rc = SQLITE_DONE;
+	(void)sqlite3_reset(st);
+	(void)sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE)
+		return sq_fail(c, "top", rc);
+	return 0;
+}
+
+/* ---- writes --------------------------------------------------------------------------------- */
+
+static int sq_prune_conn(struct tally *t, struct sq_conn *c, time_t now)
+{
+	sqlite3_int64 cut = (sqlite3_int64)now - t->set.retention_s;
+	sqlite3_int64 dcut = (sqlite3_int64)now -
+		(t->set.dedupe_s > t->set.retention_s ? t->set.dedupe_s : t->set.retention_s);
+
+	if (sq_begin(c) < 0)
+		return -1;
+	sqlite3_bind_int64(c->st[ST_PRUNE_EVENTS], 1, cut);
+	if (sq_run(c, ST_PRUNE_EVENTS) < 0)
+		return -1;
+	sqlite3_bind_int64(c->st[ST_PRUNE_INCIDENTS], 1, cut);
+	if (sq_run(c, ST_PRUNE_INCIDENTS) < 0)
+		return -1;
+	sqlite3_bind_int64(c->st[ST_PRUNE_DRAFTS], 1, dcut);
+	if (sq_run(c, ST_PRUNE_DRAFTS) < 0)
+		return -1;
+	sqlite3_bind_int64(c->st[ST_PRUNE_SENDERS], 1, cut);
+	if (sq_run(c, ST_PRUNE_SENDERS) < 0)
+		return -1;
+	if (sq_commit(c) < 0)
+		return -1;
+	c->last_prune = now;
+	return 0;
+}
+
+static int sq_prune(struct tally *t, void *conn, time_t now)
+{
+	return sq_prune_conn(t, conn, now);
+}
+
+/* sq_record_rows - the inserts of one message; inside the caller's transaction */
+static int sq_record_rows(struct tally *t, struct sq_conn *c, const char *sender,
+			  const struct tally_event *ev, time_t when)
+{
+	struct tally_fields f;
+	sqlite3_stmt *st;
+	int rc = -1;
+	size_t i;
+
+	if (tally_incident_fields(ev, &f) < 0)
+		return sq_fail(c, "record", SQLITE_NOMEM);
+	st = c->st[ST_SENDER_UPSERT];
+	sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)when);
+	if (sq_run(c, ST_SENDER_UPSERT) < 0)
+		goto out;
+	for (i = 0; i < ev->n_categories; i++) {
+		st = c->st[ST_EVENT_INSERT];
+		sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, ev->categories[i], -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)when);
+		sqlite3_bind_text(st, 4, f.message_id, -1, SQLITE_STATIC);
+		if (sq_run(c, ST_EVENT_INSERT) < 0)
+			goto out;
+	}
+	if (t->set.incidents > 0) {
+		st = c->st[ST_INCIDENT_INSERT];
+		sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)when);
+		sqlite3_bind_text(st, 3, f.message_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, f.subject, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 5, f.categories, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 6, f.rules, -1, SQLITE_STATIC);
+		if (sq_run(c, ST_INCIDENT_INSERT) < 0)
+			goto out;
+		st = c->st[ST_INCIDENT_TRIM];
+		sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, t->set.incidents);
+		if (sq_run(c, ST_INCIDENT_TRIM) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	tally_incident_fields_free(&f);
+	return rc;
+}
+
+static int sq_record(struct tally *t, void *conn, const char *sender,
+		     const struct tally_event *ev, struct tally_counts *after)
+{
+	struct sq_conn *c = conn;
+	time_t when = ev->when > 0 ? ev->when : clock_now();
+
+	if (ev->n_categories == 0)
+		return sq_read_counts(t, c, sender, when, after);
+	if (sq_begin(c) < 0)
+		return -1;
+	/* The counts are read inside the write transaction: exactly what this commit produced. */
+	if (sq_record_rows(t, c, sender, ev, when) < 0 ||
+	    sq_read_counts(t, c, sender, when, after) < 0)
+		return -1;
+	if (sq_commit(c) < 0) {
+		tally_counts_free(after);
+		return -1;
+	}
+	if (when - c->last_prune >= SQ_PRUNE_EVERY_S && sq_prune_conn(t, c, when) < 0)
+		log_debug("tally: prune skipped: %s", tally_error());   /* retried next hour */
+	return 0;
+}
+
+static int sq_claim(struct tally *t, void *conn, const char *sender, const char *kind, time_t now)
+{
+	struct sq_conn *c = conn;
+	sqlite3_stmt *st = c->st[ST_CLAIM];
+	int changed;
+
+	if (sq_begin(c) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)now);
+	/* blocked while a claim lies within (now - dedupe, ...] */
+	sqlite3_bind_int64(st, 4, (sqlite3_int64)now - t->set.dedupe_s);
+	if (sq_run(c, ST_CLAIM) < 0)
+		return -1;
+	changed = sqlite3_changes(c->db);
+	if (sq_commit(c) < 0)
+		return -1;
+	return changed > 0 ? 1 : 0;
+}
+
+static int sq_unclaim(struct tally *t, void *conn, const char *sender, const char *kind,
+		      time_t when)
+{
+	struct sq_conn *c = conn;
+	sqlite3_stmt *st = c->st[ST_UNCLAIM];
+
+	if (sq_begin(c) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)when);
+	if (sq_run(c, ST_UNCLAIM) < 0)
+		return -1;
+	return sq_commit(c);
+}
+
+/* sq_delete_sender - run the given per-sender deletes in one transaction */
+static int sq_delete_sender(struct sq_conn *c, const char *sender, const enum sq_stmt *which,
+			    size_t n)
+{
+	size_t i;
+
+	if (sq_begin(c) < 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		sqlite3_bind_text(c->st[which[i]], 1, sender, -1, SQLITE_STATIC);
+		if (sq_run(c, which[i]) < 0)
+			return -1;
+	}
+	return sq_commit(c);
+}
+
+static int sq_reset(struct tally *t, void *conn, const char *sender)
+{
+	/* The sender stays known (first/last seen) and the dedupe stays: a reset must not make
+	 * amends write the same customer a second letter within the week. */
+	static const enum sq_stmt which[] = { ST_DEL_EVENTS, ST_DEL_INCIDENTS };
+
+	return sq_delete_sender(conn, sender, which, UTIL_ARRAY_LEN(which));
+}
+
+static int sq_forget(struct tally *t, void *conn, const char *sender)
+{
+	static const enum sq_stmt which[] = {
+		ST_DEL_EVENTS, ST_DEL_INCIDENTS, ST_DEL_DRAFTS, ST_DEL_SENDER
+	};
+	struct sq_conn *c = conn;
+	int rc;
+
+	/* A privacy request: overwrite the freed pages, then fold the WAL back into the file so
+	 * no old page with the address lingers there (both best effort after the delete). */
+	(void)sqlite3_exec(c->db, "PRAGMA secure_delete = ON", NULL, NULL, NULL);
+	rc = sq_delete_sender(c, sender, which, UTIL_ARRAY_LEN(which));
+	(void)sqlite3_exec(c->db, "PRAGMA secure_delete = OFF", NULL, NULL, NULL);
+	if (rc == 0)
+		(void)sqlite3_exec(c->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+	return rc;
+}
+
+const struct tally_backend tally_sqlite_backend = {
+	.name = "sqlite",
+	.open = sq_open,
+	.close = sq_close,
+	.conn_new = sq_conn_new,
+	.conn_free = sq_conn_free,
+	.record = sq_record,
+	.counts = sq_counts,
+	.seen = sq_seen,
+	.history = sq_history,
+	.claim = sq_claim,
+	.unclaim = sq_unclaim,
+	.top = sq_top,
+	.reset = sq_reset,
+	.forget = sq_forget,
+	.prune = sq_prune,
+};

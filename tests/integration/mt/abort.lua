@@ -1,0 +1,20 @@
+-- abort.lua - abort in the middle of the body; the next message on the connection is clean
+dofile(mtdir .. "/common.lua")
+
+local conn = open(nil, nil, nil)
+envelope(conn, "MT0000005", "mallory@example.net", "support@shop.example")
+headers(conn, FORGED)
+check(mt.bodystring(conn, "first half of the body\r\n") == nil, "mt.bodystring() failed")
+check(mt.abort(conn) == nil, "mt.abort() failed")
+ok("aborted in the middle of the body")
+message(conn, "MT0000006", CLEAN, CLEAN_BODY)
+tagged(conn, "after abort")
+check(not mt.eom_check(conn, MT_HDRDELETE), "deletions of the aborted message leaked")
+ok("next message after abort: tagged, nothing leaked")
+-- abort right after MAIL FROM, then a message again
+envelope(conn, "MT0000007", "mallory@example.net", "support@shop.example")
+check(mt.abort(conn) == nil, "mt.abort() failed")
+message(conn, "MT0000008", CLEAN, CLEAN_BODY)
+tagged(conn, "after early abort")
+ok("abort after MAIL FROM, then a message")
+mt.disconnect(conn)

@@ -1,0 +1,15 @@
+-- three.lua - three messages on one connection: forged, clean, forged; no state crosses over
+dofile(mtdir .. "/common.lua")
+
+local conn = open(nil, nil, nil)
+message(conn, "MT0000011", FORGED, "Nothing to see here.\r\n")
+forged_removed(conn, "message 1")
+tagged(conn, "message 1")
+message(conn, "MT0000012", CLEAN, CLEAN_BODY)
+tagged(conn, "message 2")
+check(not mt.eom_check(conn, MT_HDRDELETE), "message 2: deletions leaked from message 1")
+message(conn, "MT0000013", FORGED, "Nothing to see here.\r\n")
+forged_removed(conn, "message 3")
+tagged(conn, "message 3")
+ok("three messages on one connection, each handled on its own")
+mt.disconnect(conn)

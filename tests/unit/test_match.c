@@ -1,0 +1,661 @@
+/*
+ * test_match.c - matching within limits: targets, caps, limit hits, the ReDoS time bound,
+ * windowed matching equal to one plain pcre2_match, JIT and interpreter, threads, prefilter.
+ *
+ * AMENDS_TEST_SLOW=1 (valgrind, sanitizers) relaxes the time assertions.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "match.h"
+#include "rules.h"
+#include "config.h"
+#include "diag.h"
+#include "log.h"
+#include "normalize.h"
+#include "stats.h"
+#include "util.h"
+
+static struct config *cfg;
+static bool slow;
+static bool valgrind;
+
+/* PCRE2's JIT reads a few bytes past the subject in aligned 16-byte loads (harmless, within a
+ * page), which memcheck reports: under valgrind the rules are compiled for the interpreter. */
+static bool under_valgrind(void)
+{
+	const char *p = getenv("LD_PRELOAD");
+
+	return p && strstr(p, "vgpreload") != NULL;
+}
+
+static int setup(void **state)
+{
+	struct diag d;
+
+	diag_init(&d);
+	cfg = config_load(NULL, &d);
+	diag_free(&d);
+	valgrind = under_valgrind();
+	slow = valgrind || getenv("AMENDS_TEST_SLOW") != NULL;
+	if (valgrind)
+		rules_set_jit(false);
+	log_set_level(LOG_LEVEL_ERR);     /* limit hits are logged as warnings: expected here */
+	return cfg ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	config_unref(cfg);
+	match_thread_cleanup();
+	return 0;
+}
+
+static struct ruleset *load(const char *text)
+{
+	struct diag d;
+	struct ruleset *rs;
+
+	diag_init(&d);
+	rs = rules_load_buffer("t.rules", text, strlen(text), cfg, &d);
+	if (!rs)
+		fail_msg("rules do not load: %s", d.n ? d.v[0].text : "?");
+	diag_free(&d);
+	return rs;
+}
+
+static const struct match_hit *hit_of(const struct ruleset *rs, const struct match_result *mr,
+				      const char *name)
+{
+	for (size_t i = 0; i < mr->n_hits; i++)
+		if (!strcmp(rs->rules[mr->hits[i].rule].name, name))
+			return &mr->hits[i];
+	return NULL;
+}
+
+static bool limited(const struct ruleset *rs, const struct match_result *mr, const char *name)
+{
+	for (size_t i = 0; i < mr->n_limit_rules; i++)
+		if (!strcmp(rs->rules[mr->limit_rules[i]].name, name))
+			return true;
+	return false;
+}
+
+/* Limits without a clock: results that must be equal may not depend on the machine's load. */
+static void exact_limits(struct match_limits *lim)
+{
+	match_limits_from_config(cfg, lim);
+	lim->deadline_ms = 0;
+	lim->rule_budget_ms = 0;
+}
+
+/* ---- targets, offsets, one hit per rule --------------------------------------------------- */
+
+static void test_targets(void **state)
+{
+	struct ruleset *rs = load(
+		"rule BODY\ncategory refund\nmatch /money back/\n"
+		"rule SUBJ\ncategory cancellation\ntarget subject\nmatch /cancel/\n"
+		"rule QUOT\ncategory complaint\ntarget quoted\nmatch /worst/\n"
+		"rule FROM\ncategory abuse\ntarget from\nmatch /angry@/\n"
+		"rule HDR\ncategory complaint\ntarget header:X-Priority\nmatch /^1$/\n"
+		"rule HDR2\ncategory complaint\ntarget header:x-mailer\nmatch /outlook/\n"
+		"rule NOT_IN_BODY\ncategory complaint\nmatch /worst/\n"
+		"rule TWICE\ncategory refund\nmatch /money/\n");
+	static const char *const names[] = { "X-Priority", "x-priority", "X-MAILER", "Received" };
+	static const char *const values[] = { "3", "1", "microsoft outlook 16", "from x" };
+	struct match_subjects s = { .n_headers = 0 };
+	struct match_limits lim;
+	struct match_result mr = { 0 };
+	const struct match_hit *h;
+
+	s.text[RULES_TARGET_BODY] = "i want my money back, money now";
+	s.text[RULES_TARGET_SUBJECT] = "please cancel";
+	s.text[RULES_TARGET_QUOTED] = "> the worst";
+	s.text[RULES_TARGET_FROM] = "joe <angry@example.com>";
+	for (int t = 0; t < RULES_TARGET_HEADER; t++)
+		s.len[t] = strlen(s.text[t]);
+	s.header_names = names;
+	s.header_values = values;
+	s.n_headers = 4;
+	match_limits_from_config(cfg, &lim);
+	assert_int_equal(match_run(rs, &s, &lim, &mr), 0);
+	assert_int_equal(mr.n_hits, 7);
+	assert_int_equal(mr.rules_run, 8);
+	h = hit_of(rs, &mr, "BODY");
+	assert_non_null(h);
+	assert_int_equal(h->target, RULES_TARGET_BODY);
+	assert_int_equal(h->offset, 10);
+	assert_int_equal(h->length, 10);
+	assert_int_equal(h->header_index, -1);
+	h = hit_of(rs, &mr, "TWICE");            /* the first match only */
+	assert_int_equal(h->offset, 10);
+	assert_int_equal(hit_of(rs, &mr, "SUBJ")->target, RULES_TARGET_SUBJECT);
+	assert_int_equal(hit_of(rs, &mr, "QUOT")->offset, 6);
+	assert_int_equal(hit_of(rs, &mr, "FROM")->offset, 5);
+	h = hit_of(rs, &mr, "HDR");              /* the second X-Priority header, any case */
+	assert_int_equal(h->header_index, 1);
+	assert_int_equal(h->target, RULES_TARGET_HEADER);
+	assert_int_equal(hit_of(rs, &mr, "HDR2")->header_index, 2);
+	assert_null(hit_of(rs, &mr, "NOT_IN_BODY"));
+	for (size_t i = 0; i < mr.n_hits; i++)
+		for (size_t j = i + 1; j < mr.n_hits; j++)
+			assert_int_not_equal(mr.hits[i].rule, mr.hits[j].rule);
+	/* absent texts: nothing matches, nothing breaks */
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(match_run(rs, &s, &lim, &mr), 0);
+	assert_int_equal(mr.n_hits, 0);
+	assert_int_equal(match_run(NULL, &s, &lim, &mr), 0);
+	match_result_free(&mr);
+	rules_unref(rs);
+}
+
+static void test_cap(void **state)
+{
+	struct ruleset *rs = load("rule END\ncategory refund\nmatch /zz/\n"
+				  "rule ALEF\ncategory refund\nmatch /\xd8\xa7$/\n");
+	struct match_subjects s = { .n_headers = 0 };
+	struct match_limits lim;
+	struct match_result mr = { 0 };
+	char text[64];
+
+	/* "aaaa\xd8\xa7\xd8\xa7...zz": a cap of 7 falls inside the second alef */
+	strcpy(text, "aaaa\xd8\xa7\xd8\xa7 zz");
+	s.text[RULES_TARGET_BODY] = text;
+	s.len[RULES_TARGET_BODY] = strlen(text);
+	match_limits_from_config(cfg, &lim);
+	lim.target_cap_bytes = 7;
+	assert_int_equal(match_run(rs, &s, &lim, &mr), 0);
+	assert_true(mr.cap_hit);
+	assert_null(hit_of(rs, &mr, "END"));
+	/* cut at 6 (a character boundary), so the first alef ends the text */
+	assert_non_null(hit_of(rs, &mr, "ALEF"));
+	assert_int_equal(hit_of(rs, &mr, "ALEF")->offset, 4);
+	lim.target_cap_bytes = 0;
+	assert_int_equal(match_run(rs, &s, &lim, &mr), 0);
+	assert_false(mr.cap_hit);
+	assert_non_null(hit_of(rs, &mr, "END"));
+	assert_null(hit_of(rs, &mr, "ALEF"));
+	match_result_free(&mr);
+	rules_unref(rs);
+}
+
+/* ---- limits and the time bound ------------------------------------------------------------ */
+
+static const char redos_rules[] =
+	"rule REDOS1\ncategory abuse\nmatch /(a+)+$/\n"
+	"rule REDOS2\ncategory abuse\nmatch /(\\w+\\s?)*$/\n"
+	"rule BODY_HIT\ncategory complaint\nmatch /aaaa!aaa/\n"
+	"rule SUBJ_HIT\ncategory refund\ntarget subject\nmatch /refund/\n"
+	"rule LATE_HIT\ncategory cancellation\nmatch /!a{13}!/\n";
+
+static char *aaaa_text(size_t bytes, size_t *len)
+{
+	static const char unit[] = "aaaaaaaaaaaaa!";
+	char *s = malloc(bytes + 1);
+
+	for (size_t i = 0; i < bytes; i++)
+		s[i] = unit[i % (sizeof(unit) - 1)];
+	s[bytes] = '\0';
+	*len = bytes;
+	return s;
+}
+
+static void test_limit_recorded(void **state)
+{
+	struct ruleset *rs = load(redos_rules);
+	struct match_subjects s = { .n_headers = 0 };
+	struct match_limits lim;
+	struct match_result mr = { 0 };
+	uint64_t before = stats_get(STATS_RULE_LIMIT_HITS);
+	long long t0;
+	const char *text = "aaaaaaaaaaaaaaaaaaaaaaaaaaaa!";   /* a x 28 + ! (R4.2) */
+
+	s.text[RULES_TARGET_BODY] = text;
+	s.len[RULES_TARGET_BODY] = strlen(text);
+	s.queue_id = "TESTQ1";
+	match_limits_from_config(cfg, &lim);
+	t0 = util_now_ms();
+	assert_int_equal(match_run(rs, &s, &lim, &mr), 0);
+	if (!slow)
+		assert_true(util_now_ms() - t0 <= 5 + 1);
+	assert_true(limited(rs, &mr, "REDOS1"));
+	assert_null(hit_of(rs, &mr, "REDOS1"));
+	assert_true(stats_get(STATS_RULE_LIMIT_HITS) > before);
+	assert_int_equal(stats_get(STATS_RULE_LIMIT_HITS) - before, mr.n_limit_rules);
+	assert_int_equal(mr.rules_skipped, 0);
+	match_result_free(&mr);
+	rules_unref(rs);
+}
+
+/* R4.3: 70 KB of (a x 13 + !) through the ReDoS rules: the whole phase <= 50 ms, others hit. */
+static void redos_bound(bool jit)
+{
+	struct ruleset *rs;
+	struct match_subjects s = { .n_headers = 0 };
+	struct match_limits lim;
+	struct match_result mr = { 0 };
+	size_t len;
+	char *text = aaaa_text(70 * 1000, &len);
+	long long t0, dt;
+
+	rules_set_jit(jit);
+	rs = load(redos_rules);
+	rules_set_jit(!valgrind);
+	for (size_t i = 0; i < rs->n_rules; i++)
+		assert_int_equal(rs->rules[i].jit, jit);
+	s.text[RULES_TARGET_BODY] = text;
+	s.len[RULES_TARGET_BODY] = len;
+	s.text[RULES_TARGET_SUBJECT] = "refund now";
+	s.len[RULES_TARGET_SUBJECT] = 10;
+	match_limits_from_config(cfg, &lim);
+	if (slow) {                 /* same work, more time: the hits can still be checked */
+		lim.deadline_ms *= 50;
+		lim.rule_budget_ms *= 50;
+	}
+	t0 = util_now_ms();
+	assert_int_equal(match_run(rs, &s, &lim, &mr), 0);
+	dt = util_now_ms() - t0;
+	fprintf(stderr, "# ReDoS phase (%s): %lld ms, elapsed_us %ld, stopped %zu, skipped %zu\n",
+		jit ? "JIT" : "interpreter", dt, mr.elapsed_us, mr.n_limit_rules, mr.rules_skipped);
+	if (!slow)
+		assert_true(dt <= 50);
+	assert_non_null(hit_of(rs, &mr, "BODY_HIT"));
+	assert_non_null(hit_of(rs, &mr, "SUBJ_HIT"));
+	assert_non_null(hit_of(rs, &mr, "LATE_HIT"));
+	assert_true(limited(rs, &mr, "REDOS1"));
+	assert_true(limited(rs, &mr, "REDOS2"));
+	assert_true(mr.cap_hit);
+	assert_int_equal(mr.rules_skipped, 0);
+	match_result_free(&mr);
+	rules_unref(rs);
+	free(text);
+}
+
+static void test_redos_bound_jit(void **state)
+{
+	if (valgrind)
+		skip();
+	redos_bound(true);
+}
+
+static void test_redos_bound_interpreter(void **state)
+{
+	redos_bound(false);
+}
+
+static void test_deadline_skips(void **state)
+{
+	struct strbuf b;
+	struct ruleset *rs;
+	struct match_subjects s = { .n_headers = 0 };
+	struct match_limits lim;
+	struct match_result mr = { 0 };
+	size_t len;
+	char *text = aaaa_text(50 * 1000, &len);
+	uint64_t before = stats_get(STATS_RULES_SKIPPED);
+
+	strbuf_init(&b, 0);
+	for (int i = 0; i < 40; i++)
+		strbuf_printf(&b, "rule R%d\ncategory abuse\nmatch /(a+)+$/\n", i);
+	rs = load(b.s);
+	s.text[RULES_TARGET_BODY] = text;
+	s.len[RULES_TARGET_BODY] = len;
+	match_limits_from_config(cfg, &lim);
+	lim.deadline_ms = 20;
+	lim.rule_budget_ms = 2;
+	assert_int_equal(match_run(rs, &s, &lim, &mr), 0);
+	assert_true(mr.deadline_hit);
+	assert_true(mr.rules_skipped > 0);
+	assert_int_equal(mr.rules_skipped + mr.rules_run, 40);
+	assert_int_equal(stats_get(STATS_RULES_SKIPPED) - before, mr.rules_skipped);
+	if (!slow)
+		assert_true(mr.elapsed_us <= 40 * 1000);   /* 20 ms + one slice, with slack for a loaded CI */
+	match_result_free(&mr);
+	rules_unref(rs);
+	strbuf_free(&b);
+	free(text);
+}
+
+/* ---- windowed matching gives exactly what one pcre2_match gives --------------------------- */
+
+static void test_windows_equal_plain(void **state)
+{
+	static const char *const pats[] = {
+		"/money back/", "/a+b/", "/a+$/", "/\\bword\\b/", "/(?<=x)yz/", "/x.*?z/s", "/x.*z/",
+		"/\\d{3,}/", "/\xd9\xbe\xdb\x8c\xd8\xb3\xdb\x92/", "/(?:ab|abc)d/", "/z$/", "/^a/",
+		"/^b/m", "/\\w+ \\w+!$/", "/(?=.*q)a/", "/b\\B/",
+	};
+	static const char *const texts[] = {
+		"i want my money back", "aaaaaaaab", "xaaaa", "a sword word", "xyz axyz",
+		"x a\nb z", "x...z...z", "12 345678", "\xd9\xbe\xdb\x8c\xd8\xb3\xdb\x92 \xd9\xbe",
+		"abcd", "zzz", "aaa", "a\nb", "hello world!", "qa a", "bb",
+	};
+	struct strbuf rb;
+	struct ruleset *rs;
+	pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+
+	strbuf_init(&rb, 0);
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(pats); i++)
+		strbuf_printf(&rb, "rule P%zu\ncategory refund\nmatch %s\n", i, pats[i]);
+	rs = load(rb.s);
+	for (size_t t = 0; t < UTIL_ARRAY_LEN(texts); t++) {
+		/* pad so that matches sit across many window edges */
+		struct strbuf tb;
+
+		strbuf_init(&tb, 0);
+		for (int k = 0; k < 5; k++) {
+			strbuf_puts(&tb, texts[t]);
+			strbuf_puts(&tb, k % 2 ? " " : "-\xd8\xa7-");
+		}
+		for (size_t w = 1; w <= 33; w += 4) {
+			struct match_subjects s = { .n_headers = 0 };
+			struct match_limits lim;
+			struct match_result mr = { 0 };
+
+			s.text[RULES_TARGET_BODY] = tb.s;
+			s.len[RULES_TARGET_BODY] = tb.len;
+			exact_limits(&lim);
+			lim.window_bytes = w;
+			lim.no_prefilter = true;
+			assert_int_equal(match_run(rs, &s, &lim, &mr), 0);
+			for (size_t r = 0; r < rs->n_rules; r++) {
+				int rc = pcre2_match(rs->rules[r].code, (PCRE2_SPTR)tb.s, tb.len, 0, 0,
+						     md, NULL);
+				const struct match_hit *h = hit_of(rs, &mr, rs->rules[r].name);
+				PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+
+				if ((rc >= 0) != (h != NULL) ||
+				    (h && (h->offset != ov[0] || h->length != ov[1] - ov[0])))
+					fail_msg("pattern %s, text \"%s\", window %zu: plain rc %d "
+						 "at %zu+%zu, windowed %s at %zu+%zu",
+						 pats[r], tb.s, w, rc, rc >= 0 ? (size_t)ov[0] : 0,
+						 rc >= 0 ? (size_t)(ov[1] - ov[0]) : 0,
+						 h ? "hit" : "none", h ? h->offset : 0, h ? h->length : 0);
+			}
+			match_result_free(&mr);
+		}
+		strbuf_free(&tb);
+	}
+	pcre2_match_data_free(md);
+	rules_unref(rs);
+	strbuf_free(&rb);
+}
+
+/* ---- JIT and interpreter agree; threads; a small stack ------------------------------------ */
+
+static const char shared_rules[] =
+	"rule EN_REFUND\ncategory refund\nscore 2\nmatch /\\b(?:refund|money back)\\b/\n"
+	"rule EN_CANCEL\ncategory cancellation\nmatch /\\bcancel(?:led|ling)?\\b/\n"
+	"rule UR_REFUND\ncategory refund\nmatch /\xd9\xbe\xdb\x8c\xd8\xb3\xdb\x92 \xd9\x88\xd8\xa7\xd9\xbe\xd8\xb3/\n"
+	"rule SUBJ\ncategory complaint\ntarget subject\nmatch /worst/\n"
+	"rule REDOS\ncategory abuse\nmatch /(a+)+$/\n"
+	"rule NONE\ncategory abuse\nmatch /idiot/\n";
+
+static char shared_body[4096];
+
+static void fill_subjects(struct match_subjects *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->text[RULES_TARGET_BODY] = shared_body;
+	s->len[RULES_TARGET_BODY] = strlen(shared_body);
+	s->text[RULES_TARGET_SUBJECT] = "the worst";
+	s->len[RULES_TARGET_SUBJECT] = 9;
+}
+
+static void make_shared_body(void)
+{
+	snprintf(shared_body, sizeof(shared_body),
+		 "hello, i cancelled yesterday and want a refund. "
+		 "\xd9\xbe\xdb\x8c\xd8\xb3\xdb\x92 \xd9\x88\xd8\xa7\xd9\xbe\xd8\xb3 "
+		 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!");
+}
+
+static void same_result(const struct match_result *a, const struct match_result *b)
+{
+	assert_int_equal(a->n_hits, b->n_hits);
+	assert_int_equal(a->n_limit_rules, b->n_limit_rules);
+	for (size_t i = 0; i < a->n_hits; i++) {
+		assert_int_equal(a->hits[i].rule, b->hits[i].rule);
+		assert_int_equal(a->hits[i].offset, b->hits[i].offset);
+		assert_int_equal(a->hits[i].length, b->hits[i].length);
+		assert_int_equal(a->hits[i].target, b->hits[i].target);
+	}
+}
+
+static void test_jit_and_interpreter(void **state)
+{
+	struct ruleset *a, *b;
+	struct match_subjects s;
+	struct match_limits lim;
+	struct match_result ra = { 0 }, rb = { 0 };
+
+	make_shared_body();
+	a = load(shared_rules);
+	rules_set_jit(false);
+	b = load(shared_rules);
+	rules_set_jit(!valgrind);
+	assert_int_equal(a->rules[0].jit, !valgrind);
+	assert_false(b->rules[0].jit);
+	fill_subjects(&s);
+	exact_limits(&lim);
+	assert_int_equal(match_run(a, &s, &lim, &ra), 0);
+	assert_int_equal(match_run(b, &s, &lim, &rb), 0);
+	assert_int_equal(ra.n_hits, 4);
+	assert_int_equal(ra.n_limit_rules, 1);
+	same_result(&ra, &rb);
+	match_result_free(&ra);
+	match_result_free(&rb);
+	rules_unref(a);
+	rules_unref(b);
+}
+
+struct thread_arg {
+	const struct ruleset *rs;
+	const struct match_result *expect;
+	int rounds;
+	int bad;
+};
+
+static void *thread_main(void *p)
+{
+	struct thread_arg *ta = p;
+	struct match_subjects s;
+	struct match_limits lim;
+	struct match_result mr = { 0 };
+
+	fill_subjects(&s);
+	exact_limits(&lim);
+	for (int i = 0; i < ta->rounds; i++) {
+		if (match_run(ta->rs, &s, &lim, &mr) < 0 || mr.n_hits != ta->expect->n_hits ||
+		    mr.n_limit_rules != ta->expect->n_limit_rules) {
+			ta->bad++;
+			continue;
+		}
+		for (size_t k = 0; k < mr.n_hits; k++)
+			if (mr.hits[k].rule != ta->expect->hits[k].rule ||
+			    mr.hits[k].offset != ta->expect->hits[k].offset ||
+			    mr.hits[k].length != ta->expect->hits[k].length)
+				ta->bad++;
+	}
+	match_result_free(&mr);
+	/* the thread's match data is freed by the key destructor at exit */
+	return NULL;
+}
+
+static void test_threads(void **state)
+{
+	struct ruleset *rs;
+	struct match_subjects s;
+	struct match_limits lim;
+	struct match_result expect = { 0 };
+	struct thread_arg ta[4];
+	pthread_t th[4];
+
+	make_shared_body();
+	rs = load(shared_rules);
+	fill_subjects(&s);
+	exact_limits(&lim);
+	assert_int_equal(match_run(rs, &s, &lim, &expect), 0);
+	for (int i = 0; i < 4; i++) {
+		ta[i] = (struct thread_arg){ .rs = rules_ref(rs), .expect = &expect,
+					     .rounds = 1000 };
+		assert_int_equal(pthread_create(&th[i], NULL, thread_main, &ta[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(ta[i].bad, 0);
+		rules_unref(rs);
+	}
+	assert_int_equal(atomic_load(&rs->refs), 1);
+	match_result_free(&expect);
+	rules_unref(rs);
+}
+
+static void test_small_stack(void **state)
+{
+	struct ruleset *rs;
+	struct match_subjects s;
+	struct match_limits lim;
+	struct match_result expect = { 0 };
+	struct thread_arg ta;
+	pthread_attr_t attr;
+	pthread_t th;
+
+	make_shared_body();
+	rs = load(shared_rules);
+	fill_subjects(&s);
+	exact_limits(&lim);
+	assert_int_equal(match_run(rs, &s, &lim, &expect), 0);
+	ta = (struct thread_arg){ .rs = rs, .expect = &expect, .rounds = 20 };
+	pthread_attr_init(&attr);
+	assert_int_equal(pthread_attr_setstacksize(&attr, 256 * 1024), 0);
+	assert_int_equal(pthread_create(&th, &attr, thread_main, &ta), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	pthread_attr_destroy(&attr);
+	assert_int_equal(ta.bad, 0);
+	match_result_free(&expect);
+	rules_unref(rs);
+}
+
+/* ---- prefilter: never changes a result; and what it saves ---------------------------------- */
+
+/* Realistic rules: words and phrases, some alternations, in the five scripts. */
+static const char *const vocab[] = {
+	"money back", "refund", "chargeback", "worst service", "cancel my account", "never again",
+	"fake invoice", "backdated", "idiot", "useless", "switching to", "waive the fee",
+	"\xd9\xbe\xdb\x8c\xd8\xb3\xdb\x92 \xd9\x88\xd8\xa7\xd9\xbe\xd8\xb3",      /* ur */
+	"\xe0\xa4\xaa\xe0\xa5\x88\xe0\xa4\xb8\xe0\xa5\x87 \xe0\xa4\xb5\xe0\xa4\xbe\xe0\xa4\xaa\xe0\xa4\xb8", /* hi */
+	"paise wapas", "bakwas service", "not happy", "broken", "late delivery", "complaint",
+};
+
+static struct ruleset *vocab_rules(size_t n)
+{
+	struct strbuf b;
+	struct ruleset *rs;
+
+	strbuf_init(&b, 0);
+	for (size_t i = 0; i < n; i++) {
+		const char *w = vocab[i % UTIL_ARRAY_LEN(vocab)];
+
+		if (i % 3 == 2)
+			strbuf_printf(&b, "rule V%zu\ncategory complaint\nmatch /\\b(?:%s|%s)\\b/\n", i, w,
+				      vocab[(i * 7 + 3) % UTIL_ARRAY_LEN(vocab)]);
+		else
+			strbuf_printf(&b, "rule V%zu\ncategory complaint\nmatch /\\b%s\\s+%zu\\b/\n", i, w,
+				      i);
+	}
+	rs = load(b.s);
+	strbuf_free(&b);
+	return rs;
+}
+
+static int eml_filter(const struct dirent *de)
+{
+	size_t n = strlen(de->d_name);
+
+	return n > 4 && !strcmp(de->d_name + n - 4, ".eml");
+}
+
+static void test_prefilter_sound_and_pays(void **state)
+{
+	const char *top = getenv("top_srcdir");
+	char dir[4096];
+	struct dirent **list;
+	struct ruleset *rs = vocab_rules(300);
+	struct match_limits on, off;
+	struct match_result ra = { 0 }, rb = { 0 };
+	long long t_on = 0, t_off = 0;
+	size_t prefiltered = 0, files = 0;
+	int n;
+
+	snprintf(dir, sizeof(dir), "%s/../shared/corpus/dev/messages", top ? top : ".");
+	n = scandir(dir, &list, eml_filter, alphasort);
+	if (n <= 0) {
+		free(list);
+		rules_unref(rs);
+		skip();
+	}
+	exact_limits(&on);
+	off = on;
+	off.no_prefilter = true;
+	for (int i = 0; i < n; i++) {
+		char path[4400], *raw = NULL, *norm;
+		size_t len = 0, nlen = 0;
+		struct match_subjects s = { .n_headers = 0 };
+
+		snprintf(path, sizeof(path), "%s/%s", dir, list[i]->d_name);
+		free(list[i]);
+		if (util_read_file(path, 1 << 24, &raw, &len) < 0)
+			continue;
+		/* raw mail is enough here: the point is identical results, both ways */
+		norm = normalize_text(raw, len, true, &nlen);
+		assert_non_null(norm);
+		s.text[RULES_TARGET_BODY] = norm;
+		s.len[RULES_TARGET_BODY] = nlen;
+		assert_int_equal(match_run(rs, &s, &on, &ra), 0);
+		assert_int_equal(match_run(rs, &s, &off, &rb), 0);
+		same_result(&ra, &rb);
+		t_on += ra.elapsed_us;
+		t_off += rb.elapsed_us;
+		prefiltered += ra.rules_prefiltered;
+		files++;
+		free(norm);
+		free(raw);
+	}
+	free(list);
+	fprintf(stderr, "# prefilter: %zu messages x %zu rules: %lld us with, %lld us without; "
+		"%zu rule runs skipped\n", files, rs->n_rules, t_on, t_off, prefiltered);
+	assert_true(prefiltered > 0);
+	match_result_free(&ra);
+	match_result_free(&rb);
+	rules_unref(rs);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_targets),
+		cmocka_unit_test(test_cap),
+		cmocka_unit_test(test_limit_recorded),
+		cmocka_unit_test(test_redos_bound_jit),
+		cmocka_unit_test(test_redos_bound_interpreter),
+		cmocka_unit_test(test_deadline_skips),
+		cmocka_unit_test(test_windows_equal_plain),
+		cmocka_unit_test(test_jit_and_interpreter),
+		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_small_stack),
+		cmocka_unit_test(test_prefilter_sound_and_pays),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

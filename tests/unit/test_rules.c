@@ -1,0 +1,581 @@
+/*
+ * test_rules.c - rule-file parser, compiler, prefilter, long-standing list, lint
+ *
+ * Golden tests: every tests/data/rules/NAME.rules is loaded with rules_load_buffer() under the
+ * name "NAME.rules" and its diagnostics, printed by diag_print(), must equal NAME.expect byte
+ * for byte. AMENDS_REGEN_GOLDENS=1 rewrites the .expect files instead (make regen-rules-goldens)
+ * so that a change of wording is a reviewable diff.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "rules.h"
+#include "config.h"
+#include "diag.h"
+#include "normalize.h"
+#include "util.h"
+
+static struct config *cfg;
+
+/* PCRE2's JIT reads a few bytes past the subject in aligned 16-byte loads (harmless, within a
+ * page), which memcheck reports: under valgrind the rules are compiled for the interpreter. */
+static bool under_valgrind(void)
+{
+	const char *p = getenv("LD_PRELOAD");
+
+	return p && strstr(p, "vgpreload") != NULL;
+}
+
+static int setup(void **state)
+{
+	struct diag d;
+
+	diag_init(&d);
+	cfg = config_load(NULL, &d);
+	diag_free(&d);
+	if (under_valgrind())
+		rules_set_jit(false);
+	return cfg ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	config_unref(cfg);
+	return 0;
+}
+
+static struct ruleset *load(const char *text, struct diag *d)
+{
+	diag_init(d);
+	return rules_load_buffer("t.rules", text, strlen(text), cfg, d);
+}
+
+static char *diag_string(const struct diag *d)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&buf, &len);
+
+	assert_non_null(fp);
+	diag_print(d, fp);
+	fclose(fp);
+	return buf;
+}
+
+/* ---- goldens ------------------------------------------------------------------------------ */
+
+static int golden_filter(const struct dirent *de)
+{
+	size_t n = strlen(de->d_name);
+
+	return n > 6 && !strcmp(de->d_name + n - 6, ".rules");
+}
+
+static void test_goldens(void **state)
+{
+	const char *top = getenv("top_srcdir");
+	bool regen = getenv("AMENDS_REGEN_GOLDENS") != NULL;
+	struct dirent **list;
+	char dir[4096];
+	int n, failures = 0;
+
+	snprintf(dir, sizeof(dir), "%s/tests/data/rules", top ? top : ".");
+	n = scandir(dir, &list, golden_filter, alphasort);
+	assert_true(n >= 20);
+	for (int i = 0; i < n; i++) {
+		char path[4400], expect_path[4400], *text = NULL, *expect = NULL, *got;
+		size_t len = 0, elen = 0;
+		struct diag d;
+		struct ruleset *rs;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, list[i]->d_name);
+		snprintf(expect_path, sizeof(expect_path), "%.*s.expect",
+			 (int)(strlen(path) - 6), path);
+		assert_int_equal(util_read_file(path, 1 << 20, &text, &len), 0);
+		diag_init(&d);
+		rs = rules_load_buffer(list[i]->d_name, text, len, cfg, &d);
+		/* A file loads if and only if it has no error. */
+		assert_int_equal(rs != NULL, d.errors == 0);
+		got = diag_string(&d);
+		if (regen) {
+			FILE *fp = fopen(expect_path, "w");
+
+			assert_non_null(fp);
+			fputs(got, fp);
+			fclose(fp);
+		} else if (util_read_file(expect_path, 1 << 20, &expect, &elen) < 0) {
+			fprintf(stderr, "missing %s\n", expect_path);
+			failures++;
+		} else if (strcmp(expect, got)) {
+			fprintf(stderr, "golden mismatch for %s\n--- expected\n%s--- got\n%s",
+				list[i]->d_name, expect, got);
+			failures++;
+		}
+		free(expect);
+		free(got);
+		free(text);
+		diag_free(&d);
+		rules_unref(rs);
+		free(list[i]);
+	}
+	free(list);
+	assert_int_equal(failures, 0);
+}
+
+/* ---- parsing ------------------------------------------------------------------------------ */
+
+static void test_valid_fields(void **state)
+{
+	struct diag d;
+	struct ruleset *rs = load(
+		"# c\n"
+		"rule   EN_REFUND\n"
+		"category refund\n"
+		"score  -2.5\n"
+		"target header:X-Mailer   # why\n"
+		"match  /\\bmoney back\\b/xs\n"
+		"describe  Asks for money back  \n"
+		"\n"
+		"rule B\n"
+		"category complaint\n"
+		"match  {a}/b}I\n", &d);
+
+	assert_non_null(rs);
+	assert_int_equal(d.n, 0);
+	assert_int_equal(rs->n_rules, 2);
+	assert_string_equal(rs->rules[0].name, "EN_REFUND");
+	assert_int_equal(rs->rules[0].category, config_category_index(cfg, "refund"));
+	assert_true(rs->rules[0].score == -2.5);
+	assert_int_equal(rs->rules[0].target, RULES_TARGET_HEADER);
+	assert_string_equal(rs->rules[0].header_name, "X-Mailer");
+	assert_string_equal(rs->rules[0].pattern, "\\bmoney back\\b");
+	assert_string_equal(rs->rules[0].flags, "xs");
+	assert_string_equal(rs->rules[0].description, "Asks for money back");
+	assert_string_equal(rs->rules[0].file, "t.rules");
+	assert_int_equal(rs->rules[0].line, 2);
+	assert_int_equal(rs->rules[0].pattern_line, 6);
+	assert_int_equal(rs->rules[0].pattern_col, 9);
+	assert_true(rs->rules[0].options & PCRE2_CASELESS);
+	assert_true(rs->rules[0].options & PCRE2_EXTENDED);
+	assert_true(rs->rules[0].options & PCRE2_DOTALL);
+	assert_false(rs->rules[0].options & PCRE2_MULTILINE);
+	/* defaults: score 1, target body, empty description */
+	assert_true(rs->rules[1].score == 1.0);
+	assert_int_equal(rs->rules[1].target, RULES_TARGET_BODY);
+	assert_string_equal(rs->rules[1].description, "");
+	assert_string_equal(rs->rules[1].pattern, "a}/b");
+	assert_false(rs->rules[1].options & PCRE2_CASELESS);
+	assert_int_equal(rs->n_categories, cfg->n_categories);
+	assert_string_equal(rs->category_names[0], cfg->categories[0].name);
+	diag_free(&d);
+	rules_unref(rs);
+}
+
+/* Flags change what matches: compile through the loader, match with pcre2 directly. */
+static void test_flags(void **state)
+{
+	static const struct {
+		const char *pat_flags, *subject;
+		int match;
+	} cases[] = {
+		{ "/a b/", "a b", 1 },
+		{ "/a b/x", "a b", 0 },
+		{ "/a b/x", "ab", 1 },
+		{ "/a.b/", "a\nb", 0 },
+		{ "/a.b/s", "a\nb", 1 },
+		{ "/^b/", "a\nb", 0 },
+		{ "/^b/m", "a\nb", 1 },
+		{ "/b$/m", "b\na", 1 },
+		{ "/\\w+/", "\xd9\xbe\xdb\x8c\xd8\xb3\xdb\x92", 1 },      /* UCP: Urdu letters are \w */
+		{ "/^\\w{4}$/", "\xd9\xbe\xdb\x8c\xd8\xb3\xdb\x92", 1 },  /* UTF: 4 characters */
+		{ "/refund/", "\xff refund", 1 },                           /* invalid UTF-8 is safe */
+	};
+
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+		char text[256];
+		struct diag d;
+		struct ruleset *rs;
+		pcre2_match_data *md;
+		int rc;
+
+		snprintf(text, sizeof(text), "rule R\ncategory refund\nmatch %s\n", cases[i].pat_flags);
+		rs = load(text, &d);
+		assert_non_null(rs);
+		md = pcre2_match_data_create(1, NULL);
+		rc = pcre2_match(rs->rules[0].code, (PCRE2_SPTR)cases[i].subject,
+				 strlen(cases[i].subject), 0, 0, md, NULL);
+		if ((rc >= 0) != cases[i].match)
+			fail_msg("case %zu: %s on \"%s\" gave %d", i, cases[i].pat_flags,
+				 cases[i].subject, rc);
+		pcre2_match_data_free(md);
+		diag_free(&d);
+		rules_unref(rs);
+	}
+}
+
+static void test_caseless_default(void **state)
+{
+	struct diag d;
+	struct ruleset *rs = load("rule R\ncategory refund\nmatch /refund/\n"
+				  "rule S\ncategory refund\nmatch /refund/I\n", &d);
+
+	assert_non_null(rs);
+	assert_true(rs->rules[0].options & PCRE2_CASELESS);
+	assert_false(rs->rules[1].options & PCRE2_CASELESS);
+	assert_true(rs->rules[0].options & PCRE2_UTF);
+	assert_true(rs->rules[0].options & PCRE2_UCP);
+	assert_true(rs->rules[0].options & PCRE2_MATCH_INVALID_UTF);
+	diag_free(&d);
+	rules_unref(rs);
+}
+
+static void test_pattern_too_long(void **state)
+{
+	struct strbuf b;
+	struct diag d;
+	struct ruleset *rs;
+	char *s;
+
+	strbuf_init(&b, 0);
+	strbuf_puts(&b, "rule R\ncategory refund\nmatch /");
+	for (int i = 0; i < 4097; i++)
+		strbuf_putc(&b, 'a');
+	strbuf_puts(&b, "/\n");
+	rs = load(b.s, &d);
+	assert_null(rs);
+	s = diag_string(&d);
+	assert_string_equal(s, "t.rules:3:7: error: pattern too long (4097 bytes, at most 4096)\n");
+	free(s);
+	diag_free(&d);
+	strbuf_free(&b);
+}
+
+static void test_too_many_errors(void **state)
+{
+	struct strbuf b;
+	struct diag d;
+	struct ruleset *rs;
+
+	strbuf_init(&b, 0);
+	for (int i = 0; i < 1000; i++)
+		strbuf_puts(&b, "bogus line\n");
+	rs = load(b.s, &d);
+	assert_null(rs);
+	assert_int_equal(d.n, 200);
+	assert_non_null(strstr(d.v[199].text, "too many errors"));
+	diag_free(&d);
+	strbuf_free(&b);
+}
+
+static void test_refcount_generation(void **state)
+{
+	struct diag d;
+	struct ruleset *a = load("rule A\ncategory refund\nmatch /a/\n", &d);
+	struct ruleset *b;
+
+	diag_free(&d);
+	b = load("", &d);
+	diag_free(&d);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal(b->n_rules, 0);
+	assert_true(b->generation > a->generation);
+	assert_ptr_equal(rules_ref(a), a);
+	assert_int_equal(atomic_load(&a->refs), 2);
+	rules_unref(a);
+	assert_int_equal(atomic_load(&a->refs), 1);
+	rules_unref(a);
+	rules_unref(b);
+	rules_unref(NULL);
+	assert_string_equal(rules_target_name(RULES_TARGET_QUOTED), "quoted");
+	assert_string_equal(rules_target_name(RULES_TARGET_HEADER), "header");
+}
+
+/* ---- prefilter ---------------------------------------------------------------------------- */
+
+static void test_prefilter(void **state)
+{
+	static const struct {
+		const char *pat_flags, *literal;    /* NULL: no prefilter */
+	} cases[] = {
+		{ "/\\bmoney\\s+back\\b/", "money" },
+		{ "/refund|money back/", NULL },
+		{ "/colou?rful/", "colo" },
+		{ "/abc(def)?ghij/", "ghij" },
+		{ "/ab+cdef/", "cdef" },
+		{ "/a\\.b\\.cd/", "a.b.cd" },
+		{ "/[abc]xyz/", "xyz" },
+		{ "/\\x41bcd/", NULL },
+		{ "/(?i)abcd/", NULL },
+		{ "/foo{2}barbaz/", "barbaz" },
+		{ "/foo{2,}barbaz/", "barbaz" },
+		{ "/x/", NULL },
+		{ "/ab/", NULL },
+		{ "/\\p{L}+abcd/", "abcd" },
+		{ "/\\pLabcd/", "abcd" },
+		{ "/money back/x", NULL },
+		{ "/foo\\Qbarbaz\\E/", NULL },
+		{ "/abc\\d+defg/", "defg" },
+		{ "/(?:refund|return)ed money/", "ed money" },
+		{ "/\\b(?:a|b)\\b long one$/", " long one" },
+		{ "/money(?= back)/", "money" },
+		{ "/.*refund.*/s", "refund" },
+		{ "/[[:alpha:]]+ refund/", " refund" },
+		{ "/[]x] refund/", " refund" },
+		{ "/caf\xc3\xa9 au lait/", " au lait" },               /* caseless: ASCII only */
+		{ "/caf\xc3\xa9s/I", "caf\xc3\xa9s" },                 /* case-sensitive: any UTF-8 */
+		{ "/(*UTF)abcd/", NULL },
+		{ "/abcd*/", "abc" },
+		{ "/abc\\/def/", "abc/def" },
+		{ "/\\12abcdef/", NULL },
+	};
+
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+		char text[256];
+		struct diag d;
+		struct ruleset *rs;
+		const char *lit;
+
+		snprintf(text, sizeof(text), "rule R\ncategory refund\nmatch %s\n", cases[i].pat_flags);
+		rs = load(text, &d);
+		if (!rs)
+			fail_msg("case %zu: %s does not load: %s", i, cases[i].pat_flags,
+				 d.n ? d.v[0].text : "?");
+		lit = rs->rules[0].required_literal;
+		if (cases[i].literal == NULL ? lit != NULL
+		    : (!lit || strcmp(lit, cases[i].literal) ||
+		       rs->rules[0].required_len != strlen(cases[i].literal)))
+			fail_msg("case %zu: %s: literal \"%s\", expected \"%s\"", i,
+				 cases[i].pat_flags, lit ? lit : "(none)",
+				 cases[i].literal ? cases[i].literal : "(none)");
+		diag_free(&d);
+		rules_unref(rs);
+	}
+}
+
+/* ---- files, directory, long-standing list ------------------------------------------------- */
+
+static void write_file(const char *dir, const char *name, const char *text, mode_t mode)
+{
+	char path[4096];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+static void remove_tree(const char *dir)
+{
+	struct dirent **list;
+	int n = scandir(dir, &list, NULL, alphasort);
+
+	for (int i = 0; i < n; i++) {
+		char path[4096];
+
+		if (strcmp(list[i]->d_name, ".") && strcmp(list[i]->d_name, "..")) {
+			snprintf(path, sizeof(path), "%s/%s", dir, list[i]->d_name);
+			unlink(path);
+		}
+		free(list[i]);
+	}
+	if (n >= 0)
+		free(list);
+	rmdir(dir);
+}
+
+static void set_longstanding(const char *path)
+{
+	free(cfg->rules.longstanding_file);
+	cfg->rules.longstanding_file = util_strdup(path ? path : "");
+}
+
+static void test_load_dir(void **state)
+{
+	char dir[] = "/tmp/amends-rules-XXXXXX", ls[4200], *s;
+	struct diag d;
+	struct ruleset *rs;
+
+	assert_non_null(mkdtemp(dir));
+	write_file(dir, "20-b.rules", "rule B\ncategory refund\nmatch /b/\n", 0644);
+	write_file(dir, "10-a.rules", "rule A\ncategory refund\nmatch /a/\n", 0644);
+	write_file(dir, ".hidden.rules", "this is not parsed\n", 0644);
+	write_file(dir, "10-a.rules~", "this is not parsed\n", 0644);
+	write_file(dir, "10-a.rules.bak", "this is not parsed\n", 0644);
+	write_file(dir, "README", "this is not parsed\n", 0644);
+	write_file(dir, "customers.txt",
+		   "# long-standing customers\n\nAlice@Example.COM\n  @Loyal.example  # whole domain\n"
+		   "not-an-address\n", 0644);
+	snprintf(ls, sizeof(ls), "%s/customers.txt", dir);
+	set_longstanding(ls);
+
+	diag_init(&d);
+	rs = rules_load(dir, cfg, &d);
+	assert_non_null(rs);
+	assert_int_equal(rs->n_rules, 2);
+	assert_string_equal(rs->rules[0].name, "A");    /* name order, not creation order */
+	assert_string_equal(rs->rules[1].name, "B");
+	assert_int_equal(rs->n_longstanding, 2);
+	assert_true(rules_is_longstanding(rs, "alice@example.com"));
+	assert_true(rules_is_longstanding(rs, "ALICE@example.com"));
+	assert_true(rules_is_longstanding(rs, "bob@loyal.example"));
+	assert_false(rules_is_longstanding(rs, "bob@example.com"));
+	assert_false(rules_is_longstanding(rs, "bob@sub.loyal.example"));
+	assert_false(rules_is_longstanding(rs, "nobody"));
+	s = diag_string(&d);
+	assert_non_null(strstr(s, "customers.txt:5: warning: not an address or @domain"));
+	assert_int_equal(d.errors, 0);
+	free(s);
+	diag_free(&d);
+
+	/* lint: group-writable rule file warned about */
+	snprintf(ls, sizeof(ls), "%s/20-b.rules", dir);
+	assert_int_equal(chmod(ls, 0664), 0);
+	diag_init(&d);
+	rules_lint(rs, cfg, &d);
+	s = diag_string(&d);
+	assert_non_null(strstr(s, "20-b.rules: warning: file is group-writable"));
+	assert_null(strstr(s, "10-a.rules: warning"));
+	free(s);
+	diag_free(&d);
+	rules_unref(rs);
+
+	/* a rule name defined twice across files */
+	write_file(dir, "30-c.rules", "\nrule A\ncategory refund\nmatch /c/\n", 0644);
+	diag_init(&d);
+	rs = rules_load(dir, cfg, &d);
+	assert_null(rs);
+	s = diag_string(&d);
+	assert_non_null(strstr(s, "/30-c.rules:2:6: error: duplicate rule name \"A\" (first defined at "));
+	assert_non_null(strstr(s, "/10-a.rules:1)"));
+	free(s);
+	diag_free(&d);
+
+	/* world-writable rule file: refused */
+	write_file(dir, "30-c.rules", "rule C\ncategory refund\nmatch /c/\n", 0646);
+	diag_init(&d);
+	rs = rules_load(dir, cfg, &d);
+	assert_null(rs);
+	s = diag_string(&d);
+	assert_non_null(strstr(s, "30-c.rules: error: file is world-writable"));
+	free(s);
+	diag_free(&d);
+
+	/* missing long-standing list: error */
+	write_file(dir, "30-c.rules", "rule C\ncategory refund\nmatch /c/\n", 0644);
+	snprintf(ls, sizeof(ls), "%s/nope.txt", dir);
+	set_longstanding(ls);
+	diag_init(&d);
+	rs = rules_load(dir, cfg, &d);
+	assert_null(rs);
+	assert_int_equal(d.errors, 1);
+	diag_free(&d);
+	set_longstanding("");
+
+	remove_tree(dir);
+	/* missing directory */
+	diag_init(&d);
+	rs = rules_load(dir, cfg, &d);
+	assert_null(rs);
+	s = diag_string(&d);
+	assert_non_null(strstr(s, "error: cannot read the rules directory: No such file or directory"));
+	free(s);
+	diag_free(&d);
+}
+
+/* ---- lint --------------------------------------------------------------------------------- */
+
+static void test_lint(void **state)
+{
+	static const struct {
+		const char *pat;
+		int nested;          /* expect the nested-quantifier warning */
+		int probe;           /* expect a probe warning (limit or slow) */
+	} cases[] = {
+		{ "/(a+)+$/", 1, 1 },
+		{ "/(\\w+\\s?)*$/", 1, 1 },
+		{ "/(.*)*x/", 1, -1 },
+		{ "/((a+))+b/", 1, -1 },
+		{ "/(a{2,})*b/", 1, -1 },
+		{ "/(?>a+)+b/", 0, -1 },
+		{ "/(a++)+b/", 0, -1 },
+		{ "/(ab)+c/", 0, 0 },
+		{ "/a+b+c/", 0, 0 },
+		{ "/(a+){2}c/", 0, -1 },
+		{ "/\\bmoney\\s+back\\b/", 0, 0 },
+		{ "/[(]a+[)]+/", 0, -1 },
+		{ "/\\(a+\\)+/", 0, -1 },
+	};
+
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+		char text[256], *s;
+		struct diag d;
+		struct ruleset *rs;
+		bool nested, probe;
+
+		snprintf(text, sizeof(text), "rule R\ncategory refund\nmatch %s\n", cases[i].pat);
+		rs = load(text, &d);
+		assert_non_null(rs);
+		diag_free(&d);
+		diag_init(&d);
+		rules_lint(rs, cfg, &d);
+		s = diag_string(&d);
+		nested = strstr(s, "nested unbounded quantifiers") != NULL;
+		probe = strstr(s, "on the probe") != NULL;
+		if (nested != cases[i].nested || (cases[i].probe >= 0 && probe != cases[i].probe))
+			fail_msg("case %zu %s: lint said:\n%s", i, cases[i].pat, s);
+		free(s);
+		diag_free(&d);
+		rules_unref(rs);
+	}
+}
+
+static void test_lint_columns(void **state)
+{
+	struct diag d;
+	struct ruleset *rs = load("rule R\ncategory abuse\nmatch  /x(\\w+\\s?)*$/\n", &d);
+	char *s;
+
+	assert_non_null(rs);
+	diag_free(&d);
+	diag_init(&d);
+	rules_lint(rs, cfg, &d);
+	s = diag_string(&d);
+	assert_non_null(strstr(s, "t.rules:3:10: warning: rule R: nested unbounded quantifiers "
+				  "\"(\\w+\\s?)*\""));
+	free(s);
+	diag_free(&d);
+	rules_unref(rs);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_goldens),
+		cmocka_unit_test(test_valid_fields),
+		cmocka_unit_test(test_flags),
+		cmocka_unit_test(test_caseless_default),
+		cmocka_unit_test(test_pattern_too_long),
+		cmocka_unit_test(test_too_many_errors),
+		cmocka_unit_test(test_refcount_generation),
+		cmocka_unit_test(test_prefilter),
+		cmocka_unit_test(test_load_dir),
+		cmocka_unit_test(test_lint),
+		cmocka_unit_test(test_lint_columns),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,353 @@
+/*
+ * test_tally_sqlite.c - the SQLite tally store: the shared contract, schema and settings,
+ * sender keys, and faults (a database locked by another connection, a full disk)
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "clock.h"
+#include "tally_contract.h"
+#include "tally_testlib.h"
+#include "util.h"
+
+static int sq_prepare(struct tc_fix *f, char *spec, size_t n)
+{
+	if (tl_tmpdir(f->dir, sizeof(f->dir), "tally") < 0)
+		return -1;
+	return snprintf(spec, n, "sqlite:%s/tally.db", f->dir) < (int)n ? 0 : -1;
+}
+
+static void sq_cleanup(struct tc_fix *f)
+{
+	tl_rmdir(f->dir);
+}
+
+static const struct tc_backend sq_backend = { sq_prepare, sq_cleanup };
+
+static void db_path(const struct tc_fix *f, char *buf, size_t n)
+{
+	assert_true(snprintf(buf, n, "%s/tally.db", f->dir) < (int)n);
+}
+
+static sqlite3_int64 db_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	sqlite3_int64 v = -1;
+
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static void test_schema(void **state)
+{
+	struct tc_fix *f = *state;
+	char path[512];
+	sqlite3 *db;
+	sqlite3_stmt *st;
+
+	db_path(f, path, sizeof(path));
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 1);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+	sqlite3_finalize(st);
+	assert_int_equal(tc_record(f->t, "s@x.example", TC_T0, "complaint,refund", NULL), 0);
+	assert_int_equal(db_int(db, "SELECT count(*) FROM events WHERE sender = 's@x.example'"), 2);
+	assert_int_equal(db_int(db, "SELECT count(*) FROM incidents"), 1);
+	assert_int_equal(db_int(db, "SELECT first_seen FROM senders"), TC_T0);
+	sqlite3_close(db);
+}
+
+static void test_newer_schema_refused(void **state)
+{
+	struct tc_fix *f = *state;
+	char path[512], *err = NULL;
+	sqlite3 *db;
+	struct tally *t;
+
+	db_path(f, path, sizeof(path));
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	t = tally_open(f->cfg, &err);
+	assert_null(t);
+	assert_non_null(err);
+	assert_non_null(strstr(err, "newer"));
+	free(err);
+}
+
+static void test_reopen_keeps_data(void **state)
+{
+	struct tc_fix *f = *state;
+	struct tally *t;
+
+	assert_int_equal(tc_record(f->t, "k@x.example", TC_T0, "complaint", NULL), 0);
+	tally_close(f->t);
+	f->t = tc_open_again(f);
+	assert_non_null(f->t);
+	t = f->t;
+	{
+		struct tally_counts c;
+
+		assert_int_equal(tally_counts(t, "k@x.example", TC_T0, &c), 0);
+		assert_int_equal(tally_count_of(&c, "complaint"), 1);
+		tally_counts_free(&c);
+	}
+}
+
+static void test_bad_specs(void **state)
+{
+	static const char *const bad[] = {
+		"", "sqlite:", "none", "mysql://x", "sqlite:/nonexistent-dir/x/tally.db",
+	};
+	struct tc_fix *f = *state;
+	size_t i;
+
+	for (i = 0; i < UTIL_ARRAY_LEN(bad); i++) {
+		struct config *cfg = tl_config(bad[i]);
+		char *err = NULL;
+		struct tally *t;
+
+		assert_non_null(cfg);
+		t = tally_open(cfg, &err);
+		if (t)
+			fail_msg("spec \"%s\" was accepted", bad[i]);
+		assert_non_null(err);
+		free(err);
+		config_unref(cfg);
+	}
+	/* a bad synchronous level is a hard error too */
+	free(f->cfg->tally.sqlite_synchronous);
+	f->cfg->tally.sqlite_synchronous = util_strdup("off");
+	{
+		char *err = NULL;
+
+		assert_null(tally_open(f->cfg, &err));
+		free(err);
+	}
+}
+
+/* A database held by another connection's BEGIN EXCLUSIVE: the tally gives up within about
+ * the busy timeout and says why; it works again once the lock is gone. */
+static void test_locked(void **state)
+{
+	struct tc_fix *f = *state;
+	char path[512], *err = NULL;
+	struct tally *t;
+	sqlite3 *db;
+	long long t0, ms;
+	struct tally_counts c;
+
+	f->cfg->tally.busy_timeout_ms = 300;
+	t = tally_open(f->cfg, &err);
+	assert_non_null(t);
+	assert_int_equal(tc_record(t, "l@x.example", TC_T0, "complaint", NULL), 0);
+	db_path(f, path, sizeof(path));
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+	t0 = util_now_ms();
+	assert_int_equal(tc_record(t, "l@x.example", TC_T0 + 1, "complaint", &c), -1);
+	ms = util_now_ms() - t0;
+	assert_int_equal(c.n, 0);
+	assert_non_null(strstr(tally_error(), "busy"));
+	assert_true(ms >= 250);
+	assert_true(ms < 1000);
+	/* claims fail the same way (the caller then writes no draft) */
+	assert_int_equal(tally_draft_claim(t, "l@x.example", "apology", TC_T0), -1);
+	assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(tc_record(t, "l@x.example", TC_T0 + 2, "complaint", &c), 0);
+	assert_int_equal(tally_count_of(&c, "complaint"), 2);   /* the failed one is not there */
+	tally_counts_free(&c);
+	tally_close(t);
+}
+
+/* The file size limit stands in for a full disk (no tmpfs mount needed): writes fail with
+ * -1 and a reason, and the tally recovers without a restart once there is room again. */
+static void test_full_disk(void **state)
+{
+	struct tc_fix *f = *state;
+	struct rlimit old, lim;
+	struct tally_event ev = { 0 };
+	const char *cats[] = { "complaint" };
+	char subject[500];
+	int i, ok = 0, failed = 0;
+	struct tally_counts c;
+
+	memset(subject, 'x', sizeof(subject) - 1);
+	subject[sizeof(subject) - 1] = '\0';
+	ev.categories = cats;
+	ev.n_categories = 1;
+	ev.subject = subject;
+	ev.message_id = subject;
+	assert_int_equal(tc_record(f->t, "d@x.example", TC_T0, "complaint", NULL), 0);
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 256 * 1024;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	for (i = 0; i < 5000 && !failed; i++) {
+		ev.when = TC_T0 + 1 + i;
+		if (tally_record(f->t, "d@x.example", &ev, NULL) == 0)
+			ok++;
+		else
+			failed++;
+	}
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, SIG_DFL);
+	assert_int_equal(failed, 1);
+	assert_true(strstr(tally_error(), "disk full") || strstr(tally_error(), "io error"));
+	ev.when = TC_T0 + 10000;
+	assert_int_equal(tally_record(f->t, "d@x.example", &ev, &c), 0);
+	assert_int_equal(tally_count_of(&c, "complaint"), 1 + ok + 1);
+	tally_counts_free(&c);
+}
+
+static void test_synchronous_normal(void **state)
+{
+	struct tc_fix *f = *state;
+	struct tally *t;
+	char *err = NULL;
+
+	free(f->cfg->tally.sqlite_synchronous);
+	f->cfg->tally.sqlite_synchronous = util_strdup("normal");
+	t = tally_open(f->cfg, &err);
+	assert_non_null(t);
+	assert_int_equal(tc_record(t, "n@x.example", TC_T0, "refund", NULL), 0);
+	tally_close(t);
+}
+
+/* ---- sender keys ---------------------------------------------------------------------------- */
+
+static void test_sender_key(void **state)
+{
+	static const struct {
+		const char *in;
+		bool strip;
+		const char *want;   /* NULL = rejected */
+	} cases[] = {
+		{ "Ayesha.Siddiqui@Example.com", true, "ayesha.siddiqui@example.com" },
+		{ "ayesha.siddiqui@example.com", true, "ayesha.siddiqui@example.com" },
+		{ "<User@Example.COM>", true, "user@example.com" },
+		{ "  user@example.com\t", true, "user@example.com" },
+		{ "user+shop@example.com", true, "user@example.com" },
+		{ "User+Shop+x@Example.com", true, "user@example.com" },
+		{ "user+shop@example.com", false, "user+shop@example.com" },
+		{ "+shop@example.com", true, "+shop@example.com" },
+		{ "user@example.com+x", true, "user@example.com+x" },
+		{ "\xd8\xb9\xd9\x84\xdb\x8c@example.ir", true, "\xd8\xb9\xd9\x84\xdb\x8c@example.ir" },
+		{ "MAILER-DAEMON", true, "mailer-daemon" },
+		{ "", true, NULL },
+		{ "   ", true, NULL },
+		{ "<>", true, NULL },
+		{ "@example.com", true, NULL },
+		{ "user@", true, NULL },
+		{ "a\r\nb@example.com", true, NULL },
+		{ "a\x7f@example.com", true, NULL },
+		{ "a\tb@example.com", true, NULL },
+	};
+	struct config *cfg = tl_config("sqlite:/unused");
+	char longaddr[400];
+	size_t i;
+
+	(void)state;
+	assert_non_null(cfg);
+	for (i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+		char *k;
+
+		cfg->tally.strip_detail = cases[i].strip;
+		k = tally_sender_key(cfg, cases[i].in);
+		if (!cases[i].want) {
+			if (k)
+				fail_msg("case %zu \"%s\": got \"%s\", want rejection", i, cases[i].in, k);
+		} else {
+			if (!k)
+				fail_msg("case %zu \"%s\": rejected", i, cases[i].in);
+			assert_string_equal(k, cases[i].want);
+		}
+		free(k);
+	}
+	memset(longaddr, 'a', 320 - 12);
+	strcpy(longaddr + 320 - 12, "@example.com");
+	assert_int_equal(strlen(longaddr), 320);
+	{
+		char *k = tally_sender_key(cfg, longaddr);
+
+		assert_non_null(k);
+		free(k);
+	}
+	memmove(longaddr + 1, longaddr, strlen(longaddr) + 1);
+	assert_null(tally_sender_key(cfg, longaddr));
+	assert_null(tally_sender_key(cfg, NULL));
+	config_unref(cfg);
+}
+
+static void test_clock(void **state)
+{
+	char dir[256], path[512], tmp[520];
+	FILE *fp;
+
+	(void)state;
+	clock_set(0);
+	assert_true(llabs((long long)clock_now() - (long long)time(NULL)) <= 1);
+	clock_set(12345);
+	assert_int_equal(clock_now(), 12345);
+	clock_set(0);
+	assert_int_equal(tl_tmpdir(dir, sizeof(dir), "clock"), 0);
+	snprintf(path, sizeof(path), "%s/clock", dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fprintf(fp, "1800000000\n");
+	fclose(fp);
+	setenv("AMENDS_CLOCK_FILE", path, 1);
+	assert_int_equal(clock_now(), 1800000000);
+	fp = fopen(tmp, "w");
+	assert_non_null(fp);
+	fprintf(fp, "1800086400");
+	fclose(fp);
+	assert_int_equal(rename(tmp, path), 0);
+	assert_int_equal(clock_now(), 1800086400);   /* read again on every call */
+	clock_set(7);
+	assert_int_equal(clock_now(), 7);           /* the in-process setting wins */
+	clock_set(0);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fprintf(fp, "garbage");
+	fclose(fp);
+	assert_true(llabs((long long)clock_now() - (long long)time(NULL)) <= 1);
+	unsetenv("AMENDS_CLOCK_FILE");
+	tl_rmdir(dir);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, tc_setup, tc_teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(tc_test_counts), T(tc_test_window), T(tc_test_history), T(tc_test_claim),
+		T(tc_test_reset_forget), T(tc_test_top), T(tc_test_prune), T(tc_test_threads),
+		T(tc_test_bad_input),
+		T(test_schema), T(test_newer_schema_refused), T(test_reopen_keeps_data),
+		T(test_bad_specs), T(test_locked), T(test_full_disk), T(test_synchronous_normal),
+		cmocka_unit_test(test_sender_key),
+		cmocka_unit_test(test_clock),
+	};
+
+	tc_be = &sq_backend;
+	return cmocka_run_group_tests_name("tally_sqlite", tests, NULL, NULL);
+}
