@@ -280,7 +280,7 @@ int main(int argc, char **argv)
 	struct milter_generation *g;
 	struct config *gcfg = NULL;
 	struct options o;
-	const char *spec, *user, *pidfile;
+	char *spec, *user, *pidfile;
 	pthread_t reloader;
 	int rc;
 
@@ -303,9 +303,14 @@ int main(int argc, char **argv)
 	if (!o.foreground && log_open("amends-milter", false, current_cfg->milter.log_facility) < 0)
 		log_warn("unknown log facility %s, using mail", current_cfg->milter.log_facility);
 
-	spec = o.socket ? o.socket : current_cfg->milter.socket;
-	user = o.user ? o.user : current_cfg->milter.user;
-	pidfile = o.pidfile ? o.pidfile : current_cfg->milter.pidfile;
+	/* Copies: a reload frees the config these would point into. */
+	spec = strdup(o.socket ? o.socket : current_cfg->milter.socket);
+	user = strdup(o.user ? o.user : current_cfg->milter.user);
+	pidfile = strdup(o.pidfile ? o.pidfile : current_cfg->milter.pidfile);
+	if (!spec || !user || !pidfile) {
+		log_err("out of memory");
+		return 1;
+	}
 
 	if (smfi_register(milter_desc) == MI_FAILURE) {
 		log_err("smfi_register failed");
@@ -327,14 +332,15 @@ int main(int argc, char **argv)
 	umask(0027);
 	if (socket_permissions(current_cfg, spec) < 0)
 		return 1;
-	if (drop_privileges(user) < 0)
-		return 1;
 	if (!o.foreground && daemonize() < 0) {
 		log_err_errno("cannot go to the background");
 		return 1;
 	}
-	if (pidfile && *pidfile && write_pidfile(pidfile) < 0)
+	/* Written while still privileged, in the final process. */
+	if (*pidfile && write_pidfile(pidfile) < 0)
 		log_warn_errno("cannot write pidfile %s", pidfile);
+	if (drop_privileges(user) < 0)
+		return 1;
 
 	/* Only now, as the run user and in the final process, open the tally and start the
 	 * drafter's threads (threads do not survive fork; files get the right owner). */
@@ -364,5 +370,8 @@ int main(int argc, char **argv)
 		unlink(strchr(spec, ':') + 1);
 	milter_generation_clear();
 	config_unref(current_cfg);
+	free(spec);
+	free(user);
+	free(pidfile);
 	return rc == MI_SUCCESS ? 0 : 1;
 }

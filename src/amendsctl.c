@@ -19,8 +19,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* TRANSITIONAL: ctl_eval.c is being written; removed once it is linked. */
-#pragma weak ctl_eval_main
 
 struct ctl_command {
 	const char *name;
@@ -78,7 +76,7 @@ int main(int argc, char **argv)
 	diag_print(&d, stderr);
 	diag_free(&d);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		if (strcmp(argv[optind], commands[i].name) == 0 && commands[i].fn) {
+		if (strcmp(argv[optind], commands[i].name) == 0) {
 			rc = commands[i].fn(cfg, argc - optind, argv + optind);
 			config_unref(cfg);
 			return rc;

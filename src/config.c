@@ -691,7 +691,8 @@ static char *dirname_of(const char *path)
 	return util_strndup(path, (size_t)(slash - path));
 }
 
-struct config *config_load(const char *path, struct diag *d)
+/* text != NULL: parse it, named path ("<string>") in diagnostics, relative paths against ".". */
+static struct config *config_load_from(const char *path, const char *text, struct diag *d)
 {
 	struct config *c = calloc(1, sizeof(*c));
 	struct cfgctx x = { c, d, path ? path : "" };
@@ -705,10 +706,10 @@ struct config *config_load(const char *path, struct diag *d)
 	atomic_init(&c->refs, 1);
 	config_defaults(c);
 	c->path = util_strdup(path ? path : "");
-	c->basedir = path ? dirname_of(path) : util_strdup(".");
+	c->basedir = path && !text ? dirname_of(path) : util_strdup(".");
 	if (path) {
 		config_init(&lc);
-		if (!config_read_file(&lc, path)) {
+		if (!(text ? config_read_string(&lc, text) : config_read_file(&lc, path))) {
 			if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
 				diag_add(d, DIAG_ERROR, path, 0, 0, "cannot read: %s", strerror(errno));
 			else
@@ -727,6 +728,27 @@ struct config *config_load(const char *path, struct diag *d)
 		return NULL;
 	}
 	return c;
+}
+
+struct config *config_load(const char *path, struct diag *d)
+{
+	return config_load_from(path, NULL, d);
+}
+
+struct config *config_load_string(const char *text, struct diag *d)
+{
+	/* libconfig 1.5 cannot refuse @include; a string (tests, fuzzing) must not read files */
+	const char *inc = strstr(text, "@include");
+
+	if (inc) {
+		int line = 1;
+
+		for (const char *p = text; p < inc; p++)
+			line += *p == '\n';
+		diag_error(d, "<string>", line, "@include is not allowed here");
+		return NULL;
+	}
+	return config_load_from("<string>", text, d);
 }
 
 struct config *config_ref(struct config *c)

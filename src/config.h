@@ -140,6 +140,9 @@ struct config {
 
 /* Load path; NULL on error, with every problem in d. A NULL path gives the built-in defaults. */
 struct config *config_load(const char *path, struct diag *d);
+/* The same from a NUL-terminated string (tests, fuzzing): diagnostics name "<string>", relative
+ * paths resolve against ".", and @include is refused. */
+struct config *config_load_string(const char *text, struct diag *d);
 struct config *config_ref(struct config *c);
 void config_unref(struct config *c);
 /* Category index by name, or -1. */

@@ -30,8 +30,6 @@
 #include "spool.h"
 #include "util.h"
 
-/* TRANSITIONAL: lang.c is written in parallel; without it the default language is used. */
-#pragma weak lang_detect
 
 #define CTL_DRAFT_MAX_INPUT (64u * 1024 * 1024)
 #define CTL_DRAFTS_MAX 100000
@@ -119,7 +117,7 @@ int ctl_draft_main(const struct config *cfg, int argc, char **argv)
 		goto out;
 	}
 	if (!lang)
-		lang = lang_detect ? lang_detect(m->body_new, m->body_new_len) : cfg->drafts.default_lang;
+		lang = lang_detect(m->body_new, m->body_new_len);
 	struct draft_request req = {
 		.kind = kind, .lang = lang, .msg = m, .sender = m->from_addr,
 		.counts = NULL, .history = NULL, .now = clock_now(), .queue_id = "",

@@ -364,8 +364,7 @@ static void write_draft(const struct pipeline_env *env, const struct pipeline_in
 	req.now = now;
 	req.queue_id = in->queue_id;
 	if (drafter_submit(env->drafter, env->cfg, &req, &err) < 0) {
-		res->failures |= PIPELINE_FAIL_DRAFT;
-		stats_inc(STATS_DRAFTS_FAILED);
+		res->failures |= PIPELINE_FAIL_DRAFT;   /* the drafter counted it */
 		log_err("%s: draft %s for %s not written: %s", in->queue_id,
 			policy_draft_name(res->draft), res->sender, err ? err : "unknown error");
 		/* Give the claim back so the next message can try again. */

@@ -1,0 +1,106 @@
+/*
+ * fuzz_common.c - shared set-up and oracle helpers of the fuzz targets (see fuzz_common.h)
+ *
+ * OWNERSHIP  The config of fuzz_config() lives until the process ends.
+ * DIAGNOSTICS  Set-up failures (no templates, a broken default config) are harness bugs: they
+ *              print the reason and abort.
+ */
+#include "fuzz_common.h"
+#include "log.h"
+#include "message.h"
+#include "util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef FUZZ_SRCDIR
+#define FUZZ_SRCDIR "."
+#endif
+
+void fuzz_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("fuzz oracle: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	abort();
+}
+
+void fuzz_setup(void)
+{
+	static bool done;
+
+	if (done)
+		return;
+	done = true;
+	log_open("amends-fuzz", true, NULL);
+	/* limit hits and decode problems are logged as warnings: expected, and too many to read */
+	log_set_level(LOG_LEVEL_ERR);
+	message_global_init();
+}
+
+const char *fuzz_srcdir(void)
+{
+	const char *s = getenv("top_srcdir");
+
+	return s && *s ? s : FUZZ_SRCDIR;
+}
+
+struct config *fuzz_config(void)
+{
+	static struct config *cfg;
+	struct diag d;
+	struct strbuf b;
+
+	if (cfg)
+		return cfg;
+	fuzz_setup();
+	diag_init(&d);
+	cfg = config_load(NULL, &d);
+	if (!cfg) {
+		diag_print(&d, stderr);
+		fuzz_fail("the built-in default config does not load");
+	}
+	diag_free(&d);
+	strbuf_init(&b, 0);
+	strbuf_printf(&b, "%s/conf/templates", fuzz_srcdir());
+	free(cfg->drafts.templates_dir);
+	cfg->drafts.templates_dir = strbuf_take(&b);
+	if (!cfg->drafts.templates_dir)
+		fuzz_fail("out of memory");
+	return cfg;
+}
+
+char *fuzz_strndup(const uint8_t *data, size_t size)
+{
+	char *s = malloc(size + 1);
+
+	if (!s)
+		fuzz_fail("out of memory copying %zu bytes", size);
+	if (size)
+		memcpy(s, data, size);
+	s[size] = '\0';
+	return s;
+}
+
+size_t fuzz_split(const uint8_t *data, size_t size, uint8_t sep, const uint8_t **f, size_t *len,
+		  size_t max)
+{
+	size_t n = 0, start = 0;
+
+	for (size_t i = 0; i < size && n + 1 < max; i++) {
+		if (data[i] != sep)
+			continue;
+		f[n] = data + start;
+		len[n++] = i - start;
+		start = i + 1;
+	}
+	f[n] = data + start;
+	len[n++] = size - start;
+	return n;
+}

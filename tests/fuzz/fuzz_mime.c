@@ -1,0 +1,111 @@
+/*
+ * fuzz_mime.c - libFuzzer target: raw message bytes -> message_parse() (RELIABILITY R2.1 a, b)
+ *
+ * The input is a whole message (headers, blank line, body). It is parsed twice: with the
+ * default limits, and (for inputs under 64 KiB) with tiny limits so every limit path is hit
+ * on ordinary mail. Oracle: parsing never fails on malformed mail; every decoded string is
+ * valid UTF-8 and free of NUL; decoded header values carry no CR/LF; counts, depths and text
+ * lengths stay within the limits given; the parts' text lengths are the real lengths.
+ *
+ * OWNERSHIP  Everything parsed is freed before returning (leaks are reported by LeakSanitizer).
+ */
+#include "fuzz_common.h"
+#include "message.h"
+#include "util.h"
+
+#include <string.h>
+
+/* A decoded string: present, valid UTF-8, no NUL inside its stated length. */
+static void check_text(const char *what, const char *s, size_t len)
+{
+	FUZZ_CHECK(s != NULL, "%s is NULL", what);
+	FUZZ_CHECK(util_utf8_valid(s, len), "%s is not valid UTF-8", what);
+	FUZZ_CHECK(memchr(s, '\0', len) == NULL, "%s contains NUL", what);
+	FUZZ_CHECK(s[len] == '\0', "%s is not NUL-terminated at its length", what);
+}
+
+static void check_line(const char *what, const char *s, size_t max)
+{
+	FUZZ_CHECK(s != NULL, "%s is NULL", what);
+	size_t len = strlen(s);
+	check_text(what, s, len);
+	FUZZ_CHECK(strpbrk(s, "\r\n") == NULL, "%s contains CR or LF", what);
+	FUZZ_CHECK(len <= max, "%s is %zu bytes, over the %zu limit", what, len, max);
+}
+
+static void check_parts(const struct message *m, const struct message_limits *lim)
+{
+	size_t total = 0;
+
+	FUZZ_CHECK(m->n_parts <= (size_t)lim->mime_parts, "%zu parts, limit %d", m->n_parts,
+		   lim->mime_parts);
+	for (size_t i = 0; i < m->n_parts; i++) {
+		const struct message_part *p = &m->parts[i];
+
+		FUZZ_CHECK(p->depth >= 0 && p->depth <= lim->mime_depth, "part %zu at depth %d, limit %d",
+			   i, p->depth, lim->mime_depth);
+		check_text("part text", p->text, p->text_len);
+		check_text("part new_text", p->new_text, p->new_len);
+		check_text("part quoted_text", p->quoted_text, p->quoted_len);
+		FUZZ_CHECK(p->content_type && p->charset, "part %zu without content type/charset", i);
+		FUZZ_CHECK(p->text_len <= lim->part_text_bytes, "part %zu text %zu bytes, limit %zu", i,
+			   p->text_len, lim->part_text_bytes);
+		total += p->text_len;
+	}
+	FUZZ_CHECK(total <= lim->message_text_bytes, "message text %zu bytes, limit %zu", total,
+		   lim->message_text_bytes);
+}
+
+static void check_message(const struct message *m, const struct message_limits *lim)
+{
+	size_t vmax = lim->header_value_bytes;
+
+	check_line("subject", m->subject, vmax);
+	check_line("from_addr", m->from_addr, vmax);
+	check_line("from_name", m->from_name, vmax);
+	check_line("to_addr", m->to_addr, vmax);
+	check_line("message_id", m->message_id, vmax);
+	FUZZ_CHECK(m->in_reply_to && m->references && m->date && m->content_type,
+		   "a raw header field is NULL");
+	FUZZ_CHECK(m->n_headers <= (size_t)lim->header_count, "%zu headers, limit %d", m->n_headers,
+		   lim->header_count);
+	for (size_t i = 0; i < m->n_headers; i++) {
+		FUZZ_CHECK(m->headers[i].name != NULL, "header %zu has no name", i);
+		check_line("header value", m->headers[i].value, vmax);
+	}
+	check_parts(m, lim);
+	check_text("body_new", m->body_new, m->body_new_len);
+	check_text("body_quoted", m->body_quoted, m->body_quoted_len);
+	/* parts are joined with one "\n" each */
+	FUZZ_CHECK(m->body_new_len <= lim->message_text_bytes + m->n_parts,
+		   "body_new %zu bytes over the message text limit", m->body_new_len);
+}
+
+static void parse_one(const uint8_t *data, size_t size, const struct message_limits *lim)
+{
+	struct message *m = NULL;
+
+	FUZZ_CHECK(message_parse((const char *)data, size, lim, &m) == 0 && m,
+		   "message_parse failed on %zu bytes (only out of memory may fail)", size);
+	check_message(m, lim);
+	message_free(m);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct message_limits lim;
+
+	fuzz_setup();
+	message_limits_default(&lim);
+	parse_one(data, size, &lim);
+	if (size < 65536) {
+		struct message_limits tiny = {
+			.mime_depth = 3, .mime_parts = 5, .header_bytes = 512,
+			.header_value_bytes = 128, .header_count = 10, .part_text_bytes = 200,
+			.message_text_bytes = 500,
+		};
+
+		parse_one(data, size, &tiny);
+	}
+	return 0;
+}

@@ -1,0 +1,87 @@
+/*
+ * fuzz_normalize.c - libFuzzer target: normalize_text() and normalize_pattern_flags()
+ *
+ * Input: one flag byte (bit 0 keep_newlines, bit 1 NORMALIZE_PAT_EXTENDED), then the text,
+ * which is also used (its first 4096 bytes, the rule-file limit) as a PCRE2 pattern.
+ * Oracle:
+ *  - normalize_text returns valid UTF-8 without NUL, *outlen is its length, and it is
+ *    idempotent: normalize(normalize(x)) == normalize(x) (the rules and the text meet in one
+ *    canonical form; a second pass that changes it means the form is not canonical);
+ *  - normalize_pattern_flags never fails, and when the input compiles with
+ *    UTF|UCP|CASELESS|MATCH_INVALID_UTF (+EXTENDED) the normalized pattern compiles too.
+ *
+ * OWNERSHIP  Everything is freed before returning.
+ */
+#include "fuzz_common.h"
+#include "normalize.h"
+#include "util.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FUZZ_PATTERN_MAX 4096
+
+static void check_text(const char *s, size_t len, bool keep_newlines)
+{
+	size_t n1 = 0, n2 = 0;
+	char *a = normalize_text(s, len, keep_newlines, &n1);
+
+	FUZZ_CHECK(a != NULL, "normalize_text failed on %zu bytes", len);
+	FUZZ_CHECK(strlen(a) == n1, "outlen %zu but strlen %zu", n1, strlen(a));
+	FUZZ_CHECK(util_utf8_valid(a, n1), "normalized text is not valid UTF-8");
+	char *b = normalize_text(a, n1, keep_newlines, &n2);
+	FUZZ_CHECK(b != NULL, "normalize_text failed on its own output");
+	if (n1 != n2 || memcmp(a, b, n1) != 0) {
+		fprintf(stderr, "once : \"%s\"\ntwice: \"%s\"\n", a, b);
+		fuzz_fail("normalize_text is not idempotent (keep_newlines=%d)", keep_newlines);
+	}
+	free(a);
+	free(b);
+}
+
+static bool compiles(const char *p, size_t len, uint32_t extra, int *err, PCRE2_SIZE *off)
+{
+	pcre2_code *re = pcre2_compile((PCRE2_SPTR)p, len, PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS |
+				       PCRE2_MATCH_INVALID_UTF | extra, err, off, NULL);
+
+	pcre2_code_free(re);
+	return re != NULL;
+}
+
+static void check_pattern(const char *p, size_t len, bool extended)
+{
+	size_t n = 0;
+	unsigned flags = extended ? NORMALIZE_PAT_EXTENDED : 0;
+	uint32_t extra = extended ? PCRE2_EXTENDED : 0;
+	int err = 0;
+	PCRE2_SIZE off = 0;
+	char *q = normalize_pattern_flags(p, len, flags, &n);
+
+	FUZZ_CHECK(q != NULL, "normalize_pattern_flags failed on %zu bytes", len);
+	if (compiles(p, len, extra, &err, &off) && !compiles(q, n, extra, &err, &off)) {
+		PCRE2_UCHAR msg[256];
+
+		pcre2_get_error_message(err, msg, sizeof(msg));
+		fprintf(stderr, "pattern   : \"%.*s\"\nnormalized: \"%.*s\"\nerror at %zu: %s\n",
+			(int)len, p, (int)n, q, (size_t)off, (const char *)msg);
+		fuzz_fail("a valid pattern no longer compiles after normalization");
+	}
+	free(q);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 1)
+		return 0;
+	fuzz_setup();
+	unsigned flags = data[0];
+	const char *s = (const char *)data + 1;
+	size_t len = size - 1;
+
+	check_text(s, len, flags & 1);
+	check_pattern(s, len < FUZZ_PATTERN_MAX ? len : FUZZ_PATTERN_MAX, flags & 2);
+	return 0;
+}

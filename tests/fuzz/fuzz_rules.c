@@ -1,0 +1,115 @@
+/*
+ * fuzz_rules.c - libFuzzer target: the rule-file parser, the linter and matching (R2.1 c)
+ *
+ * The input is one rule file, loaded with rules_load_buffer() for the built-in default config.
+ * Oracle: never crashes; every diagnostic names the file and a line (>= 1), has text, and there
+ * are at most 200 of them (+1 for "too many"); a file with errors gives no ruleset, a ruleset
+ * comes with no errors and only compiled, named, categorised rules. A ruleset of up to 8 rules
+ * is also linted (same diagnostic rules) and run over the input's own normalized text under the
+ * default match limits, so a pattern the fuzzer writes meets text it writes (ReDoS shows up as
+ * a libFuzzer timeout).
+ *
+ * OWNERSHIP  Everything is freed before returning.
+ */
+#include "fuzz_common.h"
+#include "match.h"
+#include "normalize.h"
+#include "rules.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FUZZ_RULES_FILE "fuzz.rules"
+#define FUZZ_LINT_MAX_RULES 8
+
+static void check_diag(const struct diag *d)
+{
+	FUZZ_CHECK(d->n <= 201, "%zu diagnostics, more than 200", d->n);
+	for (size_t i = 0; i < d->n; i++) {
+		const struct diag_entry *e = &d->v[i];
+
+		if (e->file && *e->file && e->line >= 1 && e->text && *e->text)
+			continue;
+		diag_print(d, stderr);
+		fuzz_fail("diagnostic %zu lacks a file, a line or text: \"%s:%d: %s\"", i,
+			  e->file ? e->file : "(null)", e->line, e->text ? e->text : "(null)");
+	}
+}
+
+static void check_ruleset(const struct ruleset *rs, const struct config *cfg)
+{
+	for (size_t i = 0; i < rs->n_rules; i++) {
+		const struct rule *r = &rs->rules[i];
+
+		FUZZ_CHECK(r->name && *r->name && r->code && r->pattern, "rule %zu incomplete", i);
+		FUZZ_CHECK(r->category >= 0 && (size_t)r->category < cfg->n_categories,
+			   "rule %s has category %d", r->name, r->category);
+		FUZZ_CHECK((int)r->target < RULES_TARGET_COUNT,
+			   "rule %s has target %d", r->name, (int)r->target);
+		FUZZ_CHECK(r->target != RULES_TARGET_HEADER || (r->header_name && *r->header_name),
+			   "rule %s: header target without a name", r->name);
+		FUZZ_CHECK(r->line >= 1 && r->pattern_line >= 1, "rule %s without a line", r->name);
+	}
+}
+
+static void match_self(const struct ruleset *rs, const struct config *cfg, const uint8_t *data,
+		       size_t size)
+{
+	size_t n = 0;
+	char *text = normalize_text((const char *)data, size, true, &n);
+	const char *hname = "subject";
+	struct match_subjects subj;
+	struct match_limits lim;
+	struct match_result mr;
+
+	FUZZ_CHECK(text != NULL, "normalize_text failed");
+	memset(&subj, 0, sizeof(subj));
+	for (int t = 0; t < RULES_TARGET_COUNT; t++) {
+		subj.text[t] = text;
+		subj.len[t] = n;
+	}
+	subj.header_names = &hname;
+	subj.header_values = (const char *const *)&text;
+	subj.n_headers = 1;
+	match_limits_from_config(cfg, &lim);
+	memset(&mr, 0, sizeof(mr));
+	FUZZ_CHECK(match_run(rs, &subj, &lim, &mr) == 0, "match_run failed");
+	FUZZ_CHECK(mr.n_hits <= rs->n_rules, "%zu hits from %zu rules", mr.n_hits, rs->n_rules);
+	for (size_t i = 0; i < mr.n_hits; i++) {
+		const struct match_hit *h = &mr.hits[i];
+
+		FUZZ_CHECK(h->rule < rs->n_rules, "hit of rule %zu", h->rule);
+		FUZZ_CHECK(h->offset <= n && h->length <= n - h->offset, "hit outside its text");
+	}
+	match_result_free(&mr);
+	free(text);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct config *cfg = fuzz_config();
+	struct diag d;
+	struct ruleset *rs;
+
+	diag_init(&d);
+	rs = rules_load_buffer(FUZZ_RULES_FILE, (const char *)data, size, cfg, &d);
+	check_diag(&d);
+	FUZZ_CHECK(!rs == (d.errors > 0), "ruleset %s with %zu errors", rs ? "returned" : "refused",
+		   d.errors);
+	if (rs) {
+		check_ruleset(rs, cfg);
+		if (rs->n_rules <= FUZZ_LINT_MAX_RULES) {
+			struct diag lint;
+
+			diag_init(&lint);
+			rules_lint(rs, cfg, &lint);
+			check_diag(&lint);
+			diag_free(&lint);
+			match_self(rs, cfg, data, size);
+		}
+		rules_unref(rs);
+	}
+	diag_free(&d);
+	return 0;
+}

@@ -1,0 +1,225 @@
+# acceptlib.sh - helpers of the acceptance tests that go through the real daemon (bash)
+#
+# Sourced after testlib.sh by tests/integration/{scenarios,redis_shared,crash,faults}.sh.
+# Gives: a configuration made from the SHIPPED conf/amends.conf (shipped rules and templates,
+# a private state dir and store), a settable clock (AMENDS_CLOCK_FILE), a real redis-server on
+# 127.0.0.1 at a free port, parsing of milterclient transcripts, reading the tally through
+# amendsctl, and a generator of customer messages for load tests.
+#
+# OWNERSHIP  every server started here is t_track'ed, so testlib's EXIT trap stops it.
+# DIAGNOSTICS  helpers call fail (exit 1) when their own setup breaks; checks return status.
+
+if [ -z "${T_TMP:-}" ]; then
+	echo "acceptlib.sh: source testlib.sh first" >&2
+	exit 99
+fi
+
+AMENDSCTL="$top_builddir/src/amendsctl"
+ACC_SHIPPED_CONF="$top_srcdir/conf/amends.conf"
+SCENARIOS="$SHARED_DIR/corpus/dev/scenarios"
+ACC_CLOCK="$T_TMP/clock"
+ACC_REDIS_PID=""
+ACC_REDIS_PORT=""
+
+# ---- configuration ---------------------------------------------------------------------------
+
+# acc_config FILE key=value... - the shipped amends.conf with its paths redirected. Keys:
+#   state= (required), store= ("sqlite:/p", "redis:127.0.0.1:P", "none"; default: shipped ""),
+#   longstanding= (default: the shipped conf/longstanding.txt), maildir=, log_level= (info),
+#   busy_timeout_ms=, redis_timeout_ms=, eom_budget_ms=, sqlite_synchronous=, user=.
+# Every substitution is verified, so a reworded shipped file fails here instead of silently
+# pointing the test at /var/lib/amends.
+acc_config() {
+	local file=$1 kv k v
+	shift
+	local state="" store="" longstanding="$top_srcdir/conf/longstanding.txt" maildir=""
+	local log_level=info busy_timeout_ms="" redis_timeout_ms="" eom_budget_ms=""
+	local sqlite_synchronous="" user=""
+	for kv in "$@"; do
+		k=${kv%%=*}
+		v=${kv#*=}
+		case $k in
+		state | store | longstanding | maildir | log_level | busy_timeout_ms | redis_timeout_ms | \
+			eom_budget_ms | sqlite_synchronous | user)
+			printf -v "$k" '%s' "$v" ;;
+		*) fail "acc_config: unknown key $k" ;;
+		esac
+	done
+	[ -n "$state" ] || fail "acc_config: state= is required"
+	mkdir -p "$state"
+	local -a sub=(
+		-e "s|^state_dir = .*|state_dir = \"$state\";|"
+		-e "s|^\\([[:space:]]*dir[[:space:]]*=[[:space:]]*\\)\"[^\"]*\"|\\1\"$top_srcdir/rules\"|"
+		-e "s|^\\([[:space:]]*templates_dir[[:space:]]*=[[:space:]]*\\)\"[^\"]*\"|\\1\"$top_srcdir/conf/templates\"|"
+		-e "s|^\\([[:space:]]*longstanding_file[[:space:]]*=[[:space:]]*\\)\"[^\"]*\"|\\1\"$longstanding\"|"
+		-e "s|^\\([[:space:]]*log_level[[:space:]]*=[[:space:]]*\\)\"[^\"]*\"|\\1\"$log_level\"|"
+	)
+	[ -n "$store" ] && sub+=(-e "s|^\\([[:space:]]*store[[:space:]]*=[[:space:]]*\\)\"[^\"]*\"|\\1\"$store\"|")
+	[ -n "$maildir" ] && sub+=(-e "s|^\\([[:space:]]*maildir[[:space:]]*=[[:space:]]*\\)\"[^\"]*\"|\\1\"$maildir\"|")
+	[ -n "$user" ] && sub+=(-e "s|^\\([[:space:]]*user[[:space:]]*=[[:space:]]*\\)\"[^\"]*\"|\\1\"$user\"|")
+	local n
+	for n in busy_timeout_ms redis_timeout_ms eom_budget_ms; do
+		[ -n "${!n}" ] && sub+=(-e "s|^\\([[:space:]]*$n[[:space:]]*=[[:space:]]*\\)[0-9]*|\\1${!n}|")
+	done
+	[ -n "$sqlite_synchronous" ] &&
+		sub+=(-e "s|^\\([[:space:]]*sqlite_synchronous[[:space:]]*=[[:space:]]*\\)\"[^\"]*\"|\\1\"$sqlite_synchronous\"|")
+	sed "${sub[@]}" "$ACC_SHIPPED_CONF" >"$file" || fail "acc_config: cannot write $file"
+	acc_config_has "$file" "state_dir = \"$state\";"
+	acc_config_has "$file" "dir = \"$top_srcdir/rules\";"
+	acc_config_has "$file" "templates_dir = \"$top_srcdir/conf/templates\";"
+	acc_config_has "$file" "longstanding_file = \"$longstanding\";"
+	[ -n "$store" ] && acc_config_has "$file" "store = \"$store\";"
+	[ -n "$maildir" ] && acc_config_has "$file" "maildir = \"$maildir\";"
+	for n in busy_timeout_ms redis_timeout_ms eom_budget_ms; do
+		[ -n "${!n}" ] && acc_config_has "$file" "$n = ${!n};"
+	done
+	return 0
+}
+
+acc_config_has() {
+	grep -qF -- "$2" "$1" || fail "acc_config: could not set '$2' in the shipped amends.conf"
+}
+
+# ---- the clock -------------------------------------------------------------------------------
+
+# acc_clock_set EPOCH - what the daemon's clock says from now on (it reads the file on every use;
+# written through a rename so a reader never sees half a number).
+acc_clock_set() {
+	echo "$1" >"$ACC_CLOCK.tmp" && mv -f "$ACC_CLOCK.tmp" "$ACC_CLOCK"
+}
+acc_clock_get() { cat "$ACC_CLOCK"; }
+# acc_clock_days N - advance the clock N days.
+acc_clock_days() { acc_clock_set $(($(acc_clock_get) + $1 * 86400)); }
+
+# acc_clock_init [EPOCH] - start the clock (default 2026-11-02 09:00 UTC, the scenarios' week)
+# and export AMENDS_CLOCK_FILE to the daemons and amendsctl started after this.
+acc_clock_init() {
+	acc_clock_set "${1:-1793610000}"
+	export AMENDS_CLOCK_FILE="$ACC_CLOCK"
+}
+
+# ---- redis -----------------------------------------------------------------------------------
+
+# acc_need_redis - 0 when redis-server and redis-cli are installed.
+acc_have_redis() { command -v redis-server >/dev/null && command -v redis-cli >/dev/null; }
+
+acc_redis_ping() { [ "$(redis-cli -h 127.0.0.1 -p "$ACC_REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
+
+# acc_redis_start [PORT] - a throwaway redis-server on 127.0.0.1 (no persistence), in the
+# foreground of a background job; PORT defaults to a free one. Sets ACC_REDIS_PORT/_PID.
+acc_redis_start() {
+	ACC_REDIS_PORT=${1:-$(free_port)} || fail "no free port"
+	mkdir -p "$T_TMP/redis"
+	redis-server --port "$ACC_REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+		--dir "$T_TMP/redis" --daemonize no --protected-mode yes \
+		>>"$T_TMP/redis.log" 2>&1 &
+	ACC_REDIS_PID=$!
+	t_track "$ACC_REDIS_PID"
+	t_wait_for 10 acc_redis_ping || fail "redis-server did not answer on 127.0.0.1:$ACC_REDIS_PORT"
+}
+
+# acc_redis_kill - SIGKILL (a crash, not a shutdown).
+acc_redis_kill() {
+	kill -KILL "$ACC_REDIS_PID" 2>/dev/null
+	wait "$ACC_REDIS_PID" 2>/dev/null
+	return 0
+}
+
+acc_redis_stop() {
+	t_kill_wait "$ACC_REDIS_PID" 10 || true
+	wait "$ACC_REDIS_PID" 2>/dev/null
+	return 0
+}
+
+# ---- transcripts -----------------------------------------------------------------------------
+
+# acc_added FILE NAME - the values of "add: NAME: value" lines of a transcript (one a line).
+acc_added() {
+	sed -n "s/^add: $2: //p" "$1"
+}
+
+# acc_status_categories "STATUS VALUE" - "a,b" from "Yes; categories=a,b; ...", "none" from "No; ..."
+acc_status_categories() {
+	case $1 in
+	Yes\;*categories=*)
+		local c=${1#*categories=}
+		echo "${c%%;*}" ;;
+	No\;* | No) echo none ;;
+	*) echo "?" ;;
+	esac
+}
+
+# acc_answer FILE - the milter's answer to the (single) message of a transcript.
+acc_answer() {
+	sed -n 's/^[^ ].*: \([A-Z]*\)$/\1/p' "$1" | head -1
+}
+
+# ---- the tally through amendsctl ------------------------------------------------------------
+
+# acc_tally_count CONF ADDR CATEGORY - the count amendsctl reports (0 when unknown); returns 1
+# when amendsctl fails.
+acc_tally_count() {
+	local json
+	json=$("$AMENDSCTL" -c "$1" tally show "$2" --json 2>>"$T_TMP/amendsctl.err") || return 1
+	printf '%s' "$json" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+c = d.get("counts", {}).get(sys.argv[1])
+print(c["count"] if isinstance(c, dict) else (c or 0))' "$3"
+}
+
+# ---- generated customer mail -----------------------------------------------------------------
+
+# acc_complaint_eml FILE ADDR ID - an English complaint (the shipped rules tag it complaint) from
+# ADDR with Message-ID <ID@load.example>.
+acc_complaint_eml() {
+	crlf >"$1" <<EOF
+From: Load Customer <$2>
+To: support@shop.example
+Subject: Order $3 arrived broken
+Date: Mon, 02 Nov 2026 10:00:00 +0000
+Message-ID: <$3@load.example>
+MIME-Version: 1.0
+Content-Type: text/plain; charset="utf-8"
+
+Hello,
+
+Order $3 arrived broken and damaged, the box was crushed. This is unacceptable,
+I am very disappointed with your service.
+
+Regards
+EOF
+}
+
+# acc_now_ms - wall clock in milliseconds (for latency measurements).
+acc_now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# ---- drafts in the Maildir -------------------------------------------------------------------
+
+# acc_cur_list DIR - the file names in a Maildir cur/ (or any dir), sorted; nothing when absent.
+acc_cur_list() {
+	[ -d "$1" ] && (cd "$1" && ls -1A) | LC_ALL=C sort
+	return 0
+}
+
+# acc_draft_info CONF FILE - one line "kind<TAB>content-language<TAB>in-reply-to<TAB>signed"
+# of a draft: signed is "signed" when the decoded body carries the agent name the config gives
+# for that language (so the template really is that language's), else "unsigned".
+acc_draft_info() {
+	python3 - "$1" "$2" <<'PY'
+import email, email.policy, re, sys
+conf = open(sys.argv[1], encoding="utf-8").read()
+agents = dict(re.findall(r'\b([a-z]{2})\s*=\s*\{[^}]*?agent\s*=\s*"([^"]*)"', conf, re.S))
+m = email.message_from_binary_file(open(sys.argv[2], "rb"), policy=email.policy.default)
+kind = str(m.get("X-Amends-Draft-Kind", "")).strip()
+lang = str(m.get("Content-Language", "")).strip()
+irt = str(m.get("In-Reply-To", "")).strip()
+body = ""
+for part in m.walk():
+    if part.get_content_type() == "text/plain":
+        body += part.get_content()
+agent = agents.get(lang)
+print("\t".join([kind or "-", lang or "-", irt or "-",
+                 "signed" if agent and agent in body else "unsigned"]))
+PY
+}
