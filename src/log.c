@@ -63,6 +63,7 @@ void log_close(void)
 		closelog();
 }
 
+__attribute__((format(printf, 2, 0)))
 static void log_v(enum log_level lvl, const char *fmt, va_list ap, int err)
 {
 	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };

@@ -490,6 +490,7 @@ int pipeline_run(const struct pipeline_env *env, const struct pipeline_input *in
 		subj.header_names = (const char *const *)res->norm_header_names;
 		subj.header_values = (const char *const *)res->norm_header_values;
 		subj.n_headers = res->n_norm_headers;
+		subj.queue_id = in->queue_id;
 		match_limits_from_config(cfg, &mlim);
 		if (match_run(env->rs, &subj, &mlim, &res->mr) < 0) {
 			res->failures |= PIPELINE_FAIL_MATCH;
@@ -498,10 +499,6 @@ int pipeline_run(const struct pipeline_env *env, const struct pipeline_input *in
 		}
 		verdict_compute(cfg, env->rs, &res->mr, &res->v);
 		res->have_verdict = true;
-		if (res->mr.deadline_hit)
-			stats_inc(STATS_RULE_DEADLINE_HITS);
-		if (res->mr.rules_skipped)
-			stats_add(STATS_RULES_SKIPPED, res->mr.rules_skipped);
 	}
 	if (!(flags & PIPELINE_DRY_RUN)) {
 		stats_inc(STATS_MESSAGES);

@@ -8,16 +8,13 @@
 #include "fuzz_common.h"
 #include "log.h"
 #include "message.h"
+#include "template.h"
 #include "util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#ifndef FUZZ_SRCDIR
-#define FUZZ_SRCDIR "."
-#endif
 
 void fuzz_fail(const char *fmt, ...)
 {
@@ -48,7 +45,7 @@ const char *fuzz_srcdir(void)
 {
 	const char *s = getenv("top_srcdir");
 
-	return s && *s ? s : FUZZ_SRCDIR;
+	return s && *s ? s : ".";
 }
 
 struct config *fuzz_config(void)
@@ -73,6 +70,9 @@ struct config *fuzz_config(void)
 	cfg->drafts.templates_dir = strbuf_take(&b);
 	if (!cfg->drafts.templates_dir)
 		fuzz_fail("out of memory");
+	if (!template_lang_available(cfg, "en"))
+		fuzz_fail("no templates in %s: set top_srcdir to the source tree",
+			  cfg->drafts.templates_dir);
 	return cfg;
 }
 

@@ -223,3 +223,76 @@ print("\t".join([kind or "-", lang or "-", irt or "-",
                  "signed" if agent and agent in body else "unsigned"]))
 PY
 }
+
+# ---- daemons with their own logs ---------------------------------------------------------------
+
+# acc_start_daemon NAME CONF SPEC - like testlib's start_daemon, for tests that run several
+# daemons or restart one: the log goes to $T_TMP/NAME.log (appended), the pid to ACC_PID[NAME].
+declare -gA ACC_PID=()
+acc_start_daemon() {
+	local name=$1 conf=$2 spec=$3 pid
+	echo "==== start: amends-milter -c $conf -f -p $spec" >>"$T_TMP/$name.log"
+	"$AMENDS_MILTER" -c "$conf" -f -p "$spec" >>"$T_TMP/$name.log" 2>&1 &
+	pid=$!
+	ACC_PID[$name]=$pid
+	t_track "$pid"
+	wait_ready "$spec" "$pid" || fail "amends-milter $name did not come up on $spec"
+}
+
+# acc_stop_daemon NAME - SIGTERM and wait (fails the test when it had to be killed).
+acc_stop_daemon() { stop_daemon "${ACC_PID[$1]}"; }
+
+# ---- counters ----------------------------------------------------------------------------------
+
+# acc_stat CONF NAME - amends_NAME_total from the daemon's stats snapshot (amendsctl stats);
+# empty when there is no snapshot yet.
+acc_stat() {
+	"$AMENDSCTL" -c "$1" stats 2>/dev/null | sed -n "s/^amends_$2_total \\([0-9]*\\)\$/\\1/p"
+}
+
+# acc_wait_stat CONF NAME MIN [SECONDS] - until the counter is >= MIN (the daemon writes the
+# snapshot every 5 s; default wait 8 s). Prints the last value read; 1 on timeout.
+acc_wait_stat() {
+	local v i
+	for ((i = 0; i < ${4:-8} * 5; i++)); do
+		v=$(acc_stat "$1" "$2")
+		if [ -n "$v" ] && [ "$v" -ge "$3" ]; then
+			echo "$v"
+			return 0
+		fi
+		sleep 0.2
+	done
+	echo "${v:-none}"
+	return 1
+}
+
+# ---- load ------------------------------------------------------------------------------------
+
+# acc_ms - milliseconds since the epoch, without a fork.
+acc_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
+
+# acc_load_worker RESULTS SPEC FILE... - send each FILE in its own milter session (one client
+# run each, so each is timed) and append one line per message to RESULTS:
+#   file  client-exit  elapsed-ms  answer  categories  complaint-count-in-X-Amends-Tally
+# The envelope sender is the From address (the client's default). The transcript stays in
+# FILE.out. Meant to run in the background (&); bounded by the number of files and the client's
+# 5 s I/O timeout.
+acc_load_worker() {
+	local res=$1 spec=$2 f t0 rc out st cats tally
+	shift 2
+	for f; do
+		out="$f.out"
+		t0=$(acc_ms)
+		"$MILTERCLIENT" -t 5 -s "$spec" "$f" >"$out" 2>"$out.err" </dev/null
+		rc=$?
+		st=$(acc_added "$out" X-Amends-Status | head -1)
+		cats=$(acc_status_categories "$st")
+		tally=$(acc_added "$out" X-Amends-Tally | sed -n 's/.*complaint=\([0-9]*\).*/\1/p')
+		printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(basename "$f")" "$rc" "$(($(acc_ms) - t0))" \
+			"$(acc_answer "$out")" "$cats" "${tally:--}" >>"$res"
+	done
+}
+
+# acc_counters_wired - 0 when the daemon writes its stats snapshot (amends-milter.c calls
+# metrics_start). Until then the counter checks cannot run; tests say so loudly instead.
+acc_counters_wired() { grep -q 'metrics_start' "$top_srcdir/src/amends-milter.c"; }

@@ -1,0 +1,147 @@
+#!/bin/bash
+# run.sh - the benchmark behind "make bench": amends against the null milter, and a rule sweep
+#
+# In one run, for BENCH_ROUNDS rounds, one server after the other on a unix socket in a temp
+# dir, each driven by benchclient with the same load (BENCH_CONNS connections, sessions of
+# BENCH_K messages, BENCH_SECONDS per server of which BENCH_WARMUP warm up), the same mix of
+# mail (the dev corpus + BENCH_BIG generated larger multipart messages):
+#   null          contrib/bench/nullmilter: accepts, adds one header (the protocol floor)
+#   amends        the shipped rule packs, SQLite tally with the shipped sqlite_synchronous=full,
+#                 drafting on into a temp Maildir (a fresh state dir per server run)
+#   amends-normal the same with sqlite_synchronous=normal
+#   gen-N         amends with N generated rules (gen_rules.py) instead of the packs, N in
+#                 BENCH_SWEEP
+# and reports, per variant, the median over rounds of messages/s, latency p50/p99/max, the
+# server's CPU per message, peak RSS (VmHWM), drafts written and rules stopped by their time
+# budget; ratios are taken within each round (adjacent runs, same machine load) and their
+# median reported. Raw numbers go to BENCH_OUT (default: bench-results.tsv in the build dir).
+#
+# Usage: contrib/bench/run.sh BUILD_DIR     (make bench does this)
+# Env:   BENCH_ROUNDS=3 BENCH_SECONDS=6 BENCH_WARMUP=1 BENCH_CONNS=16 BENCH_K=5 BENCH_BIG=30
+#        BENCH_SWEEP="100 300 1000" BENCH_CORPUS=$src/../shared/corpus/dev/messages
+#        BENCH_VARIANTS="null amends amends-normal gen" BENCH_KEEP=1 (keep the temp dir)
+# The run takes about ROUNDS x (3 + sweep size) x (SECONDS + 1-2 s): under 4 minutes by default.
+set -euo pipefail
+src=$(cd "$(dirname "$0")/../.." && pwd)
+build=$(cd "${1:?usage: run.sh BUILD_DIR}" && pwd)
+here="$src/contrib/bench"
+PYTHON3=${PYTHON3:-python3}
+rounds=${BENCH_ROUNDS:-3}
+secs=${BENCH_SECONDS:-6}
+warmup=${BENCH_WARMUP:-1}
+conns=${BENCH_CONNS:-16}
+per_session=${BENCH_K:-5}
+nbig=${BENCH_BIG:-30}
+sweep=${BENCH_SWEEP:-100 300 1000}
+corpus=${BENCH_CORPUS:-$src/../shared/corpus/dev/messages}
+variants=${BENCH_VARIANTS:-null amends amends-normal gen}
+out=${BENCH_OUT:-$build/bench-results.tsv}
+client="$build/contrib/bench/benchclient"
+null="$build/contrib/bench/nullmilter"
+milter="$build/src/amends-milter"
+export PYTHONDONTWRITEBYTECODE=1
+
+for p in "$client" "$null" "$milter"; do
+	[ -x "$p" ] || { echo "bench: $p is missing (run make bench)" >&2; exit 1; }
+done
+[ -d "$corpus" ] || { echo "bench: corpus $corpus not found (set BENCH_CORPUS)" >&2; exit 1; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/amends-bench.XXXXXX")
+server_pid=
+cleanup() {
+	if [ -n "$server_pid" ]; then
+		kill "$server_pid" 2>/dev/null || true
+		wait "$server_pid" 2>/dev/null || true
+	fi
+	if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+# ---- inputs --------------------------------------------------------------------------------
+"$PYTHON3" "$here/gen_mail.py" "$nbig" "$work/big"
+mail_dirs=("$corpus" "$work/big")
+for n in $sweep; do
+	"$PYTHON3" "$here/gen_rules.py" "$n" "$work/rules-$n"
+done
+
+# conf_for NAME RULES_DIR SYNC - the shipped amends.conf with private paths; fails loudly when
+# the shipped file no longer has the lines we rewrite.
+conf_for() {
+	local name=$1 rules=$2 sync=$3 f="$work/$1.conf"
+	sed -e "s|^state_dir = .*|state_dir = \"$work/state-$name\";|" \
+	    -e "s|^\([[:space:]]*dir[[:space:]]*=[[:space:]]*\)\"[^\"]*\"|\1\"$rules\"|" \
+	    -e "s|templates_dir = \"templates\";|templates_dir = \"$src/conf/templates\";|" \
+	    -e "s|longstanding_file = \"longstanding.txt\";|longstanding_file = \"$src/conf/longstanding.txt\";|" \
+	    -e "s|sqlite_synchronous = \"[a-z]*\";|sqlite_synchronous = \"$sync\";|" \
+	    "$src/conf/amends.conf" >"$f"
+	for k in "state_dir = \"$work/state-$name\"" "dir = \"$rules\"" "$src/conf/templates" \
+	    "$src/conf/longstanding.txt" "sqlite_synchronous = \"$sync\"" "enabled = true"; do
+		grep -qF "$k" "$f" || { echo "bench: cannot set '$k' in $f" >&2; exit 1; }
+	done
+}
+conf_for amends "$src/rules" full
+conf_for amends-normal "$src/rules" normal
+for n in $sweep; do conf_for "gen-$n" "$work/rules-$n" full; done
+
+# ---- one server run -----------------------------------------------------------------------
+clk_tck=$(getconf CLK_TCK)
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+
+# run_one ROUND VARIANT - start the server, load it, append one TSV line to $out.
+run_one() {
+	local round=$1 v=$2 sock="$work/$2.sock" log="$work/$2.log" state="$work/state-$2"
+	rm -rf "$state" "$sock" && mkdir -p "$state"
+	if [ "$v" = null ]; then
+		"$null" -p "unix:$sock" 2>"$log" &
+	else
+		"$milter" -c "$work/$v.conf" -f -p "unix:$sock" 2>"$log" &
+	fi
+	server_pid=$!
+	for _ in $(seq 600); do [ -S "$sock" ] && break; sleep 0.1; done
+	[ -S "$sock" ] || { echo "bench: $v did not start:" >&2; cat "$log" >&2; exit 1; }
+	local c0 line c1 hwm drafts stops rc=0
+	c0=$(cpu_ticks "$server_pid")
+	line=$("$client" -s "unix:$sock" -c "$conns" -k "$per_session" -T "$secs" -W "$warmup" \
+		-l "$v" "${mail_dirs[@]}") || rc=$?
+	c1=$(cpu_ticks "$server_pid")
+	hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status")
+	kill "$server_pid"
+	wait "$server_pid" || true
+	server_pid=
+	[ "$rc" = 0 ] || { echo "bench: $v: client failed ($line)" >&2; tail -n 5 "$log" >&2; exit 1; }
+	drafts=$(find "$state" -path '*/.Drafts/cur/*' -type f 2>/dev/null | wc -l)
+	stops=$(grep -c 'stopped by its time budget' "$log" || true)
+	# total counts warm-up too: the CPU delta covers both.
+	echo "$line" | awk -v r="$round" -v c="$((c1 - c0))" -v tck="$clk_tck" -v h="$hwm" \
+	    -v d="$drafts" -v s="$stops" '{
+		for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+		printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.3f\t%s\t%s\t%s\t%s\n", r, f["label"],
+		    f["msgs"], f["rate"], f["p50_ms"], f["p99_ms"], f["max_ms"], f["mean_ms"],
+		    f["total"] ? c * 1000 / tck / f["total"] : 0, h, d, s, f["modified"] "/" f["total"]
+	}' >>"$out"
+	tail -n 1 "$out" | awk -F'\t' '{printf "  round %s %-14s %8s msg/s  p50 %7s  p99 %8s  max %8s ms  cpu %6s ms/msg  rss %6d KiB\n", $1, $2, $4, $5, $6, $7, $9, $10}'
+}
+
+# ---- the run ------------------------------------------------------------------------------
+nmail=$(find "${mail_dirs[@]}" -maxdepth 1 -name '*.eml' | wc -l)
+mbytes=$(find "${mail_dirs[@]}" -maxdepth 1 -name '*.eml' -exec cat {} + | wc -c)
+echo "bench: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p'), $(nproc) CPUs," \
+     "$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM"
+echo "bench: load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "bench: $nmail messages ($((mbytes / 1024)) KiB: $corpus + $nbig generated)," \
+     "$conns connections, sessions of $per_session, ${secs}s per server (${warmup}s warm-up)," \
+     "$rounds rounds"
+printf 'round\tvariant\tmsgs\trate\tp50_ms\tp99_ms\tmax_ms\tmean_ms\tcpu_ms_per_msg\thwm_kib\tdrafts\tbudget_stops\tmodified\n' >"$out"
+for r in $(seq "$rounds"); do
+	for v in $variants; do
+		if [ "$v" = gen ]; then
+			for n in $sweep; do run_one "$r" "gen-$n"; done
+		else
+			run_one "$r" "$v"
+		fi
+	done
+done
+echo "bench: load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+"$PYTHON3" "$here/summary.py" "$out"
+echo "bench: raw numbers in $out"

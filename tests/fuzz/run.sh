@@ -1,0 +1,98 @@
+#!/bin/bash
+# run.sh - `make fuzz`: run each libFuzzer target for a while on a merged seed corpus
+#
+# Usage (from a build configured with CC=clang --enable-fuzzing):
+#   make fuzz [FUZZ_SECONDS=60] [FUZZ_JOBS=2] [FUZZ_TARGETS="mime rules"]
+#   tests/fuzz/run.sh [TARGET...]
+# Per target T, in $top_builddir/tests/fuzz/work/:
+#   1. gen/T       the nasties and the shared corpus (make_nasties.py --shared, regenerated);
+#   2. corpus/T    the working corpus, kept between runs: libFuzzer -merge=1 of itself, the
+#                  committed seeds (tests/fuzz/corpus/T), the regressions (tests/fuzz/regressions/T),
+#                  gen/T and, for rules and config, the shipped rule files / amends.conf;
+#   3. fuzzing for FUZZ_SECONDS with -timeout=2 -rss_limit_mb=2048 and the target's dictionary;
+#      crashes, timeouts, leaks and OOMs land in artifacts/T/, the log in logs/T.log.
+# FUZZ_JOBS targets run at once (nice'd). At the end every artifact is listed with the commands
+# that minimize it and save it as a regression input.
+# Exit: 0 when no target found anything, 1 otherwise, 2 when a target is not built.
+set -u
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+: "${top_srcdir:=$(cd "$here/../.." && pwd)}"
+: "${top_builddir:=$(pwd)}"
+export top_srcdir top_builddir
+PYTHON3=${PYTHON3:-python3}
+SECONDS_EACH=${FUZZ_SECONDS:-60}
+JOBS=${FUZZ_JOBS:-2}
+targets=${*:-${FUZZ_TARGETS:-mime normalize rules config draft milter}}
+work="$top_builddir/tests/fuzz/work"
+OPTS=(-timeout=2 -rss_limit_mb=2048 -print_final_stats=1)
+
+for t in $targets; do
+	if [ ! -x "$top_builddir/tests/fuzz/fuzz_$t" ]; then
+		echo "run.sh: tests/fuzz/fuzz_$t is not built: ./configure CC=clang --enable-fuzzing; make" >&2
+		exit 2
+	fi
+done
+mkdir -p "$work/gen" "$work/logs" || exit 2
+rm -rf "$work/gen"
+"$PYTHON3" "$top_srcdir/tests/fuzz/make_nasties.py" "$work/gen" \
+	--shared "$top_srcdir/../shared/corpus" || exit 2
+
+dict_of() {
+	case $1 in
+	mime|milter|draft) echo "$top_srcdir/tests/fuzz/dict/mime.dict" ;;
+	*) [ -f "$top_srcdir/tests/fuzz/dict/$1.dict" ] && echo "$top_srcdir/tests/fuzz/dict/$1.dict" ;;
+	esac
+}
+
+# extra_seeds T - directories of the source tree that hold inputs for T
+extra_seeds() {
+	case $1 in
+	rules) echo "$top_srcdir/rules"; echo "$top_srcdir/tests/data/rules" ;;
+	config) echo "$top_srcdir/conf" ;;
+	mime) echo "$top_srcdir/tests/data/mime" ;;
+	esac
+}
+
+fuzz_one() {
+	local t=$1 bin="$top_builddir/tests/fuzz/fuzz_$t" d dict seeds=()
+	local log="$work/logs/$t.log"
+	mkdir -p "$work/corpus/$t" "$work/artifacts/$t"
+	for d in "$top_srcdir/tests/fuzz/corpus/$t" "$top_srcdir/tests/fuzz/regressions/$t" \
+		 "$work/gen/$t" $(extra_seeds "$t"); do
+		[ -d "$d" ] && seeds+=("$d")
+	done
+	dict=$(dict_of "$t")
+	{
+		echo "== $t: merging ${seeds[*]}"
+		nice "$bin" -merge=1 "${OPTS[@]}" -timeout=10 "$work/corpus/$t" "${seeds[@]}"
+		echo "== $t: fuzzing for $SECONDS_EACH s"
+		nice "$bin" "${OPTS[@]}" ${dict:+-dict="$dict"} -max_total_time="$SECONDS_EACH" \
+			-artifact_prefix="$work/artifacts/$t/" "$work/corpus/$t"
+	} >"$log" 2>&1
+	echo "$t: exit $? ($(grep -c . "$log") log lines, corpus $(ls "$work/corpus/$t" | wc -l) inputs)"
+}
+
+running=0
+for t in $targets; do
+	fuzz_one "$t" &
+	running=$((running + 1))
+	if [ "$running" -ge "$JOBS" ]; then
+		wait -n
+		running=$((running - 1))
+	fi
+done
+wait
+
+found=0
+for t in $targets; do
+	for a in "$work/artifacts/$t"/*; do
+		[ -f "$a" ] || continue
+		found=1
+		name=$(basename "$a")
+		echo "FOUND: $t: $a"
+		echo "  minimize: tests/fuzz/fuzz_$t -minimize_crash=1 -runs=10000 -exact_artifact_path=$a.min $a"
+		echo "  save:     cp $a.min \$top_srcdir/tests/fuzz/regressions/$t/$name"
+	done
+	grep -E "^(==[0-9]+==ERROR|SUMMARY|fuzz oracle|stat::)" "$work/logs/$t.log" | sed "s|^|  $t: |" | head -20
+done
+exit $found
