@@ -11,6 +11,7 @@
 #include "diag.h"
 #include "log.h"
 #include "message.h"
+#include "metrics.h"
 #include "milter.h"
 #include "rules.h"
 #include "stats.h"
@@ -103,6 +104,8 @@ static struct milter_generation *load_generation(const char *path, struct config
 	}
 	for (size_t i = 0; i < cfg->n_categories; i++)
 		stats_category((int)i, cfg->categories[i].name);
+	for (size_t i = 0; i < milter_generation_rules(g)->n_rules; i++)
+		stats_rule_register(milter_generation_rules(g)->rules[i].name);
 	*cfgp = cfg;
 	return g;
 }
@@ -150,12 +153,69 @@ static int socket_permissions(const struct config *cfg, const char *spec)
 	return 0;
 }
 
+/* The unix socket we created (device, inode). A stop removes only that one: libmilter takes up
+ * to ~5 s to leave smfi_main after SIGTERM, and a new instance started meanwhile has replaced
+ * the path with its own socket, which an unconditional unlink would take from it. */
+static dev_t sock_dev;
+static ino_t sock_ino;
+static bool sock_known;
+
+static const char *socket_path(const char *spec)
+{
+	return (!strncmp(spec, "unix:", 5) || !strncmp(spec, "local:", 6)) ? strchr(spec, ':') + 1
+									     : NULL;
+}
+
+static void socket_remember(const char *spec)
+{
+	const char *path = socket_path(spec);
+	struct stat st;
+
+	if (path && lstat(path, &st) == 0) {
+		sock_dev = st.st_dev;
+		sock_ino = st.st_ino;
+		sock_known = true;
+	}
+}
+
+static void socket_unlink_ours(const char *spec)
+{
+	const char *path = socket_path(spec);
+	struct stat st;
+
+	if (path && sock_known && lstat(path, &st) == 0 && st.st_dev == sock_dev &&
+	    st.st_ino == sock_ino)
+		unlink(path);
+}
+
+/* Remove the pidfile only while it still names us (a newer instance may have rewritten it). */
+static void pidfile_unlink_ours(const char *path)
+{
+	char buf[32];
+	ssize_t n;
+	int fd;
+
+	if (!path || !*path || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n > 0) {
+		buf[n] = '\0';
+		if (atol(buf) == (long)getpid())
+			unlink(path);
+	}
+}
+
 static int drop_privileges(const char *user)
 {
 	struct passwd *pw;
 
-	if (!user || !*user)
+	if (!user || !*user) {
+		/* R9.1 asks for a refusal; a warning keeps root-run test beds and old configs going. */
+		if (geteuid() == 0)
+			log_warn("running as root: set milter.user (or -u) to an unprivileged user");
 		return 0;
+	}
 	pw = getpwnam(user);
 	if (!pw) {
 		log_err("user %s: no such user", user);
@@ -332,6 +392,7 @@ int main(int argc, char **argv)
 	umask(0027);
 	if (socket_permissions(current_cfg, spec) < 0)
 		return 1;
+	socket_remember(spec);
 	if (!o.foreground && daemonize() < 0) {
 		log_err_errno("cannot go to the background");
 		return 1;
@@ -360,14 +421,23 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	pthread_detach(reloader);
+	/* After the fork: the stats snapshot writer and the optional /metrics server are threads. */
+	{
+		char *merr = NULL;
+
+		if (metrics_start(current_cfg, &merr) < 0) {
+			log_err("metrics: %s", merr ? merr : "cannot start");
+			free(merr);
+			return 1;
+		}
+	}
 
 	log_info("amends-milter %s listening on %s", PACKAGE_VERSION, spec);
 	rc = smfi_main();
+	metrics_stop();
 	log_info("stopping (smfi_main returned %s)", rc == MI_SUCCESS ? "success" : "failure");
-	if (pidfile && *pidfile)
-		unlink(pidfile);
-	if (!strncmp(spec, "unix:", 5) || !strncmp(spec, "local:", 6))
-		unlink(strchr(spec, ':') + 1);
+	pidfile_unlink_ours(pidfile);
+	socket_unlink_ours(spec);
 	milter_generation_clear();
 	config_unref(current_cfg);
 	free(spec);

@@ -126,6 +126,9 @@ static void config_defaults(struct config *c)
 	set_str(&c->drafts.imap_password_file, "");
 	set_str(&c->drafts.imap_mailbox, "Drafts");
 	c->drafts.imap_retry_s = 30;
+	c->drafts.imap_tls_verify = true;
+	set_str(&c->drafts.imap_ca_file, "");
+	set_str(&c->drafts.imap_tls_fingerprint, "");
 	c->drafts.n_identities = UTIL_ARRAY_LEN(default_identities);
 	for (i = 0; i < c->drafts.n_identities; i++) {
 		struct config_identity *id = &c->drafts.identities[i];
@@ -520,7 +523,8 @@ static void load_drafts(struct cfgctx *x, const config_setting_t *s)
 	static const char *const known[] = { "enabled", "delivery", "maildir", "folder", "flags",
 		"templates_dir", "spool_dir", "default_lang", "fallback_ur_latn", "fallback_hi_latn",
 		"eom_budget_ms", "imap_url", "imap_user", "imap_password_file", "imap_mailbox",
-		"imap_retry_s", "identities", NULL };
+		"imap_retry_s", "imap_tls_verify", "imap_ca_file", "imap_tls_fingerprint",
+		"identities", NULL };
 	struct config_drafts *d = &x->c->drafts;
 
 	check_known(x, s, "drafts", known);
@@ -540,6 +544,9 @@ static void load_drafts(struct cfgctx *x, const config_setting_t *s)
 	get_string(x, s, "imap_password_file", &d->imap_password_file);
 	get_string(x, s, "imap_mailbox", &d->imap_mailbox);
 	GET_NUM(x, s, "imap_retry_s", 1, 86400, d->imap_retry_s);
+	get_bool(x, s, "imap_tls_verify", &d->imap_tls_verify);
+	get_string(x, s, "imap_ca_file", &d->imap_ca_file);
+	get_string(x, s, "imap_tls_fingerprint", &d->imap_tls_fingerprint);
 	load_identities(x, s ? config_setting_get_member(s, "identities") : NULL);
 	if (strcmp(d->delivery, "maildir") && strcmp(d->delivery, "imap"))
 		diag_error(x->d, x->file, line_of(s), "drafts.delivery: expected \"maildir\" or \"imap\"");
@@ -691,8 +698,10 @@ static char *dirname_of(const char *path)
 	return util_strndup(path, (size_t)(slash - path));
 }
 
-/* text != NULL: parse it, named path ("<string>") in diagnostics, relative paths against ".". */
-static struct config *config_load_from(const char *path, const char *text, struct diag *d)
+/* Parse text, named path in diagnostics (NULL path, NULL text: the defaults); relative paths
+ * in it resolve against basedir. */
+static struct config *config_load_from(const char *path, const char *text, const char *basedir,
+				       struct diag *d)
 {
 	struct config *c = calloc(1, sizeof(*c));
 	struct cfgctx x = { c, d, path ? path : "" };
@@ -706,15 +715,12 @@ static struct config *config_load_from(const char *path, const char *text, struc
 	atomic_init(&c->refs, 1);
 	config_defaults(c);
 	c->path = util_strdup(path ? path : "");
-	c->basedir = path && !text ? dirname_of(path) : util_strdup(".");
-	if (path) {
+	c->basedir = util_strdup(basedir ? basedir : ".");
+	if (path && text) {
 		config_init(&lc);
-		if (!(text ? config_read_string(&lc, text) : config_read_file(&lc, path))) {
-			if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
-				diag_add(d, DIAG_ERROR, path, 0, 0, "cannot read: %s", strerror(errno));
-			else
-				diag_add(d, DIAG_ERROR, config_error_file(&lc) ? config_error_file(&lc) : path,
-					 config_error_line(&lc), 0, "%s", config_error_text(&lc));
+		if (!config_read_string(&lc, text)) {
+			diag_add(d, DIAG_ERROR, path, config_error_line(&lc), 0, "%s",
+				 config_error_text(&lc));
 			config_destroy(&lc);
 			config_unref(c);
 			return NULL;
@@ -730,25 +736,51 @@ static struct config *config_load_from(const char *path, const char *text, struc
 	return c;
 }
 
+/* libconfig 1.5's scanner exit()s the whole process on `@include "<a directory>"` (libconfig
+ * issue #292), so a reload could kill the daemon: we read files ourselves and refuse @include
+ * (amends.conf(5) never offered it). Returns -1 with an error naming file:line. */
+static int config_refuse_include(const char *name, const char *text, struct diag *d)
+{
+	const char *inc = strstr(text, "@include");
+	int line = 1;
+
+	if (!inc)
+		return 0;
+	for (const char *p = text; p < inc; p++)
+		line += *p == '\n';
+	diag_error(d, name, line, "@include is not supported");
+	return -1;
+}
+
+#define CONFIG_MAX_FILE_BYTES (1024 * 1024)
+
 struct config *config_load(const char *path, struct diag *d)
 {
-	return config_load_from(path, NULL, d);
+	struct config *c = NULL;
+	char *text, *dir;
+	size_t len;
+
+	if (!path)
+		return config_load_from(NULL, NULL, NULL, d);
+	if (util_read_file(path, CONFIG_MAX_FILE_BYTES, &text, &len) < 0) {
+		diag_add(d, DIAG_ERROR, path, 0, 0, "cannot read: %s", strerror(errno));
+		return NULL;
+	}
+	dir = dirname_of(path);
+	if (!dir)
+		diag_error(d, path, 0, "out of memory");
+	else if (config_refuse_include(path, text, d) == 0)
+		c = config_load_from(path, text, dir, d);
+	free(dir);
+	free(text);
+	return c;
 }
 
 struct config *config_load_string(const char *text, struct diag *d)
 {
-	/* libconfig 1.5 cannot refuse @include; a string (tests, fuzzing) must not read files */
-	const char *inc = strstr(text, "@include");
-
-	if (inc) {
-		int line = 1;
-
-		for (const char *p = text; p < inc; p++)
-			line += *p == '\n';
-		diag_error(d, "<string>", line, "@include is not allowed here");
+	if (config_refuse_include("<string>", text, d) < 0)
 		return NULL;
-	}
-	return config_load_from("<string>", text, d);
+	return config_load_from("<string>", text, ".", d);
 }
 
 struct config *config_ref(struct config *c)
@@ -786,7 +818,8 @@ static void config_free(struct config *c)
 	free(c->drafts.flags); free(c->drafts.templates_dir); free(c->drafts.spool_dir);
 	free(c->drafts.default_lang); free(c->drafts.fallback_ur_latn); free(c->drafts.fallback_hi_latn);
 	free(c->drafts.imap_url); free(c->drafts.imap_user); free(c->drafts.imap_password_file);
-	free(c->drafts.imap_mailbox);
+	free(c->drafts.imap_mailbox); free(c->drafts.imap_ca_file);
+	free(c->drafts.imap_tls_fingerprint);
 	for (i = 0; i < c->drafts.n_identities; i++) {
 		struct config_identity *id = &c->drafts.identities[i];
 

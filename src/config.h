@@ -113,6 +113,9 @@ struct config_drafts {
 	char *imap_password_file;
 	char *imap_mailbox;         /* "Drafts" */
 	int imap_retry_s;
+	bool imap_tls_verify;       /* check the server's certificate chain and name (default on) */
+	char *imap_ca_file;         /* PEM CA bundle replacing the system store ("" = system) */
+	char *imap_tls_fingerprint; /* "sha256:HEX" pin of the server's certificate ("" = none) */
 	struct config_identity identities[CONFIG_MAX_LANGS];
 	size_t n_identities;
 };
@@ -140,8 +143,8 @@ struct config {
 
 /* Load path; NULL on error, with every problem in d. A NULL path gives the built-in defaults. */
 struct config *config_load(const char *path, struct diag *d);
-/* The same from a NUL-terminated string (tests, fuzzing): diagnostics name "<string>", relative
- * paths resolve against ".", and @include is refused. */
+/* The same from a NUL-terminated string (tests, fuzzing): diagnostics name "<string>" and
+ * relative paths resolve against ".". Both refuse @include (libconfig 1.5 exit()s on some). */
 struct config *config_load_string(const char *text, struct diag *d);
 struct config *config_ref(struct config *c);
 void config_unref(struct config *c);

@@ -8,8 +8,9 @@
  *
  * JSON output (--json), one document per file, stable field names:
  *   { "file", "lang", "subject", "from": {"addr","name"}, "message_id", "limits": [..],
- *     "parts": [{"index","type","charset","html","rfc822","truncated","text","new_text",
- *                "quoted_text"}],
+ *     "parts": [{"index","type","charset","html","rfc822","truncated","shadowed","text",
+ *                "new_text","quoted_text"}],   (shadowed: an HTML alternative whose text/plain
+ *                twin is what the rules read)
  *     "categories": [..], "scores": {cat: n}, "hits": [{"rule","category","score","target",
  *     "header","offset","length","match","context","file","line"}],
  *     "rules_limited": [names], "rules_skipped": n, "deadline_hit": bool,
@@ -63,9 +64,9 @@ static void json_part(struct strbuf *b, const struct message_part *p)
 	strbuf_json_string(b, p->content_type, strlen(p->content_type));
 	strbuf_puts(b, ",\"charset\":");
 	strbuf_json_string(b, p->charset, strlen(p->charset));
-	strbuf_printf(b, ",\"html\":%s,\"rfc822\":%s,\"truncated\":%s,\"text\":",
+	strbuf_printf(b, ",\"html\":%s,\"rfc822\":%s,\"truncated\":%s,\"shadowed\":%s,\"text\":",
 		      p->is_html ? "true" : "false", p->in_rfc822 ? "true" : "false",
-		      p->truncated ? "true" : "false");
+		      p->truncated ? "true" : "false", p->shadowed ? "true" : "false");
 	strbuf_json_string(b, p->text ? p->text : "", p->text_len);
 	strbuf_puts(b, ",\"new_text\":");
 	strbuf_json_string(b, p->new_text ? p->new_text : "", p->new_len);

@@ -5,10 +5,18 @@
  * network-bound runs in the worker thread: the milter threads only write the spool (spool.c)
  * and kick the worker, so a dead server can never hold a message.
  *
+ * libetpan does the TLS handshake (GnuTLS on Debian) but checks no certificate, so after each
+ * handshake this file takes the peer chain from libetpan and verifies it itself with a GnuTLS
+ * trust list, before anything secret is sent (imap_tls_*). libetpan offers no hook inside the
+ * handshake, so the check comes right after it; for STARTTLS only CAPABILITY and STARTTLS have
+ * been said in clear by then, as with any STARTTLS client.
+ *
  * OWNERSHIP  See imap.h.
  * DIAGNOSTICS  The worker logs connection trouble (first failure, then every 10th) and every
  *              draft moved to failed/; functions return -1 with a malloc'd *err.
  */
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -19,6 +27,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <libetpan/libetpan.h>
 
 #include "imap.h"
@@ -144,7 +155,199 @@ void imap_target_free(struct imap_target *t)
 	free(t->user);
 	free(t->password_file);
 	free(t->mailbox);
+	imap_tls_policy_free(t->tls_policy);
 	memset(t, 0, sizeof(*t));
+}
+
+/* ---- certificate verification ------------------------------------------------------------ */
+
+struct imap_tls_policy {
+	bool verify;
+	gnutls_x509_trust_list_t trust;  /* only with verify */
+	int n_cas;                       /* trust anchors loaded (0: empty system store) */
+	bool pinned;
+	unsigned char pin[IMAP_TLS_PIN_LEN];
+};
+
+/* "sha256:" and 64 hex digits, optionally "AB:CD:..." as openssl x509 -fingerprint prints. */
+static int imap_tls_pin_parse(const char *s, unsigned char pin[IMAP_TLS_PIN_LEN], char **err)
+{
+	char hex[2 * IMAP_TLS_PIN_LEN + 1];
+	size_t n = 0;
+	if (!util_ascii_casestarts(s, "sha256:"))
+		goto bad;
+	for (const char *p = s + 7; *p; p++) {
+		if (*p == ':' && n > 0 && n % 2 == 0 && p[1] && p[1] != ':')
+			continue;
+		if (!isxdigit((unsigned char)*p) || n == sizeof(hex) - 1)
+			goto bad;
+		hex[n++] = *p;
+	}
+	hex[n] = '\0';
+	size_t len = IMAP_TLS_PIN_LEN;
+	if (n != sizeof(hex) - 1 || gnutls_hex_decode(&(gnutls_datum_t){ (unsigned char *)hex,
+				   (unsigned)n }, pin, &len) < 0 || len != IMAP_TLS_PIN_LEN)
+		goto bad;
+	return 0;
+bad:
+	imap_seterr(err, "imap_tls_fingerprint: expected \"sha256:\" and 64 hex digits (as "
+		    "\"openssl x509 -noout -fingerprint -sha256\" prints them)");
+	return -1;
+}
+
+struct imap_tls_policy *imap_tls_policy_new(bool verify, const char *ca_file, const char *pin,
+					     char **err)
+{
+	struct imap_tls_policy *p = calloc(1, sizeof(*p));
+	if (!p) {
+		imap_seterr(err, "out of memory");
+		return NULL;
+	}
+	p->verify = verify;
+	if (pin && *pin) {
+		if (imap_tls_pin_parse(pin, p->pin, err) < 0)
+			goto fail;
+		p->pinned = true;
+	}
+	if (!verify)
+		return p;
+	int r = gnutls_x509_trust_list_init(&p->trust, 0);
+	if (r < 0) {
+		imap_seterr(err, "TLS trust list: %s", gnutls_strerror(r));
+		goto fail;
+	}
+	if (ca_file && *ca_file) {
+		/* the site's CA replaces the system store: a private server needs no public CA */
+		r = gnutls_x509_trust_list_add_trust_file(p->trust, ca_file, NULL,
+							  GNUTLS_X509_FMT_PEM, 0, 0);
+		if (r <= 0) {
+			imap_seterr(err, "imap_ca_file %s: %s", ca_file,
+				    r < 0 ? gnutls_strerror(r) : "no PEM certificate in it");
+			goto fail;
+		}
+	} else {
+		/* an empty store is not fatal here (imap:// on loopback needs none); a TLS
+		 * server then fails verification with a hint */
+		r = gnutls_x509_trust_list_add_system_trust(p->trust, 0, 0);
+	}
+	p->n_cas = r > 0 ? r : 0;
+	return p;
+fail:
+	imap_tls_policy_free(p);
+	return NULL;
+}
+
+void imap_tls_policy_free(struct imap_tls_policy *p)
+{
+	if (!p)
+		return;
+	if (p->trust)
+		gnutls_x509_trust_list_deinit(p->trust, 1);
+	free(p);
+}
+
+bool imap_tls_policy_checks(const struct imap_tls_policy *p)
+{
+	return p && (p->verify || p->pinned);
+}
+
+static int imap_tls_check_pin(const struct imap_tls_policy *p, const struct imap_tls_cert *leaf,
+			      const char *host, char **err)
+{
+	unsigned char d[IMAP_TLS_PIN_LEN];
+	char hex[2 * IMAP_TLS_PIN_LEN + 1];
+	size_t hexlen = sizeof(hex);
+	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, leaf->der, leaf->len, d) < 0) {
+		imap_seterr(err, "TLS certificate of %s: cannot hash it", host);
+		return -1;
+	}
+	if (memcmp(d, p->pin, sizeof(d)) == 0)
+		return 0;
+	/* the actual value helps the admin after a legitimate renewal: it is public anyway */
+	if (gnutls_hex_encode(&(gnutls_datum_t){ d, sizeof(d) }, hex, &hexlen) < 0)
+		hex[0] = '\0';
+	imap_seterr(err, "TLS certificate of %s refused: its fingerprint sha256:%s is not "
+		    "drafts.imap_tls_fingerprint", host, hex);
+	return -1;
+}
+
+static void imap_tls_crts_free(gnutls_x509_crt_t *crts, size_t n)
+{
+	while (n > 0)
+		gnutls_x509_crt_deinit(crts[--n]);
+}
+
+/* DER chain -> GnuTLS certificates (n <= IMAP_TLS_MAX_CHAIN). 0, or -1 with *err and none kept. */
+static int imap_tls_crts_import(const struct imap_tls_cert *chain, size_t n,
+				gnutls_x509_crt_t *crts, const char *host, char **err)
+{
+	for (size_t k = 0; k < n; k++) {
+		gnutls_datum_t der = { (unsigned char *)chain[k].der, (unsigned)chain[k].len };
+		int r = chain[k].len > UINT32_MAX ? GNUTLS_E_INVALID_REQUEST
+						  : gnutls_x509_crt_init(&crts[k]);
+		if (r >= 0 && (r = gnutls_x509_crt_import(crts[k], &der, GNUTLS_X509_FMT_DER)) < 0)
+			gnutls_x509_crt_deinit(crts[k]);
+		if (r < 0) {
+			imap_seterr(err, "TLS certificate %zu of %s cannot be parsed: %s", k + 1, host,
+				    gnutls_strerror(r));
+			imap_tls_crts_free(crts, k);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Chain up to a trust anchor, valid now, for a TLS server, and naming host. */
+static int imap_tls_check_chain(const struct imap_tls_policy *p, const struct imap_tls_cert *chain,
+				size_t n, const char *host, char **err)
+{
+	gnutls_x509_crt_t crts[IMAP_TLS_MAX_CHAIN];
+	int rc = -1;
+	if (imap_tls_crts_import(chain, n, crts, host, err) < 0)
+		return -1;
+	/* the host check covers IP literals too (matched against IP subjectAltNames) */
+	gnutls_typed_vdata_st want[] = {
+		{ .type = GNUTLS_DT_DNS_HOSTNAME, .data = (unsigned char *)host },
+		{ .type = GNUTLS_DT_KEY_PURPOSE_OID, .data = (unsigned char *)GNUTLS_KP_TLS_WWW_SERVER },
+	};
+	unsigned status = 0;
+	int r = gnutls_x509_trust_list_verify_crt2(p->trust, crts, (unsigned)n, want,
+					       UTIL_ARRAY_LEN(want), 0, &status, NULL);
+	if (r < 0) {
+		imap_seterr(err, "TLS certificate of %s: verification failed: %s", host,
+			    gnutls_strerror(r));
+	} else if (status) {
+		gnutls_datum_t why = { NULL, 0 };
+		if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &why,
+								  0) < 0)
+			why.data = NULL;
+		imap_seterr(err, "TLS certificate of %s refused: %s%s", host,
+			    why.data ? util_trim((char *)why.data) : "not trusted",
+			    p->n_cas ? "" : " (no trusted CA: the system store is empty; install "
+					    "ca-certificates or set drafts.imap_ca_file)");
+		gnutls_free(why.data);
+	} else {
+		rc = 0;
+	}
+	imap_tls_crts_free(crts, n);
+	return rc;
+}
+
+int imap_tls_verify(const struct imap_tls_policy *p, const struct imap_tls_cert *chain, size_t n,
+		    const char *host, char **err)
+{
+	if (!imap_tls_policy_checks(p))
+		return 0;
+	if (!chain || n == 0 || !chain[0].der || chain[0].len == 0) {
+		imap_seterr(err, "TLS with %s: the server showed no certificate", host);
+		return -1;
+	}
+	/* a real chain is 2-4 long; what lies beyond the cap cannot be needed to verify */
+	if (n > IMAP_TLS_MAX_CHAIN)
+		n = IMAP_TLS_MAX_CHAIN;
+	if (p->pinned && imap_tls_check_pin(p, &chain[0], host, err) < 0)
+		return -1;
+	return p->verify ? imap_tls_check_chain(p, chain, n, host, err) : 0;
 }
 
 /* A mailbox name we can send as an IMAP astring without quoting trouble. */
@@ -178,6 +381,13 @@ int imap_target_load(const struct config *cfg, struct imap_target *t, char **err
 		imap_seterr(err, "out of memory");
 		goto fail;
 	}
+	/* a bad pin or CA file is a start-up error too, not a silent retry loop */
+	char *ca = config_path(cfg, d->imap_ca_file ? d->imap_ca_file : "");
+	t->tls_policy = ca ? imap_tls_policy_new(d->imap_tls_verify, ca,
+						 d->imap_tls_fingerprint, err) : NULL;
+	free(ca);
+	if (!t->tls_policy)
+		goto fail;
 	/* check the password file now, so a bad mode is a start-up error, not a silent retry loop */
 	char *pw = NULL;
 	if (imap_password_read(t->password_file, &pw, err) < 0)
@@ -209,6 +419,44 @@ static const char *imap_server_text(mailimap *imap)
 	return imap && imap->imap_response ? imap->imap_response : "";
 }
 
+static bool imap_is_ip_literal(const char *host)
+{
+	unsigned char a[sizeof(struct in6_addr)];
+	return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+}
+
+/* Before the handshake: send the host name (SNI) so a server with several names (Gmail,
+ * Exchange Online) shows the right certificate. RFC 6066 allows no IP literal there. */
+static void imap_tls_setup(struct mailstream_ssl_context *ctx, void *data)
+{
+	char *host = data;
+	if (!imap_is_ip_literal(host))
+		mailstream_ssl_set_server_name(ctx, host);
+}
+
+/* After the handshake, before LOGIN: is this the server we meant? */
+static int imap_tls_check(struct imap_conn *c, char **err)
+{
+	const struct imap_target *t = c->t;
+	if (!imap_tls_policy_checks(t->tls_policy))
+		return 0;
+	/* libetpan's GnuTLS code leaves this unset when there are no peer certificates at all,
+	 * which GnuTLS's certificate-only client handshake never completes without */
+	carray *chain = c->imap->imap_stream ? mailstream_get_certificate_chain(c->imap->imap_stream)
+					     : NULL;
+	struct imap_tls_cert certs[IMAP_TLS_MAX_CHAIN] = { { NULL, 0 } };
+	size_t n = 0;
+	for (unsigned i = 0; chain && i < carray_count(chain) && n < IMAP_TLS_MAX_CHAIN; i++) {
+		MMAPString *s = carray_get(chain, i);
+		if (s && s->str)
+			certs[n++] = (struct imap_tls_cert){ (const unsigned char *)s->str, s->len };
+	}
+	int r = imap_tls_verify(t->tls_policy, certs, n, t->host, err);
+	if (chain)
+		mailstream_certificate_chain_free(chain);
+	return r;
+}
+
 struct imap_conn *imap_connect(const struct imap_target *t, char **err)
 {
 	struct imap_conn *c = calloc(1, sizeof(*c));
@@ -220,23 +468,31 @@ struct imap_conn *imap_connect(const struct imap_target *t, char **err)
 	if (!c->imap)
 		goto fail;
 	mailimap_set_timeout(c->imap, t->timeout_s);
-	int r = t->tls == IMAP_TLS_IMPLICIT ? mailimap_ssl_connect(c->imap, t->host, t->port)
-					    : mailimap_socket_connect(c->imap, t->host, t->port);
+	int r = t->tls == IMAP_TLS_IMPLICIT
+			? mailimap_ssl_connect_with_callback(c->imap, t->host, t->port,
+							     imap_tls_setup, t->host)
+			: mailimap_socket_connect(c->imap, t->host, t->port);
 	if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_NO_ERROR_AUTHENTICATED &&
 	    r != MAILIMAP_NO_ERROR_NON_AUTHENTICATED) {
-		imap_seterr(err, "connect %s:%u: libetpan error %d", t->host, t->port, r);
+		imap_seterr(err, "connect %s:%u: libetpan error %d%s", t->host, t->port, r,
+			    t->tls == IMAP_TLS_IMPLICIT && r == MAILIMAP_ERROR_SSL ? " (TLS handshake)"
+										    : "");
 		goto fail;
 	}
+	if (t->tls == IMAP_TLS_IMPLICIT && imap_tls_check(c, err) < 0)
+		goto fail;
 	if (t->tls == IMAP_TLS_STARTTLS) {
 		struct mailimap_capability_data *cap = NULL;
 		if (mailimap_capability(c->imap, &cap) == MAILIMAP_NO_ERROR && cap)
 			mailimap_capability_data_free(cap);
 		if (mailimap_has_extension(c->imap, "STARTTLS")) {
-			r = mailimap_socket_starttls(c->imap);
+			r = mailimap_socket_starttls_with_callback(c->imap, imap_tls_setup, t->host);
 			if (r != MAILIMAP_NO_ERROR) {
 				imap_seterr(err, "STARTTLS with %s failed (%d)", t->host, r);
 				goto fail;
 			}
+			if (imap_tls_check(c, err) < 0)
+				goto fail;
 		} else if (!imap_is_loopback(t->host)) {
 			imap_seterr(err, "%s offers no STARTTLS: refusing to send the password in clear "
 				    "(use imaps://)", t->host);
@@ -467,6 +723,11 @@ struct imap_worker *imap_worker_start(const struct config *cfg, struct spool *sp
 		free(w);
 		return NULL;
 	}
+	if (!imap_tls_policy_checks(w->t.tls_policy) &&
+	    (w->t.tls == IMAP_TLS_IMPLICIT || !imap_is_loopback(w->t.host)))
+		log_warn("imap: drafts.imap_tls_verify is false and no imap_tls_fingerprint is set: "
+			 "the certificate of %s is not checked, a man in the middle can read the "
+			 "IMAP password and the drafts", w->t.host);
 	w->sp = sp;
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);

@@ -8,6 +8,11 @@
  * server refuses IMAP_MAX_REJECTS times in a row is moved to the spool's failed/ directory.
  * imaps:// uses TLS from the start; imap:// upgrades with STARTTLS when offered, and speaks
  * plain text only to a loopback address (never a password in clear over a network).
+ * After every TLS handshake (imaps:// and STARTTLS) and before LOGIN, the server's certificate
+ * chain is verified with GnuTLS (imap_tls_verify()): against the system trust store or
+ * drafts.imap_ca_file, for the host name of imap_url, and/or against a drafts.imap_tls_fingerprint
+ * pin. A server that fails is treated like a down server: no LOGIN is sent, the drafts stay
+ * spooled, and the worker logs why and retries.
  * The password is read from a file that must not be readable by group or others.
  *
  * OWNERSHIP  imap_target_load() fills a target freed with imap_target_free().
@@ -26,6 +31,18 @@
 
 enum imap_tls { IMAP_TLS_STARTTLS, IMAP_TLS_IMPLICIT };
 
+/* How the server's certificate is checked (see imap_tls_policy_new()). */
+struct imap_tls_policy;
+
+/* One certificate of a peer chain, DER, leaf first. Borrowed: not copied. */
+struct imap_tls_cert {
+	const unsigned char *der;
+	size_t len;
+};
+
+#define IMAP_TLS_MAX_CHAIN 16
+#define IMAP_TLS_PIN_LEN 32     /* SHA-256 */
+
 struct imap_target {
 	char *host;
 	unsigned short port;
@@ -35,6 +52,7 @@ struct imap_target {
 	char *mailbox;
 	int timeout_s;
 	int retry_s;
+	struct imap_tls_policy *tls_policy; /* never NULL after imap_target_load() */
 };
 
 enum imap_result {
@@ -50,6 +68,25 @@ int imap_url_parse(const char *url, char **host, unsigned short *port, enum imap
  * by someone other than us or root. 0 or -1 with *err. */
 int imap_password_read(const char *path, char **password, char **err);
 int imap_target_load(const struct config *cfg, struct imap_target *t, char **err);
+
+/* imap_tls_policy_new - what a server certificate must satisfy.
+ *   verify:  chain up to a trusted CA (ca_file, or the system store when ca_file is NULL or "")
+ *            and names the host (DNS name or IP address in subjectAltName), for TLS servers;
+ *   pin:     NULL/"" or "sha256:HEX" (64 hex digits, ':' between bytes allowed): the SHA-256 of
+ *            the server's own (leaf) certificate must equal it. With verify it is checked in
+ *            addition to the CA; without verify it replaces the CA check (a self-signed server).
+ * With neither, nothing is checked (imap_tls_policy_checks() says so, for a warning).
+ * Returns NULL with *err on a bad pin, or a CA file that cannot be read or holds no certificate.
+ * OWNERSHIP  Free with imap_tls_policy_free(). Read-only after creation (one thread at a time
+ *            may call imap_tls_verify(): GnuTLS trust lists are not documented thread-safe). */
+struct imap_tls_policy *imap_tls_policy_new(bool verify, const char *ca_file, const char *pin,
+					     char **err);
+void imap_tls_policy_free(struct imap_tls_policy *p);
+bool imap_tls_policy_checks(const struct imap_tls_policy *p);
+/* imap_tls_verify - check a peer's chain (leaf first, n <= IMAP_TLS_MAX_CHAIN) for host.
+ * Returns 0 when it may be trusted, -1 with *err saying why (GnuTLS's verification status). */
+int imap_tls_verify(const struct imap_tls_policy *p, const struct imap_tls_cert *chain, size_t n,
+		    const char *host, char **err);
 void imap_target_free(struct imap_target *t);
 
 /* One connection: connect, TLS, login. */

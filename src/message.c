@@ -479,12 +479,21 @@ static void rfc2047_decode(const char *s, size_t n, struct strbuf *out, unsigned
  * header values
  * ------------------------------------------------------------------------------------------- */
 
-/* Back len up to the start of a UTF-8 character. */
+/* Back len up so that s[0..len) does not end inside a UTF-8 character. Looks only at the bytes
+ * before len: a strbuf cut at its limit has already dropped the byte after the cut (the
+ * fuzz_mime regression text-cut-mid-char: reading s[len] saw the NUL and kept a partial char). */
 static size_t utf8_cut(const char *s, size_t len)
 {
-	while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
-		len--;
-	return len;
+	size_t start = len, need;
+	unsigned char c;
+
+	while (start > 0 && len - start < 4 && ((unsigned char)s[start - 1] & 0xC0) == 0x80)
+		start--;
+	if (start == 0)
+		return len;
+	c = (unsigned char)s[start - 1];
+	need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+	return len - (start - 1) < need ? start - 1 : len;
 }
 
 /* Trim ASCII white space at both ends, keeping the string at s (so it can still be freed). */

@@ -285,6 +285,19 @@ static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
 	return SMFIS_CONTINUE;
 }
 
+/* The names pipeline.c adds. A flood of other X-Amends-* names must not use up the slots these
+ * need: a forged X-Amends-Status left in place would sit above ours and forge the verdict. */
+static const char *const our_headers[] = { "X-Amends-Status", "X-Amends-Rules", "X-Amends-Tally",
+					   "X-Amends-Draft", "X-Amends-Escalate", "X-Amends-Limits" };
+
+static bool is_our_header(const char *name)
+{
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(our_headers); i++)
+		if (strcasecmp(name, our_headers[i]) == 0)
+			return true;
+	return false;
+}
+
 static void remember_forged(struct conn *c, const char *name)
 {
 	size_t i;
@@ -294,7 +307,9 @@ static void remember_forged(struct conn *c, const char *name)
 			c->forged[i].count++;
 			return;
 		}
-	if (c->n_forged == FORGED_NAMES_MAX) {
+	/* The last slots are kept for our own names (each takes at most one). */
+	if (c->n_forged == FORGED_NAMES_MAX ||
+	    (c->n_forged >= FORGED_NAMES_MAX - UTIL_ARRAY_LEN(our_headers) && !is_our_header(name))) {
 		c->forged_overflow++;
 		return;
 	}

@@ -63,6 +63,14 @@ static int norm_target(struct pipeline_result *res, enum rules_target t, const c
 	return res->norm[t] ? 0 : -1;
 }
 
+static bool ruleset_wants_target(const struct ruleset *rs, enum rules_target t)
+{
+	for (size_t i = 0; rs && i < rs->n_rules; i++)
+		if (rs->rules[i].target == t)
+			return true;
+	return false;
+}
+
 static bool ruleset_wants_header(const struct ruleset *rs, const char *name)
 {
 	for (size_t i = 0; rs && i < rs->n_rules; i++)
@@ -77,12 +85,14 @@ static int norm_headers(struct pipeline_result *res, const struct ruleset *rs)
 {
 	const struct message *m = res->msg;
 	size_t n = 0;
+	/* One pass over the rules, not one per header, when no rule reads headers (the usual). */
+	bool any = ruleset_wants_target(rs, RULES_TARGET_HEADER);
 
 	res->norm_header_names = calloc(m->n_headers + 1, sizeof(char *));
 	res->norm_header_values = calloc(m->n_headers + 1, sizeof(char *));
 	if (!res->norm_header_names || !res->norm_header_values)
 		return -1;
-	for (size_t i = 0; i < m->n_headers; i++) {
+	for (size_t i = 0; any && i < m->n_headers; i++) {
 		if (!ruleset_wants_header(rs, m->headers[i].name))
 			continue;
 		res->norm_header_names[n] = util_strdup(m->headers[i].name);
@@ -98,16 +108,23 @@ static int norm_headers(struct pipeline_result *res, const struct ruleset *rs)
 	return 0;
 }
 
+/* Body and subject always (lang_detect reads them); quoted and from only when a rule reads
+ * them, else they are "" (the quoted history of a long thread is often most of the text, and
+ * the shipped packs never look at it). Only hits point into these texts. */
 static int normalize_targets(struct pipeline_result *res, const struct ruleset *rs)
 {
 	const struct message *m = res->msg;
+	bool quoted = ruleset_wants_target(rs, RULES_TARGET_QUOTED);
 	struct strbuf from;
 	int rc;
 
 	if (norm_target(res, RULES_TARGET_BODY, m->body_new, m->body_new_len) < 0 ||
 	    norm_target(res, RULES_TARGET_SUBJECT, m->subject, strlen(m->subject)) < 0 ||
-	    norm_target(res, RULES_TARGET_QUOTED, m->body_quoted, m->body_quoted_len) < 0)
+	    norm_target(res, RULES_TARGET_QUOTED, quoted ? m->body_quoted : NULL,
+			quoted ? m->body_quoted_len : 0) < 0)
 		return -1;
+	if (!ruleset_wants_target(rs, RULES_TARGET_FROM))
+		return norm_target(res, RULES_TARGET_FROM, NULL, 0) < 0 ? -1 : norm_headers(res, rs);
 	strbuf_init(&from, 0);
 	strbuf_printf(&from, "%s <%s>", m->from_name, m->from_addr);
 	rc = norm_target(res, RULES_TARGET_FROM, from.s ? from.s : "", from.len);
@@ -509,6 +526,8 @@ int pipeline_run(const struct pipeline_env *env, const struct pipeline_input *in
 				stats_verdict((int)i);
 		if (res->have_verdict && res->v.present_mask)
 			stats_inc(STATS_MESSAGES_TAGGED);
+		for (size_t i = 0; res->have_verdict && i < res->mr.n_hits; i++)
+			stats_rule_hit(env->rs->rules[res->mr.hits[i].rule].name);
 	}
 	if (res->have_verdict)
 		tally_policy_draft(env, in, flags, res);

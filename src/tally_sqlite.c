@@ -3,7 +3,11 @@
  *
  * WAL, so readers never wait for the writer; every write is one BEGIN IMMEDIATE transaction
  * (a deferred one that reads first can fail busy whatever the timeout), with a busy timeout of
- * at most a second; synchronous FULL by default (a committed tally survives a power cut; NORMAL
+ * at most a second. The threads of one process take turns at writing on a mutex (waiting at
+ * most the busy timeout for it) before BEGIN: SQLite's own busy handler polls with sleeps of
+ * up to 100 ms, so sixteen milter threads contending through it starve one another into
+ * second-long waits; queued on the mutex each waits only for the commits ahead of it. The
+ * busy timeout still covers other processes (amendsctl tally reset); synchronous FULL by default (a committed tally survives a power cut; NORMAL
  * may lose the last transactions on power loss but never corrupts). Statements are prepared
  * once per connection and reused. The schema is versioned with PRAGMA user_version and
  * upgraded step by step at open; a file from a newer amends is refused.
@@ -19,10 +23,13 @@
  */
 #include "tally_int.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "clock.h"
 #include "log.h"
@@ -95,6 +102,7 @@ static const char *const sq_sql[ST_COUNT] = {
 
 struct sq_state {
 	char *path;
+	pthread_mutex_t write_lock;   /* this process's writers take turns (file comment) */
 };
 
 struct sq_conn {
@@ -158,14 +166,55 @@ static int sq_run(struct sq_conn *c, enum sq_stmt which)
 	return 0;
 }
 
-static int sq_begin(struct sq_conn *c)
+/* sq_begin - this process's write turn (at most busy_timeout_ms), then BEGIN IMMEDIATE.
+ * On success the caller ends with sq_commit() or sq_abort(), which give the turn back. */
+static int sq_begin(struct tally *t, struct sq_conn *c)
 {
-	return sq_run(c, ST_BEGIN);
+	struct sq_state *s = t->state;
+	struct timespec until;
+	int rc;
+
+	rc = pthread_mutex_trylock(&s->write_lock);
+	if (rc == EBUSY) {
+		/* timedlock measures against CLOCK_REALTIME */
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += t->set.busy_timeout_ms / 1000;
+		until.tv_nsec += (long)(t->set.busy_timeout_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		rc = pthread_mutex_timedlock(&s->write_lock, &until);
+	}
+	if (rc != 0) {
+		tally_set_error("busy: sqlite BEGIN: other threads kept the database for %d ms",
+				t->set.busy_timeout_ms);
+		return -1;
+	}
+	if (sq_run(c, ST_BEGIN) < 0) {
+		pthread_mutex_unlock(&s->write_lock);
+		return -1;
+	}
+	return 0;
 }
 
-static int sq_commit(struct sq_conn *c)
+/* sq_commit - COMMIT (a failure rolls back) and give the write turn back */
+static int sq_commit(struct tally *t, struct sq_conn *c)
 {
-	return sq_run(c, ST_COMMIT);
+	struct sq_state *s = t->state;
+	int rc = sq_run(c, ST_COMMIT);
+
+	pthread_mutex_unlock(&s->write_lock);
+	return rc;
+}
+
+/* sq_abort - after a failed statement (sq_fail rolled back): give the write turn back */
+static int sq_abort(struct tally *t)
+{
+	struct sq_state *s = t->state;
+
+	pthread_mutex_unlock(&s->write_lock);
+	return -1;
 }
 
 /* ---- schema --------------------------------------------------------------------------------- */
@@ -302,6 +351,12 @@ static int sq_open(struct tally *t, const char *where, char **err)
 		*err = util_strdup("tally: out of memory");
 		return -1;
 	}
+	if (pthread_mutex_init(&s->write_lock, NULL) != 0) {
+		free(s->path);
+		free(s);
+		*err = util_strdup("tally: cannot create a mutex");
+		return -1;
+	}
 	c = sq_conn_open(t, s->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, false);
 	if (!c) {
 		if (snprintf(buf, sizeof(buf), "tally: %s: %s", s->path, tally_error()) >= (int)sizeof(buf))
@@ -337,6 +392,7 @@ static int sq_open(struct tally *t, const char *where, char **err)
 	t->state = s;
 	return 0;
 fail:
+	pthread_mutex_destroy(&s->write_lock);
 	free(s->path);
 	free(s);
 	return -1;
@@ -348,6 +404,7 @@ static void sq_close(struct tally *t)
 
 	if (!s)
 		return;
+	pthread_mutex_destroy(&s->write_lock);
 	free(s->path);
 	free(s);
 	t->state = NULL;
@@ -493,21 +550,21 @@ static int sq_prune_conn(struct tally *t, struct sq_conn *c, time_t now)
 	sqlite3_int64 dcut = (sqlite3_int64)now -
 		(t->set.dedupe_s > t->set.retention_s ? t->set.dedupe_s : t->set.retention_s);
 
-	if (sq_begin(c) < 0)
+	if (sq_begin(t, c) < 0)
 		return -1;
 	sqlite3_bind_int64(c->st[ST_PRUNE_EVENTS], 1, cut);
 	if (sq_run(c, ST_PRUNE_EVENTS) < 0)
-		return -1;
+		return sq_abort(t);
 	sqlite3_bind_int64(c->st[ST_PRUNE_INCIDENTS], 1, cut);
 	if (sq_run(c, ST_PRUNE_INCIDENTS) < 0)
-		return -1;
+		return sq_abort(t);
 	sqlite3_bind_int64(c->st[ST_PRUNE_DRAFTS], 1, dcut);
 	if (sq_run(c, ST_PRUNE_DRAFTS) < 0)
-		return -1;
+		return sq_abort(t);
 	sqlite3_bind_int64(c->st[ST_PRUNE_SENDERS], 1, cut);
 	if (sq_run(c, ST_PRUNE_SENDERS) < 0)
-		return -1;
-	if (sq_commit(c) < 0)
+		return sq_abort(t);
+	if (sq_commit(t, c) < 0)
 		return -1;
 	c->last_prune = now;
 	return 0;
@@ -573,13 +630,13 @@ static int sq_record(struct tally *t, void *conn, const char *sender,
 
 	if (ev->n_categories == 0)
 		return sq_read_counts(t, c, sender, when, after);
-	if (sq_begin(c) < 0)
+	if (sq_begin(t, c) < 0)
 		return -1;
 	/* The counts are read inside the write transaction: exactly what this commit produced. */
 	if (sq_record_rows(t, c, sender, ev, when) < 0 ||
 	    sq_read_counts(t, c, sender, when, after) < 0)
-		return -1;
-	if (sq_commit(c) < 0) {
+		return sq_abort(t);
+	if (sq_commit(t, c) < 0) {
 		tally_counts_free(after);
 		return -1;
 	}
@@ -594,7 +651,7 @@ static int sq_claim(struct tally *t, void *conn, const char *sender, const char 
 	sqlite3_stmt *st = c->st[ST_CLAIM];
 	int changed;
 
-	if (sq_begin(c) < 0)
+	if (sq_begin(t, c) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
@@ -602,9 +659,9 @@ static int sq_claim(struct tally *t, void *conn, const char *sender, const char 
 	/* blocked while a claim lies within (now - dedupe, ...] */
 	sqlite3_bind_int64(st, 4, (sqlite3_int64)now - t->set.dedupe_s);
 	if (sq_run(c, ST_CLAIM) < 0)
-		return -1;
+		return sq_abort(t);
 	changed = sqlite3_changes(c->db);
-	if (sq_commit(c) < 0)
+	if (sq_commit(t, c) < 0)
 		return -1;
 	return changed > 0 ? 1 : 0;
 }
@@ -615,30 +672,30 @@ static int sq_unclaim(struct tally *t, void *conn, const char *sender, const cha
 	struct sq_conn *c = conn;
 	sqlite3_stmt *st = c->st[ST_UNCLAIM];
 
-	if (sq_begin(c) < 0)
+	if (sq_begin(t, c) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)when);
 	if (sq_run(c, ST_UNCLAIM) < 0)
-		return -1;
-	return sq_commit(c);
+		return sq_abort(t);
+	return sq_commit(t, c);
 }
 
 /* sq_delete_sender - run the given per-sender deletes in one transaction */
-static int sq_delete_sender(struct sq_conn *c, const char *sender, const enum sq_stmt *which,
-			    size_t n)
+static int sq_delete_sender(struct tally *t, struct sq_conn *c, const char *sender,
+			    const enum sq_stmt *which, size_t n)
 {
 	size_t i;
 
-	if (sq_begin(c) < 0)
+	if (sq_begin(t, c) < 0)
 		return -1;
 	for (i = 0; i < n; i++) {
 		sqlite3_bind_text(c->st[which[i]], 1, sender, -1, SQLITE_STATIC);
 		if (sq_run(c, which[i]) < 0)
-			return -1;
+			return sq_abort(t);
 	}
-	return sq_commit(c);
+	return sq_commit(t, c);
 }
 
 static int sq_reset(struct tally *t, void *conn, const char *sender)
@@ -647,7 +704,7 @@ static int sq_reset(struct tally *t, void *conn, const char *sender)
 	 * amends write the same customer a second letter within the week. */
 	static const enum sq_stmt which[] = { ST_DEL_EVENTS, ST_DEL_INCIDENTS };
 
-	return sq_delete_sender(conn, sender, which, UTIL_ARRAY_LEN(which));
+	return sq_delete_sender(t, conn, sender, which, UTIL_ARRAY_LEN(which));
 }
 
 static int sq_forget(struct tally *t, void *conn, const char *sender)
@@ -661,7 +718,7 @@ static int sq_forget(struct tally *t, void *conn, const char *sender)
 	/* A privacy request: overwrite the freed pages, then fold the WAL back into the file so
 	 * no old page with the address lingers there (both best effort after the delete). */
 	(void)sqlite3_exec(c->db, "PRAGMA secure_delete = ON", NULL, NULL, NULL);
-	rc = sq_delete_sender(c, sender, which, UTIL_ARRAY_LEN(which));
+	rc = sq_delete_sender(t, c, sender, which, UTIL_ARRAY_LEN(which));
 	(void)sqlite3_exec(c->db, "PRAGMA secure_delete = OFF", NULL, NULL, NULL);
 	if (rc == 0)
 		(void)sqlite3_exec(c->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);

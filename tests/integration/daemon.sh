@@ -77,7 +77,8 @@ check_sigmask() {
 		# (libmilter's signal thread for these three, our reload thread for SIGUSR1): that is
 		# the thread meant to take them.
 		case "$(cat "$task/wchan" 2>/dev/null)" in do_sigtimedwait*) continue ;; esac
-		blk=$(awk '/^SigBlk:/ {print $2}' "$task/status")
+		blk=$(awk '/^SigBlk:/ {print $2}' "$task/status" 2>/dev/null)
+		[ -n "$blk" ] || continue   # the thread ended (a connection closed) while we looked
 		for sig in 1 2 15; do
 			(( (16#$blk >> (sig - 1)) & 1 )) ||
 				fail "$1: thread ${task##*/} ($(cat "$task/comm")) does not block signal $sig (SigBlk $blk)"

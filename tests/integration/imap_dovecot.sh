@@ -6,7 +6,13 @@
 # with Python's imaplib that each is in Drafts with \Draft, that its Subject decodes to
 # "Re: <original>" and that In-Reply-To threads it under the customer's message. Then Dovecot is
 # stopped: drafts are spooled, none lost; started again while a drafter is running: the worker's
-# retry delivers them all. Skips (77) when dovecot or python3 is missing.
+# retry delivers them all.
+# Then TLS (ssl=required, a private CA and server certificates made here with openssl): drafts
+# arrive over imaps:// and STARTTLS when amends trusts the CA (drafts.imap_ca_file) or pins the
+# certificate; with an untrusted CA, the system store, a wrong pin or a certificate for another
+# name they stay spooled, the log says why, and Dovecot's log shows the connection but no login;
+# once the server is right again the spooled drafts arrive (nothing lost).
+# Skips (77) when dovecot, python3 or openssl is missing.
 set -u
 
 : "${top_srcdir:=.}"
@@ -15,6 +21,7 @@ PY=${PYTHON3:-python3}
 DOVECOT=$(command -v dovecot || echo /usr/sbin/dovecot)
 [ -x "$DOVECOT" ] || { echo "SKIP: dovecot not installed (dovecot-imapd)"; exit 77; }
 command -v "$PY" >/dev/null 2>&1 || { echo "SKIP: python3 not found"; exit 77; }
+command -v openssl >/dev/null 2>&1 || { echo "SKIP: openssl not found (package openssl)"; exit 77; }
 TOOL=$top_builddir/tests/draft_imap_tool
 [ -x "$TOOL" ] || { echo "SKIP: $TOOL not built (make check builds it)"; exit 77; }
 CORPUS=$top_srcdir/../shared/corpus/dev/messages
@@ -31,7 +38,11 @@ cleanup() {
 trap cleanup EXIT INT TERM
 fail() { echo "FAIL: $*"; [ -f "$T/dovecot.log" ] && tail -20 "$T/dovecot.log"; exit 1; }
 
-PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() {
+	$PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+PORT=$(free_port)
+SPORT=$(free_port)
 UID_=$(id -u); GID_=$(id -g)
 if [ "$UID_" = 0 ]; then
 	# Dovecot refuses mail processes as root: the test mailbox belongs to nobody
@@ -43,16 +54,31 @@ id "$LOGIN_USER" >/dev/null 2>&1 || { echo "SKIP: user $LOGIN_USER missing"; exi
 mkdir -p "$T/run" "$T/state" "$T/mail" "$T/amends"
 chown "$UID_:$GID_" "$T/mail"
 echo "drafts:{PLAIN}s3cret-pw" > "$T/passwd"
-cat > "$T/dovecot.conf" <<EOF
+# dovecot_conf [CERT]: plain text on loopback without CERT; ssl=required with CERT (its .crt and
+# .key under $T/tls), STARTTLS on $PORT and implicit TLS on $SPORT
+dovecot_conf() {
+	if [ -n "${1:-}" ]; then
+		SSL_CONF="ssl = required
+ssl_cert = <$T/tls/$1.crt
+ssl_key = <$T/tls/$1.key
+disable_plaintext_auth = yes"
+		IMAPS="address = 127.0.0.1
+    port = $SPORT"
+	else
+		SSL_CONF="ssl = no
+disable_plaintext_auth = no"
+		IMAPS="port = 0"
+	fi
+	cat > "$T/dovecot.conf" <<EOF
 base_dir = $T/run
 state_dir = $T/state
 log_path = $T/dovecot.log
 instance_name = amends-test-$$
 protocols = imap
 listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
+$SSL_CONF
 auth_mechanisms = plain login
+auth_verbose = yes
 default_login_user = $LOGIN_USER
 default_internal_user = $INTERNAL_USER
 mail_location = maildir:~/Maildir
@@ -74,7 +100,7 @@ service imap-login {
     port = $PORT
   }
   inet_listener imaps {
-    port = 0
+    $IMAPS
   }
 }
 service pop3-login {
@@ -88,6 +114,8 @@ service submission-login {
   }
 }
 EOF
+}
+dovecot_conf
 
 start_dovecot() {
 	"$DOVECOT" -c "$T/dovecot.conf" -F >>"$T/dovecot.out" 2>&1 &
@@ -106,11 +134,18 @@ stop_dovecot() {
 
 printf 's3cret-pw\n' > "$T/amends/imap.pw"
 chmod 600 "$T/amends/imap.pw"
-cat > "$T/amends/amends.conf" <<EOF
+# amends_conf URL [SETTING...]: the drafter's config for imap_url URL plus drafts settings
+amends_conf() {
+	url=$1
+	shift
+	extra=
+	for kv in "$@"; do extra="$extra
+  $kv;"; done
+	cat > "$T/amends/amends.conf" <<EOF
 state_dir = "$T/amends";
 drafts = {
   delivery = "imap";
-  imap_url = "imap://127.0.0.1:$PORT";
+  imap_url = "$url";$extra
   imap_user = "drafts";
   imap_password_file = "$T/amends/imap.pw";
   imap_mailbox = "Drafts";
@@ -120,17 +155,21 @@ drafts = {
   eom_budget_ms = 500;
 };
 EOF
+}
+amends_conf "imap://127.0.0.1:$PORT"
 
 # check N: the Drafts folder holds N messages, all \Draft, decoded subject and threading right
 check() {
 	$PY - "$PORT" "$1" "$MSG" <<'EOF' || fail "IMAP check for $1 drafts"
-import email, email.policy, imaplib, sys
+import email, email.policy, imaplib, os, ssl, sys
 from email.header import decode_header, make_header
 port, want, orig = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 o = email.message_from_binary_file(open(orig, 'rb'), policy=email.policy.default)
 want_subj = 'Re: ' + str(o['Subject'])
 want_irt = o['Message-ID'].strip()
 M = imaplib.IMAP4('127.0.0.1', port)
+if os.environ.get('CHECK_CA'):
+    M.starttls(ssl.create_default_context(cafile=os.environ['CHECK_CA']))
 M.login('drafts', 's3cret-pw')
 typ, data = M.select('Drafts', readonly=True)
 assert typ == 'OK', data
@@ -188,6 +227,108 @@ wait "$TPID"
 grep -q '^left=0$' "$T/tool.out" || { cat "$T/tool.err"; fail "spool not emptied after restart"; }
 check 6
 grep -q 'appended' "$T/tool.err" || fail "worker did not log appends"
+stop_dovecot
+
+# ---- 4. TLS: the server's certificate is verified before LOGIN ------------------------------
+# A private CA; "good" is for localhost and 127.0.0.1, "other" (same CA) for another name; a
+# second CA amends does not trust. EC P-256 keys: fast to make.
+mkdir -p "$T/tls"
+mkca() {
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj "/CN=amends test $1" -keyout "$T/tls/$1.key" -out "$T/tls/$1.crt" \
+		-addext "basicConstraints=critical,CA:TRUE" \
+		-addext "keyUsage=critical,keyCertSign,cRLSign" >/dev/null 2>&1 || fail "openssl: CA $1"
+}
+mkcert() { # mkcert NAME SAN
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$1" \
+		-keyout "$T/tls/$1.key" -out "$T/tls/$1.csr" >/dev/null 2>&1 || fail "openssl: $1 key"
+	printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=%s\n' \
+		"$2" > "$T/tls/$1.ext"
+	openssl x509 -req -in "$T/tls/$1.csr" -CA "$T/tls/ca.crt" -CAkey "$T/tls/ca.key" \
+		-set_serial "$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')" -days 2 -sha256 \
+		-extfile "$T/tls/$1.ext" -out "$T/tls/$1.crt" >/dev/null 2>&1 || fail "openssl: $1 cert"
+}
+pin_of() {
+	openssl x509 -in "$T/tls/$1.crt" -noout -fingerprint -sha256 | sed 's/^[^=]*=/sha256:/'
+}
+mkca ca
+mkca rogue
+mkcert good "DNS:localhost,IP:127.0.0.1"
+mkcert other "DNS:imap.example.test"
+chmod 644 "$T/tls"/*.crt "$T/tls"/*.key
+export CHECK_CA="$T/tls/ca.crt"
+CA="imap_ca_file = \"$T/tls/ca.crt\""
+
+# tls_run NAME URL WAIT_MS COUNT LEFT [SETTING...]: submit COUNT drafts through a drafter for URL;
+# LEFT drafts must stay spooled. Dovecot's log from this run is in $T/run.log.
+tls_run() {
+	name=$1 url=$2 wait_ms=$3 count=$4 left=$5
+	shift 5
+	amends_conf "$url" "$@"
+	mark=$(wc -l < "$T/dovecot.log")
+	run_tool -n "$count" -w "$wait_ms" > /dev/null
+	grep -q "^left=$left\$" "$T/tool.out" ||
+		{ cat "$T/tool.err"; fail "$name: want left=$left, got $(grep ^left= "$T/tool.out")"; }
+	# Dovecot logs through its log process: give the last lines a moment
+	i=0
+	while [ $i -lt 20 ]; do
+		tail -n +"$((mark + 1))" "$T/dovecot.log" > "$T/run.log"
+		grep -q 'imap-login: .*\(Login\|no auth attempts\)' "$T/run.log" && break
+		sleep 0.1; i=$((i+1))
+	done
+}
+# refused NAME REASON: the drafter said why, and Dovecot saw a TLS client that never logged in
+refused() {
+	grep -q "TLS certificate of .* refused: .*$2" "$T/tool.err" ||
+		{ cat "$T/tool.err"; fail "$1: no '$2' in the drafter's log"; }
+	grep -q 'stay spooled' "$T/tool.err" || fail "$1: the log does not say the drafts stay"
+	grep -q 'no auth attempts' "$T/run.log" ||
+		{ cat "$T/run.log"; fail "$1: Dovecot saw no connection without login"; }
+	if grep -E 'user=<drafts>|passwd-file\(drafts' "$T/run.log"; then
+		fail "$1: amends tried to log in to a server it does not trust"
+	fi
+	echo "ok: $1, no login: $(grep -m1 -o 'TLS certificate of .*' "$T/tool.err")"
+}
+
+dovecot_conf good
+start_dovecot
+tls_run "imaps, trusted CA" "imaps://127.0.0.1:$SPORT" 20000 2 0 "$CA"
+grep -q 'Login: user=<drafts>.*TLS' "$T/run.log" || { cat "$T/run.log"; fail "no TLS login"; }
+check 8
+tls_run "STARTTLS, trusted CA, by name" "imap://localhost:$PORT" 20000 1 0 "$CA"
+check 9
+
+tls_run "imaps, untrusted CA" "imaps://127.0.0.1:$SPORT" 2000 1 1 \
+	"imap_ca_file = \"$T/tls/rogue.crt\""
+refused "imaps, untrusted CA" "issuer is unknown"
+tls_run "STARTTLS, untrusted CA" "imap://127.0.0.1:$PORT" 2000 1 2 \
+	"imap_ca_file = \"$T/tls/rogue.crt\""
+refused "STARTTLS, untrusted CA" "issuer is unknown"
+tls_run "imaps, system store" "imaps://127.0.0.1:$SPORT" 2000 0 2
+refused "imaps, system store" "NOT trusted"
+tls_run "imaps, wrong pin" "imaps://127.0.0.1:$SPORT" 2000 0 2 "imap_tls_verify = false" \
+	"imap_tls_fingerprint = \"$(pin_of other)\""
+refused "imaps, wrong pin" "is not drafts.imap_tls_fingerprint"
+stop_dovecot
+
+# the same CA, but the certificate names another host
+dovecot_conf other
+start_dovecot
+tls_run "imaps, wrong name" "imaps://127.0.0.1:$SPORT" 2000 0 2 "$CA"
+refused "imaps, wrong name" "does not match the expected"
+tls_run "STARTTLS, wrong name" "imap://localhost:$PORT" 2000 0 2 "$CA"
+refused "STARTTLS, wrong name" "does not match the expected"
+stop_dovecot
+
+# the right server again, CA and pin: the drafts kept through all that arrive
+dovecot_conf good
+start_dovecot
+tls_run "imaps, CA and pin" "imaps://127.0.0.1:$SPORT" 20000 0 0 "$CA" \
+	"imap_tls_fingerprint = \"$(pin_of good)\""
+check 11
+tls_run "imaps, pin only" "imaps://127.0.0.1:$SPORT" 20000 1 0 "imap_tls_verify = false" \
+	"imap_tls_fingerprint = \"$(pin_of good)\""
+check 12
 
 stop_dovecot
 echo "PASS: imap_dovecot"

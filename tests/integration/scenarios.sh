@@ -138,7 +138,7 @@ run_backend() {
 		n_new=$(printf '%s' "$new" | grep -c .)
 		drafts_total=$((drafts_total + n_new))
 		if [ "$n_new" != "$want_files" ]; then
-			row_fail "$be" "$scen" "$file" draft "$n_new new draft files in cur/ ($(echo $new)), want $want_files"
+			row_fail "$be" "$scen" "$file" draft "$n_new new draft files in cur/ (${new//$'\n'/ }), want $want_files"
 		elif [ "$n_new" = 1 ]; then
 			case $new in
 			*:2,*D*) ;;
@@ -146,7 +146,7 @@ run_backend() {
 			esac
 			info=$(acc_draft_info "$conf" "$cur/$new")
 			[ "$info" = "$got_draft	$lang	$msgid	signed" ] ||
-				row_fail "$be" "$scen" "$file" draft "draft says '$(echo $info)', want '$got_draft $lang $msgid signed'"
+				row_fail "$be" "$scen" "$file" draft "draft says '${info//$'\t'/ }', want '$got_draft $lang $msgid signed'"
 		fi
 		[ -z "${VERBOSE:-}" ] || echo "# $be $scen/$file: $got_cats draft=$got_draft tally='$got_tally'"
 	done <"$PLAN"

@@ -59,7 +59,7 @@ acc_config() {
 	[ -n "$user" ] && sub+=(-e "s|^\\([[:space:]]*user[[:space:]]*=[[:space:]]*\\)\"[^\"]*\"|\\1\"$user\"|")
 	local n
 	for n in busy_timeout_ms redis_timeout_ms eom_budget_ms; do
-		[ -n "${!n}" ] && sub+=(-e "s|^\\([[:space:]]*$n[[:space:]]*=[[:space:]]*\\)[0-9]*|\\1${!n}|")
+		[ -n "${!n}" ] && sub+=(-e "s|^\\([[:space:]]*${n}[[:space:]]*=[[:space:]]*\\)[0-9]*|\\1${!n}|")
 	done
 	[ -n "$sqlite_synchronous" ] &&
 		sub+=(-e "s|^\\([[:space:]]*sqlite_synchronous[[:space:]]*=[[:space:]]*\\)\"[^\"]*\"|\\1\"$sqlite_synchronous\"|")
@@ -296,3 +296,24 @@ acc_load_worker() {
 # acc_counters_wired - 0 when the daemon writes its stats snapshot (amends-milter.c calls
 # metrics_start). Until then the counter checks cannot run; tests say so loudly instead.
 acc_counters_wired() { grep -q 'metrics_start' "$top_srcdir/src/amends-milter.c"; }
+
+# acc_cancel_eml FILE ADDR ID - an English cancellation (the shipped rules tag it cancellation,
+# and the default policy drafts a win-back at once) from ADDR.
+acc_cancel_eml() {
+	crlf >"$1" <<EOF2
+From: Leaving Customer <$2>
+To: support@shop.example
+Subject: Please cancel my subscription ($3)
+Date: Mon, 02 Nov 2026 10:00:00 +0000
+Message-ID: <$3@load.example>
+MIME-Version: 1.0
+Content-Type: text/plain; charset="utf-8"
+
+Hello,
+
+Please cancel my subscription and close my account today. I am switching to
+another provider.
+
+Regards
+EOF2
+}

@@ -160,11 +160,10 @@ void tc_test_history(void **state)
 	struct tally_event ev = { 0 };
 	const char *cats[] = { "complaint", "refund" };
 	char subject[2000];
+	char mid[32];   /* outlives the loop: ev still points at it below */
 	int i;
 
 	for (i = 0; i < 5; i++) {
-		char mid[32];
-
 		snprintf(mid, sizeof(mid), "m%d@x", i);
 		ev.when = TC_T0 + i;
 		ev.message_id = mid;

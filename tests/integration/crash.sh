@@ -1,0 +1,105 @@
+#!/bin/bash
+# crash.sh - acceptance of issue 4 (R7.1): kill -9 of the daemon under load on SQLite
+#
+# The shipped configuration (sqlite_synchronous = "full") on a private SQLite tally. ROUNDS
+# rounds, each: start the daemon, run 3 client processes x 100 complaint messages from 10
+# senders (one milter session per message), and kill -9 the daemon at a random point of the load
+# (after a random number of answered messages, so the kill always lands mid-load). After every
+# kill, with the daemon down:
+#   - `sqlite3 DB 'PRAGMA integrity_check'` says ok;
+#   - for every sender, the highest complaint count any X-Amends-Tally header reported so far
+#     (every round, every daemon life) is <= the count amendsctl reads from the store (a tally
+#     the daemon reported was committed), and the store holds no more than was sent.
+# At the end a fresh daemon continues every sender's count from the store (count + 1).
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/testlib.sh"
+. "$top_srcdir/tests/lib/acceptlib.sh"
+
+need_built
+[ -x "$AMENDSCTL" ] || skip "$AMENDSCTL is not built"
+command -v sqlite3 >/dev/null || skip "the sqlite3 CLI is needed (Debian: sqlite3)"
+command -v python3 >/dev/null || skip "python3 is needed to read amendsctl --json"
+
+ROUNDS=${ROUNDS:-3}
+PER_WORKER=100
+WORKERS=3
+NSEND=10
+MSG="$T_TMP/msg"
+DB="$T_TMP/state/tally.db"
+CONF="$T_TMP/amends.conf"
+SOCK="unix:$T_TMP/amends.sock"
+mkdir -p "$MSG"
+
+acc_clock_init
+acc_config "$CONF" state="$T_TMP/state" store="sqlite:$DB"
+grep -q 'sqlite_synchronous = "full"' "$CONF" || fail "the shipped config no longer says sqlite_synchronous = \"full\""
+
+sender() { echo "crash$1@load.example"; }
+
+# answered - messages answered so far in this round
+answered() { cat "$T_TMP"/r"$1".w*.res 2>/dev/null | awk -F'\t' '$4 == "CONTINUE"' | wc -l; }
+
+# check_store ROUND - integrity and every reported tally in the store
+check_store() {
+	local ic s maxrep n sent
+	ic=$(sqlite3 "$DB" 'PRAGMA integrity_check' 2>&1)
+	[ "$ic" = ok ] || fail "round $1: PRAGMA integrity_check says: $ic"
+	cat "$T_TMP"/r*.w*.res >"$T_TMP/all.res"
+	for ((s = 1; s <= NSEND; s++)); do
+		maxrep=$(awk -F'\t' -v f="-s$s.eml" '$4 == "CONTINUE" && index($1, f) && $6 != "-" { print $6 }' \
+			"$T_TMP/all.res" | sort -n | tail -1)
+		sent=$(awk -F'\t' -v f="-s$s.eml" 'index($1, f)' "$T_TMP/all.res" | wc -l)
+		n=$(acc_tally_count "$CONF" "$(sender "$s")" complaint) ||
+			fail "round $1: amendsctl tally show failed: $(tail -3 "$T_TMP/amendsctl.err")"
+		[ "${maxrep:-0}" -le "$n" ] ||
+			fail "round $1: $(sender "$s") was told complaint=$maxrep but the store has $n (a reported tally was lost)"
+		[ "$n" -le "$sent" ] || fail "round $1: $(sender "$s") has $n complaints in the store, only $sent were sent"
+		LAST_COUNT[$s]=$n
+	done
+}
+
+declare -A LAST_COUNT=()
+for ((r = 1; r <= ROUNDS; r++)); do
+	acc_start_daemon amends "$CONF" "$SOCK"
+	pids=""
+	for ((w = 0; w < WORKERS; w++)); do
+		files=()
+		for ((k = 0; k < PER_WORKER; k++)); do
+			s=$(((k + w) % NSEND + 1))
+			f="$MSG/r$r-w$w-$(printf %03d "$k")-s$s.eml"
+			acc_complaint_eml "$f" "$(sender "$s")" "r$r-w$w-$k"
+			files+=("$f")
+		done
+		: >"$T_TMP/r$r.w$w.res"
+		acc_load_worker "$T_TMP/r$r.w$w.res" "$SOCK" "${files[@]}" &
+		pids="$pids $!"
+	done
+	# kill -9 after a random number of answered messages (30 .. 2/3 of the load)
+	at=$((30 + RANDOM % (WORKERS * PER_WORKER * 2 / 3 - 30)))
+	for ((i = 0; i < 600 && $(answered "$r") < at; i++)); do sleep 0.05; done
+	[ "$(answered "$r")" -ge "$at" ] || fail "round $r: only $(answered "$r") messages answered in 30 s"
+	kill -KILL "${ACC_PID[amends]}"
+	wait "${ACC_PID[amends]}" 2>/dev/null
+	for p in $pids; do wait "$p"; done
+	total=$(answered "$r")
+	[ "$total" -lt $((WORKERS * PER_WORKER)) ] || fail "round $r: the kill came after the load"
+	bad=$(awk -F'\t' '$4 == "CONTINUE" && $5 != "complaint"' "$T_TMP"/r"$r".w*.res | head -3)
+	[ -z "$bad" ] || fail "round $r: answered but not tagged complaint: $bad"
+	check_store "$r"
+	ok "round $r: kill -9 after $at answered ($total in all): integrity ok, every reported tally is in the store"
+done
+
+# A new life goes on from the store.
+acc_start_daemon amends "$CONF" "$SOCK"
+for ((s = 1; s <= NSEND; s++)); do
+	f="$MSG/after-s$s.eml"
+	acc_complaint_eml "$f" "$(sender "$s")" "after-$s"
+	run_client "$f.out" -t 5 -s "$SOCK" "$f" </dev/null
+	got=$(acc_added "$f.out" X-Amends-Tally)
+	[ "$got" = "complaint=$((LAST_COUNT[$s] + 1))" ] ||
+		fail "after the crashes: $(sender "$s") got X-Amends-Tally '$got', want complaint=$((LAST_COUNT[$s] + 1))"
+done
+ok "after $ROUNDS crashes the restarted daemon counts on from the store"
+acc_stop_daemon amends
+[ "$(sqlite3 "$DB" 'PRAGMA integrity_check')" = ok ] || fail "integrity_check after the clean stop"
+exit 0

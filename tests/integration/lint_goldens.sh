@@ -1,0 +1,58 @@
+#!/bin/bash
+# lint_goldens.sh - `amendsctl lint` end to end on small rule files: the printed diagnostics
+# (file:line:column, messages, the summary line) and the exit status.
+#
+# For each tests/data/lint/NAME.rules the test writes a configuration whose rules.dir holds just
+# that file, runs `amendsctl -c amends.conf lint` there (stdout and stderr together, the temp dir
+# stripped from paths so they read rules/NAME.rules), appends "exit N", and compares the result
+# with tests/data/lint/NAME.expect (a unified diff on mismatch). `make regen-goldens`
+# (AMENDS_REGEN_GOLDENS=1) rewrites the .expect files. The lint's timing probe measures wall
+# time, so on a loaded host it may add a "takes N ms on the probe" warning: a case whose output
+# differs only that way is run again (3 tries), any other difference fails at once.
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/testlib.sh"
+. "$top_srcdir/tests/lib/acceptlib.sh"
+
+LINT_DATA="$top_srcdir/tests/data/lint"
+[ -x "$AMENDSCTL" ] || fail "$AMENDSCTL is not built"
+ls "$LINT_DATA"/*.rules >/dev/null 2>&1 || fail "no cases in $LINT_DATA"
+
+# lint_case NAME OUT - run lint on the case and write its transcript to OUT.
+lint_case() {
+	local name=$1 out=$2 dir="$T_TMP/$1" rc
+	rm -rf "$dir"
+	mkdir -p "$dir/rules" || fail "mkdir $dir"
+	cp "$LINT_DATA/$name.rules" "$dir/rules/" && chmod 644 "$dir/rules/$name.rules" || fail "cp $name"
+	write_config "$dir/amends.conf" rules="$dir/rules" state="$dir/state"
+	(cd "$dir" && "$AMENDSCTL" -c "$dir/amends.conf" lint >"$dir/lint.out" 2>&1)
+	rc=$?
+	{ sed "s|$dir/||g" "$dir/lint.out"; echo "exit $rc"; } >"$out"
+}
+
+failed=0
+for rules in "$LINT_DATA"/*.rules; do
+	name=$(basename "$rules" .rules)
+	expect="$LINT_DATA/$name.expect"
+	for try in 1 2 3; do
+		lint_case "$name" "$T_TMP/$name.got"
+		grep -q ' ms on the probe ' "$T_TMP/$name.got" || break
+		t_note "$name: a timing warning on try $try (loaded host?), again"
+	done
+	if [ "${AMENDS_REGEN_GOLDENS:-0}" = 1 ]; then
+		cp "$T_TMP/$name.got" "$expect" || fail "cannot write $expect"
+		t_note "wrote $expect"
+		continue
+	fi
+	if [ ! -f "$expect" ]; then
+		echo "not ok - $name: no $expect (make regen-goldens)"
+		failed=$((failed + 1))
+	elif diff -u "$expect" "$T_TMP/$name.got" >"$T_TMP/$name.diff"; then
+		ok "lint $name: $(tail -1 "$expect"), output as expected"
+	else
+		echo "not ok - lint $name differs from $expect:"
+		cat "$T_TMP/$name.diff"
+		failed=$((failed + 1))
+	fi
+done
+[ "$failed" = 0 ] || fail "$failed lint transcript(s) differ (if intended: make regen-goldens, review the diff)"
+exit 0
