@@ -376,6 +376,10 @@ int main(int argc, char **argv)
 		log_err("smfi_register failed");
 		return 1;
 	}
+	/* Postfix sends one header in one packet, up to its header_size_limit (100 KiB); at
+	 * libmilter's default 64 KiB cap the session would be dropped, and with it the deletion of
+	 * forged X-Amends-* headers (the MTA then applies its default action). */
+	smfi_setmaxdatasize(1024 * 1024 - 1);
 	if (smfi_setconn((char *)spec) == MI_FAILURE) {
 		log_err("smfi_setconn %s failed", spec);
 		return 1;

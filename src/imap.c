@@ -9,7 +9,8 @@
  * handshake this file takes the peer chain from libetpan and verifies it itself with a GnuTLS
  * trust list, before anything secret is sent (imap_tls_*). libetpan offers no hook inside the
  * handshake, so the check comes right after it; for STARTTLS only CAPABILITY and STARTTLS have
- * been said in clear by then, as with any STARTTLS client.
+ * been said in clear by then, as with any STARTTLS client. The check holds for the whole
+ * session: GnuTLS (>= 3.5) refuses a renegotiation in which the server changes certificate.
  *
  * OWNERSHIP  See imap.h.
  * DIAGNOSTICS  The worker logs connection trouble (first failure, then every 10th) and every
@@ -430,7 +431,7 @@ static bool imap_is_ip_literal(const char *host)
 static void imap_tls_setup(struct mailstream_ssl_context *ctx, void *data)
 {
 	char *host = data;
-	if (!imap_is_ip_literal(host))
+	if (ctx && !imap_is_ip_literal(host))
 		mailstream_ssl_set_server_name(ctx, host);
 }
 
@@ -440,8 +441,9 @@ static int imap_tls_check(struct imap_conn *c, char **err)
 	const struct imap_target *t = c->t;
 	if (!imap_tls_policy_checks(t->tls_policy))
 		return 0;
-	/* libetpan's GnuTLS code leaves this unset when there are no peer certificates at all,
-	 * which GnuTLS's certificate-only client handshake never completes without */
+	/* (libetpan's GnuTLS code would return an unset pointer for a session without peer
+	 * certificates; its client has certificate credentials only, so no such handshake
+	 * completes and we never get here without a chain) */
 	carray *chain = c->imap->imap_stream ? mailstream_get_certificate_chain(c->imap->imap_stream)
 					     : NULL;
 	struct imap_tls_cert certs[IMAP_TLS_MAX_CHAIN] = { { NULL, 0 } };

@@ -90,10 +90,16 @@ struct milter_generation *milter_generation_new(struct config *cfg, struct diag 
 	if (!g->rs)
 		goto fail;
 	if (cfg->tally.store[0] && strcmp(cfg->tally.store, "none") != 0) {
-		g->tally = tally_open(cfg, &err);
+		g->tally = tally_open_retrying(cfg, &err);
+		if (g->tally && err) {
+			log_err("tally store %s cannot be opened now (%s): mail is tagged without a "
+				"tally until it can; retrying", cfg->tally.store, err);
+			free(err);
+			err = NULL;
+		}
 		if (!g->tally) {
-			/* A tally store that cannot open now (Redis down) must not stop mail: the
-			 * backends reconnect lazily, so an error here is a hard one (bad spec). */
+			/* A store that cannot open now is retried (tally_open_retrying): an error
+			 * here is a hard one (bad spec or settings). */
 			diag_error(d, cfg->path, 0, "tally store %s: %s", cfg->tally.store,
 				   err ? err : "cannot open");
 			free(err);

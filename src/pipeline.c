@@ -25,6 +25,7 @@
 
 #define RULES_HEADER_MAX 900    /* X-Amends-Rules stays well under smfi's 2048 per line */
 #define SUBJECT_RAW_MAX 4096
+#define SUBJECT_LINE_MAX (998 - 9)  /* 9 = strlen("Subject: ") */
 
 static int add_header(struct pipeline_result *res, const char *name, const char *value)
 {
@@ -290,6 +291,12 @@ static void subject_tag(struct pipeline_result *res, const struct config *cfg,
 	}
 	strbuf_puts(&b, subj ? subj : "");
 	free(subj);
+	/* The tagged subject is written as one line: past RFC 5322's 998 octets (with "Subject: ")
+	 * leave the subject alone rather than cut an encoded word; X-Amends-Status still tells. */
+	if (b.len > SUBJECT_LINE_MAX) {
+		strbuf_free(&b);
+		return;
+	}
 	for (size_t i = 0; i < b.len; i++)
 		if ((unsigned char)b.s[i] < 0x20 || (unsigned char)b.s[i] == 0x7F)
 			b.s[i] = ' ';

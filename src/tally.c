@@ -216,7 +216,8 @@ static void settings_free(struct tally_settings *s)
 	free(s->redis_password);
 }
 
-struct tally *tally_open(const struct config *cfg, char **err)
+/* tally_new - parse the spec and settings; the store is not opened yet */
+static struct tally *tally_new(const struct config *cfg, char **err)
 {
 	const char *spec = cfg->tally.store ? cfg->tally.store : "";
 	struct tally *t;
@@ -249,13 +250,88 @@ struct tally *tally_open(const struct config *cfg, char **err)
 		return NULL;
 	}
 	t->id = atomic_fetch_add(&tally_next_id, 1);
-	if (settings_init(&t->set, cfg, err) < 0 || t->be->open(t, where, err) < 0) {
+	atomic_init(&t->ready, 0);
+	t->where = util_strdup(where);
+	if (!t->where || pthread_mutex_init(&t->open_lock, NULL) != 0) {
+		free(t->where);
+		free(t);
+		*err = util_strdup("tally: out of memory");
+		return NULL;
+	}
+	if (settings_init(&t->set, cfg, err) < 0) {
 		if (!*err)
-			*err = util_strdup("tally: open failed");
+			*err = util_strdup("tally: bad settings");
 		settings_free(&t->set);
+		pthread_mutex_destroy(&t->open_lock);
+		free(t->where);
 		free(t);
 		return NULL;
 	}
+	return t;
+}
+
+static void tally_free_unopened(struct tally *t)
+{
+	settings_free(&t->set);
+	pthread_mutex_destroy(&t->open_lock);
+	free(t->where);
+	free(t);
+}
+
+struct tally *tally_open(const struct config *cfg, char **err)
+{
+	struct tally *t = tally_new(cfg, err);
+
+	if (!t)
+		return NULL;
+	if (t->be->open(t, t->where, err) < 0) {
+		if (!*err)
+			*err = util_strdup("tally: open failed");
+		tally_free_unopened(t);
+		return NULL;
+	}
+	atomic_store(&t->ready, 1);
+	return t;
+}
+
+/* tally_try_open - open a store that could not be opened before; 0 when it is open */
+static int tally_try_open(struct tally *t)
+{
+	char *err = NULL;
+	int rc = 0;
+
+	if (atomic_load(&t->ready))
+		return 0;
+	/* Retried on every call while broken: a failing open (read-only or full disk) costs well
+	 * under a millisecond, and the first message after the fault clears is recorded. */
+	pthread_mutex_lock(&t->open_lock);
+	if (atomic_load(&t->ready)) {
+		rc = 0;
+	} else if (t->be->open(t, t->where, &err) < 0) {
+		snprintf(t->open_err, sizeof(t->open_err), "%s", err ? err : "open failed");
+		tally_set_error("store not open: %s", t->open_err);
+		rc = -1;
+	} else {
+		atomic_store(&t->ready, 1);
+	}
+	pthread_mutex_unlock(&t->open_lock);
+	free(err);
+	return rc;
+}
+
+struct tally *tally_open_retrying(const struct config *cfg, char **err)
+{
+	struct tally *t = tally_new(cfg, err);
+
+	if (!t)
+		return NULL;
+	if (t->be->open(t, t->where, err) == 0) {
+		atomic_store(&t->ready, 1);
+		return t;
+	}
+	/* Soft: a read-only or full state dir must not keep mail from being answered and tagged;
+	 * every call retries the open until the fault clears. */
+	snprintf(t->open_err, sizeof(t->open_err), "%s", *err ? *err : "open failed");
 	return t;
 }
 
@@ -277,9 +353,9 @@ void tally_close(struct tally *t)
 	head = slot_sweep_own(pthread_getspecific(slot_key));
 	pthread_mutex_unlock(&slot_lock);
 	(void)pthread_setspecific(slot_key, head);
-	t->be->close(t);
-	settings_free(&t->set);
-	free(t);
+	if (atomic_load(&t->ready))
+		t->be->close(t);
+	tally_free_unopened(t);
 }
 
 const char *tally_backend_name(const struct tally *t)
@@ -487,6 +563,8 @@ static int event_ok(const struct tally_event *ev)
 		tally_set_error("no tally");    \
 		return -1;                      \
 	}                                       \
+	if (tally_try_open(t) < 0)              \
+		return -1;                      \
 	conn = slot_conn(t);                    \
 	if (!conn)                              \
 		return -1

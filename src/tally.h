@@ -70,6 +70,11 @@ struct tally_sender_summary {  /* for "amendsctl tally top" */
 
 /* Open the store named by cfg->tally.store. NULL with *err (malloc'd) on a hard error. */
 struct tally *tally_open(const struct config *cfg, char **err);
+/* Like tally_open(), but a store that cannot be opened now (read-only or full state dir) still
+ * yields a handle, with the reason in *err (malloc'd; the caller logs it): every call fails with
+ * that reason and retries the open first, so the fault clearing needs no
+ * restart. NULL only for a bad spec or settings. What the daemon uses. */
+struct tally *tally_open_retrying(const struct config *cfg, char **err);
 void tally_close(struct tally *t);
 /* The address inside addr, without surrounding blanks and one pair of <>: a pointer into addr
  * and its length in *len (not NUL-terminated). */

@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <stdatomic.h>
 #include "tally.h"
 
 /* Bounds on what one incident may store (text written by a stranger). */
@@ -67,6 +68,12 @@ struct tally {
 	struct tally_settings set;
 	void *state;                    /* the backend's shared state */
 	struct tally_slot *slots;       /* every thread's connection (under the global slot lock) */
+	/* tally_open_retrying(): the store may not be open yet (be->open failed); every call
+	 * retries it under open_lock. */
+	atomic_int ready;               /* be->open succeeded; state is valid */
+	char *where;                    /* the spec after "sqlite:" / "redis:" */
+	pthread_mutex_t open_lock;
+	char open_err[256];
 };
 
 extern const struct tally_backend tally_sqlite_backend;

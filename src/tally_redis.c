@@ -17,7 +17,8 @@
  *
  * Failure handling (R7.2): connect and command timeouts from the config (at most 1 s); after
  * any I/O error the context is freed (hiredis cannot reuse it) and a new one is made on the next
- * call; failures start a backoff shared by every thread (100 ms doubling to 60 s) during which
+ * call; failures start a backoff shared by every thread (100 ms doubling to 60 s after timeouts,
+ * to 1 s after refused connections, which cost nothing to retry) during which
  * calls fail at once without touching the network, so a dead or hung Redis costs a message at
  * most one timeout. Updates during an outage are dropped: the call returns -1, the caller counts
  * it and accepts the mail (no queue: a replayed tally could double-count after a partial write).
@@ -41,6 +42,10 @@
 
 #define RD_BACKOFF_MIN_MS 100
 #define RD_BACKOFF_MAX_MS 60000
+/* A refused or reset connection fails at once and costs nothing to retry, so it backs off only
+ * to a second: updates resume within about a second of Redis coming back (R7.2). Timeouts,
+ * which hold a message for the whole timeout, keep the long backoff. */
+#define RD_BACKOFF_FAST_MAX_MS 1000
 #define RD_TOP_SCAN 10000        /* senders examined by one "top" (an admin command) */
 #define RD_PRUNE_BATCH 1000      /* senders removed by one prune call */
 #define RD_SEP '\x1f'            /* field separator inside an incident */
@@ -254,14 +259,19 @@ static void rd_args_free(struct rd_args *a)
 
 /* ---- connection and backoff ----------------------------------------------------------------- */
 
-static void rd_mark_down(struct rd_state *s)
+static void rd_mark_down_cap(struct rd_state *s, long cap_ms)
 {
 	pthread_mutex_lock(&s->lock);
 	s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : RD_BACKOFF_MIN_MS;
-	if (s->backoff_ms > RD_BACKOFF_MAX_MS)
-		s->backoff_ms = RD_BACKOFF_MAX_MS;
+	if (s->backoff_ms > cap_ms)
+		s->backoff_ms = cap_ms;
 	s->down_until_ms = util_now_ms() + s->backoff_ms;
 	pthread_mutex_unlock(&s->lock);
+}
+
+static void rd_mark_down(struct rd_state *s)
+{
+	rd_mark_down_cap(s, RD_BACKOFF_MAX_MS);
 }
 
 static void rd_mark_up(struct rd_state *s)
@@ -299,7 +309,7 @@ static int rd_io_fail(struct rd_state *s, struct rd_conn *rc, const char *what)
 
 	tally_set_error("redis %s: %s: %s", timeout ? "timeout" : "down", what, why);
 	rd_drop(rc);
-	rd_mark_down(s);
+	rd_mark_down_cap(s, timeout ? RD_BACKOFF_MAX_MS : RD_BACKOFF_FAST_MAX_MS);
 	return -1;
 }
 

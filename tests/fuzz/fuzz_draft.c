@@ -15,7 +15,9 @@
  *    References at most once, nothing else (no header injection);
  *  - GMime parses it back to the same header names in the same order, one From and one To
  *    mailbox (a display name cannot add a recipient), a subject of valid UTF-8 without CR/LF
- *    and at most DRAFT_SUBJECT_MAX_CP code points, and a text body of valid UTF-8.
+ *    and at most DRAFT_SUBJECT_MAX_CP code points, and a text body of valid UTF-8;
+ *  - with FUZZ_DRAFT_DUMP=DIR the drafts are written there for tests/fuzz/check_drafts.py, the
+ *    second, strict parser of R2.4 (tests/fuzz/regress.sh runs it).
  *
  * OWNERSHIP  Everything is freed before returning.
  */
@@ -204,6 +206,25 @@ static void check_gmime(const char *out, size_t len, const struct hdrs *h, const
 	g_object_unref(st);
 }
 
+/* With FUZZ_DRAFT_DUMP=DIR every draft is also written to DIR for the second, strict parser
+ * (tests/fuzz/check_drafts.py, Python email.policy.strict: RELIABILITY R2.4). */
+static void dump_draft(const char *out, size_t len)
+{
+	static unsigned long seq;
+	const char *dir = getenv("FUZZ_DRAFT_DUMP");
+	struct strbuf path;
+	FILE *f;
+
+	if (!dir || !*dir)
+		return;
+	strbuf_init(&path, 0);
+	strbuf_printf(&path, "%s/draft-%06lu.eml", dir, seq++);
+	f = path.s ? fopen(path.s, "wb") : NULL;
+	FUZZ_CHECK(f != NULL, "cannot create a file in %s", dir);
+	FUZZ_CHECK(fwrite(out, 1, len, f) == len && fclose(f) == 0, "cannot write %s", path.s);
+	strbuf_free(&path);
+}
+
 static void compose_and_check(const struct config *cfg, const struct draft_request *req)
 {
 	char *out = NULL, *err = NULL;
@@ -221,6 +242,7 @@ static void compose_and_check(const struct config *cfg, const struct draft_reque
 
 	check_header_set(out, hlen, &h);
 	check_gmime(out, len, &h, req->msg->from_addr ? req->msg->from_addr : "");
+	dump_draft(out, len);
 	hdrs_free(&h);
 	free(out);
 }

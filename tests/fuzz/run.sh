@@ -9,7 +9,8 @@
 #   2. corpus/T    the working corpus, kept between runs: libFuzzer -merge=1 of itself, the
 #                  committed seeds (tests/fuzz/corpus/T), the regressions (tests/fuzz/regressions/T),
 #                  gen/T and, for rules and config, the shipped rule files / amends.conf;
-#   3. fuzzing for FUZZ_SECONDS with -timeout=2 -rss_limit_mb=2048 and the target's dictionary;
+#   3. fuzzing for FUZZ_SECONDS with -timeout=2 (FUZZ_TIMEOUT) -rss_limit_mb=2048 and the
+#      target's dictionary (LeakSanitizer suppressions: tests/fuzz/lsan.supp);
 #      crashes, timeouts, leaks and OOMs land in artifacts/T/, the log in logs/T.log.
 # FUZZ_JOBS targets run at once (nice'd). At the end every artifact is listed with the commands
 # that minimize it and save it as a regression input.
@@ -24,7 +25,9 @@ SECONDS_EACH=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-2}
 targets=${*:-${FUZZ_TARGETS:-mime normalize rules config draft milter}}
 work="$top_builddir/tests/fuzz/work"
-OPTS=(-timeout=2 -rss_limit_mb=2048 -print_final_stats=1)
+# -timeout is wall-clock: on a loaded machine FUZZ_TIMEOUT=10 spares false timeouts
+OPTS=(-timeout="${FUZZ_TIMEOUT:-2}" -rss_limit_mb=2048 -print_final_stats=1)
+export LSAN_OPTIONS="suppressions=$top_srcdir/tests/fuzz/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 
 for t in $targets; do
 	if [ ! -x "$top_builddir/tests/fuzz/fuzz_$t" ]; then
@@ -41,6 +44,14 @@ dict_of() {
 	case $1 in
 	mime|milter|draft) echo "$top_srcdir/tests/fuzz/dict/mime.dict" ;;
 	*) [ -f "$top_srcdir/tests/fuzz/dict/$1.dict" ] && echo "$top_srcdir/tests/fuzz/dict/$1.dict" ;;
+	esac
+}
+
+# opts_of T - extra libFuzzer options of T. normalize: -max_len=65536, since the daemon never
+# hands it more than one target's cap (rules.target_cap_bytes, 50,000)
+opts_of() {
+	case $1 in
+	normalize) echo "-max_len=65536" ;;
 	esac
 }
 
@@ -66,10 +77,12 @@ fuzz_one() {
 		echo "== $t: merging ${seeds[*]}"
 		nice "$bin" -merge=1 "${OPTS[@]}" -timeout=10 "$work/corpus/$t" "${seeds[@]}"
 		echo "== $t: fuzzing for $SECONDS_EACH s"
-		nice "$bin" "${OPTS[@]}" ${dict:+-dict="$dict"} -max_total_time="$SECONDS_EACH" \
+		nice "$bin" "${OPTS[@]}" $(opts_of "$t") ${dict:+-dict="$dict"} -max_total_time="$SECONDS_EACH" \
 			-artifact_prefix="$work/artifacts/$t/" "$work/corpus/$t"
 	} >"$log" 2>&1
-	echo "$t: exit $? ($(grep -c . "$log") log lines, corpus $(ls "$work/corpus/$t" | wc -l) inputs)"
+	local st=$?
+	echo "$t: $([ $st -eq 0 ] && echo clean || echo "FOUND something (exit $st)"), corpus" \
+		"$(ls "$work/corpus/$t" | wc -l) inputs, log $log"
 }
 
 running=0

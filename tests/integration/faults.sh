@@ -59,7 +59,9 @@ DB="$STATE/tally.db"
 DRAFTS="$MAILDIR/.Drafts"
 
 acc_clock_init
-acc_config "$CONF" state="$STATE" store="sqlite:$DB" maildir="$MAILDIR" busy_timeout_ms=1000
+# The stats snapshot lives outside the state dir: part 5 makes that read-only.
+acc_config "$CONF" state="$STATE" store="sqlite:$DB" maildir="$MAILDIR" busy_timeout_ms=1000 \
+	stats_file="$T_TMP/stats"
 acc_start_daemon amends "$CONF" "$SOCK"
 LOG="$T_TMP/amends.log"
 

@@ -329,6 +329,10 @@ check 11
 tls_run "imaps, pin only" "imaps://127.0.0.1:$SPORT" 20000 1 0 "imap_tls_verify = false" \
 	"imap_tls_fingerprint = \"$(pin_of good)\""
 check 12
+# checking switched off: still delivered, with a warning at start
+tls_run "imaps, no check" "imaps://127.0.0.1:$SPORT" 20000 1 0 "imap_tls_verify = false"
+grep -q 'is not checked' "$T/tool.err" || fail "no warning that the certificate is not checked"
+check 13
 
 stop_dovecot
 echo "PASS: imap_dovecot"

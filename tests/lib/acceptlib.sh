@@ -34,13 +34,13 @@ acc_config() {
 	shift
 	local state="" store="" longstanding="$top_srcdir/conf/longstanding.txt" maildir=""
 	local log_level=info busy_timeout_ms="" redis_timeout_ms="" eom_budget_ms=""
-	local sqlite_synchronous="" user=""
+	local sqlite_synchronous="" user="" stats_file=""
 	for kv in "$@"; do
 		k=${kv%%=*}
 		v=${kv#*=}
 		case $k in
 		state | store | longstanding | maildir | log_level | busy_timeout_ms | redis_timeout_ms | \
-			eom_budget_ms | sqlite_synchronous | user)
+			eom_budget_ms | sqlite_synchronous | user | stats_file)
 			printf -v "$k" '%s' "$v" ;;
 		*) fail "acc_config: unknown key $k" ;;
 		esac
@@ -57,6 +57,7 @@ acc_config() {
 	[ -n "$store" ] && sub+=(-e "s|^\\([[:space:]]*store[[:space:]]*=[[:space:]]*\\)\"[^\"]*\"|\\1\"$store\"|")
 	[ -n "$maildir" ] && sub+=(-e "s|^\\([[:space:]]*maildir[[:space:]]*=[[:space:]]*\\)\"[^\"]*\"|\\1\"$maildir\"|")
 	[ -n "$user" ] && sub+=(-e "s|^\\([[:space:]]*user[[:space:]]*=[[:space:]]*\\)\"[^\"]*\"|\\1\"$user\"|")
+	[ -n "$stats_file" ] && sub+=(-e "s|^\\([[:space:]]*stats_file[[:space:]]*=[[:space:]]*\\)\"[^\"]*\"|\\1\"$stats_file\"|")
 	local n
 	for n in busy_timeout_ms redis_timeout_ms eom_budget_ms; do
 		[ -n "${!n}" ] && sub+=(-e "s|^\\([[:space:]]*${n}[[:space:]]*=[[:space:]]*\\)[0-9]*|\\1${!n}|")
