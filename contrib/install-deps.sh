@@ -7,9 +7,10 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 BUILD="build-essential autoconf automake m4 pkg-config libmilter-dev libpcre2-dev libconfig-dev
- libgmime-3.0-dev libutf8proc-dev libxml2-dev libsqlite3-dev libhiredis-dev libetpan-dev"
+ libgmime-3.0-dev libutf8proc-dev libxml2-dev libsqlite3-dev libhiredis-dev libetpan-dev
+ libgnutls28-dev ca-certificates"
 TEST="libcmocka-dev miltertest postfix swaks redis-server dovecot-imapd valgrind clang
- libclang-rt-14-dev sqlite3 python3 ca-certificates systemd dpkg-dev"
+ libclang-rt-14-dev sqlite3 python3 openssl systemd dpkg-dev"
 
 # postfix asks debconf questions: answer "No configuration" (the tests bring their own config)
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections

@@ -491,12 +491,13 @@ static size_t norm_escape_len(const struct norm_pat *st, size_t i)
 		if (k < n && p[k] == '{')
 			return norm_past(st, k, '}') - i;
 		return 2;
-	case 'c':
-		return k < n ? 3 : 2;
+	case 'c':   /* the one character after \c, \p, \P: whole, even when not ASCII (the
+		     * fuzz_normalize regression escape-p-multibyte: half a character failed) */
+		return k < n ? 2 + norm_u8len(p, k, n) : 2;
 	case 'p': case 'P':
 		if (k < n && p[k] == '{')
 			return norm_past(st, k, '}') - i;
-		return k < n ? 3 : 2;
+		return k < n ? 2 + norm_u8len(p, k, n) : 2;
 	case 'g': case 'k':
 		if (k < n && p[k] == '{')
 			return norm_past(st, k, '}') - i;
