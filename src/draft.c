@@ -295,6 +295,10 @@ static bool draft_addr_valid(const char *a)
 		if (c <= ' ' || c >= 0x7f || strchr("()<>,;:\\\"[]", c))
 			return false;
 	}
+	/* Both halves must be dot-atoms (RFC 5322 3.4.1): no leading, trailing or doubled dot,
+	 * or the address would need quoting and a reader could not parse the To line. */
+	if (a[0] == '.' || at[-1] == '.' || at[1] == '.' || a[n - 1] == '.' || strstr(a, ".."))
+		return false;
 	return true;
 }
 

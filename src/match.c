@@ -37,13 +37,16 @@
  *  budget; the other rules run and hit. (Uncapped and unwindowed it is ~400 ms JIT, seconds
  *  interpreted: with PCRE2_PARTIAL_HARD the JIT costs ~6-13 us per start position here.)
  *
- * Prefilter: a rule with a required literal (rules.c) is skipped when memmem() does not find it
- * in the capped text. Measured over the 259 dev-corpus messages with 300 generated rules of
- * realistic shape (two thirds of them with a literal): 64 ms with it, 84 ms without (-24%), so
- * it stays; the test runs every message both ways and requires identical hits.
+ * Prefilter: before the rules run, each target text is scanned once for the anchors of all
+ * rules of that target (rules_anchors.c: literal strings one of which every match of the rule
+ * contains, found with one Aho-Corasick automaton per target); a rule none of whose anchors
+ * occurs in the capped text cannot match and is skipped (counted in rules_prefiltered). Rules
+ * without anchors always run. Header rules look for their anchors in each header value. The
+ * test runs the dev corpus with and without it and requires identical hits.
  *
- * Per-thread state (match data, match context with the limits, a 32 KiB -> 1 MiB JIT stack) lives
- * behind a pthread_key_t with a destructor; no lock is taken while matching.
+ * Per-thread state (match data, match context with the limits, a 32 KiB -> 1 MiB JIT stack, the
+ * prefilter's scratch) lives behind a pthread_key_t with a destructor; no lock is taken while
+ * matching.
  *
  * OWNERSHIP  match_run() fills a caller-owned struct match_result, which must be zeroed before
  *            its first use; later calls reuse its arrays. Free with match_result_free().
@@ -63,6 +66,7 @@
 #include <strings.h>
 #include <time.h>
 
+#define MATCH_WHOLE_TEXT_JIT 1024     /* bytes: a text this short is matched in one call */
 #define MATCH_FIRST_WINDOW_JIT 64     /* bytes; ordinary rules take the rest in one more call */
 #define MATCH_FIRST_WINDOW_INTERP 16  /* the interpreter is about ten times slower per step */
 #define MATCH_MIN_WINDOW 8
@@ -75,6 +79,9 @@ struct match_tls {
 	pcre2_match_data *md;
 	pcre2_match_context *mc;
 	pcre2_jit_stack *js;
+	struct rules_scan scan;    /* prefilter scratch */
+	unsigned char *ok;         /* per rule: an anchor of it was found in its text */
+	size_t ok_cap;
 };
 
 static pthread_key_t tls_key;
@@ -90,6 +97,8 @@ static void tls_free(void *p)
 	pcre2_match_data_free(t->md);
 	pcre2_match_context_free(t->mc);
 	pcre2_jit_stack_free(t->js);
+	rules_scan_free(&t->scan);
+	free(t->ok);
 	free(t);
 }
 
@@ -239,7 +248,8 @@ static int match_windowed(const struct rule *r, const char *s, size_t len, struc
 			  struct budget *bud, size_t fixed_win)
 {
 	size_t from = 0, reach = 0, win = fixed_win ? fixed_win
-		: r->jit ? MATCH_FIRST_WINDOW_JIT : MATCH_FIRST_WINDOW_INTERP;
+		: !r->jit ? MATCH_FIRST_WINDOW_INTERP
+		: len <= MATCH_WHOLE_TEXT_JIT ? len : MATCH_FIRST_WINDOW_JIT;
 	long long nm_us = 0;      /* time spent on, and number of, start positions known to */
 	size_t nm_bytes = 0;      /* fail: only those measure the rule's speed (see below) */
 
@@ -348,25 +358,31 @@ struct run {
 	int oom;
 };
 
+/* The length rules see of a text of len bytes: cut at the cap, at a UTF-8 boundary. */
+static size_t capped_len(const struct match_limits *lim, const char *s, size_t len)
+{
+	return lim->target_cap_bytes && len > lim->target_cap_bytes
+		? utf8_floor(s, lim->target_cap_bytes) : len;
+}
+
 /* Run rule i on one text. Returns 1 hit (recorded), 0 none, 2 skipped by the prefilter,
  * -1 stopped (recorded). */
 static int run_text(struct run *st, size_t i, enum rules_target tgt, int hdr, const char *s,
 		    size_t len, struct budget *bud)
 {
 	const struct rule *r = &st->rs->rules[i];
-	size_t cap = st->lim->target_cap_bytes;
 	int rc;
 
 	if (!s) {
 		s = "";
 		len = 0;
 	}
-	if (cap && len > cap) {
-		len = utf8_floor(s, cap);
+	if (capped_len(st->lim, s, len) < len) {
+		len = capped_len(st->lim, s, len);
 		st->res->cap_hit = true;
 	}
-	if (r->required_literal && !st->lim->no_prefilter &&
-	    !memmem(s, len, r->required_literal, r->required_len))
+	if (r->n_anchors && !st->lim->no_prefilter &&
+	    (tgt == RULES_TARGET_HEADER ? !rules_anchors_in(r, s, len) : !st->t->ok[i]))
 		return 2;
 	rc = match_windowed(r, s, len, st->t, bud, st->lim->window_bytes);
 	if (rc == 1) {
@@ -429,6 +445,35 @@ static void run_rule(struct run *st, size_t i, long long now)
 	}
 }
 
+/* Scan each target text once for the anchors of all rules of that target (rules_anchors.c):
+ * afterwards t->ok[i] says whether rule i can match at all. */
+static int prefilter_scan(struct run *st)
+{
+	struct match_tls *t = st->t;
+	size_t n = st->rs->n_rules;
+
+	if (t->ok_cap < n) {
+		unsigned char *ok = malloc(n);
+
+		if (!ok)
+			return -1;
+		free(t->ok);
+		t->ok = ok;
+		t->ok_cap = n;
+	}
+	memset(t->ok, 0, n);
+	for (int tg = 0; tg < RULES_TARGET_COUNT; tg++) {
+		const char *s = st->subj->text[tg];
+		size_t len = s ? capped_len(st->lim, s, st->subj->len[tg]) : 0;
+
+		if (tg != RULES_TARGET_HEADER &&
+		    rules_prefilter_scan(st->rs, (enum rules_target)tg, s ? s : "", len, &t->scan,
+					 t->ok) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int match_run(const struct ruleset *rs, const struct match_subjects *subj,
 	      const struct match_limits *lim, struct match_result *res)
 {
@@ -449,6 +494,8 @@ int match_run(const struct ruleset *rs, const struct match_subjects *subj,
 	pcre2_set_match_limit(st.t->mc, (uint32_t)lim->match_limit);
 	pcre2_set_depth_limit(st.t->mc, (uint32_t)lim->depth_limit);
 	pcre2_set_heap_limit(st.t->mc, (uint32_t)lim->heap_limit_kib);
+	if (!lim->no_prefilter && prefilter_scan(&st) < 0)
+		return -1;
 	if (lim->deadline_ms > 0) {
 		/* One CPU-clock read per message marks the phase's start. */
 		budget_init(&st.phase, start, lim->deadline_ms * 1000LL, 0, true);

@@ -55,7 +55,7 @@ struct match_result {
 	size_t n_limit_rules, cap_limit_rules;
 	size_t rules_run;          /* rules evaluated (prefiltered ones included) */
 	size_t rules_skipped;      /* not run: deadline passed */
-	size_t rules_prefiltered;  /* not run: required literal absent (non-header targets) */
+	size_t rules_prefiltered;  /* not run: none of its anchors occurs (non-header targets) */
 	bool deadline_hit;
 	bool cap_hit;              /* some target text was cut at target_cap_bytes */
 	long elapsed_us;

@@ -53,6 +53,7 @@ void message_limits_default(struct message_limits *lim)
 	lim->header_count = 1000;
 	lim->part_text_bytes = 50000;
 	lim->message_text_bytes = 524288;
+	lim->skip_shadowed = false;
 }
 
 static pthread_once_t message_once = PTHREAD_ONCE_INIT;
@@ -1466,6 +1467,13 @@ static int visit_leaf(struct decoder *d, GMimeObject *o, int depth, bool in_rfc8
 	if (!p->content_type || !p->charset)
 		return -1;
 	util_ascii_lower(p->charset);
+	if (p->shadowed && d->lim->skip_shadowed) {
+		/* Nobody reads it (join_bodies skips it): no charset or HTML conversion, no budget. */
+		p->text = util_strdup("");
+		p->new_text = util_strdup("");
+		p->quoted_text = util_strdup("");
+		return p->text && p->new_text && p->quoted_text ? 0 : -1;
+	}
 	return decode_text(d, (GMimePart *)o, p, cs ? cs : "");
 }
 

@@ -39,6 +39,8 @@ struct message_limits {
 	int header_count;           /* 1000 */
 	size_t part_text_bytes;     /* 50000 */
 	size_t message_text_bytes;  /* 524288 */
+	bool skip_shadowed;         /* leave shadowed parts undecoded (text ""): the daemon, which
+	                             * never reads them; amendsctl check lists them */
 };
 
 struct message_header {

@@ -11,12 +11,9 @@
  * unless the I flag; JIT for complete and partial-hard matching (match.c matches in windows).
  * \G is refused: windowed matching moves the start offset, which would change its meaning.
  *
- * Prefilter: for a pattern that is a plain top-level sequence (no top-level |, no x flag, no
- * inline options), the longest run of literal characters that every match must contain is kept
- * as rule->required_literal; match.c skips the rule when memmem() does not find it. Quantified
- * characters, groups, classes and escapes end a run, so the run is always required. For caseless
- * rules only ASCII runs are kept (lowercased): the texts are case-folded by normalize_text, and
- * ASCII has no case pairs outside ASCII once NFKC has run (K KELVIN SIGN -> K, long s -> s).
+ * Prefilter: each rule gets a set of literal anchors, one of which every match contains, and
+ * the ruleset one Aho-Corasick automaton per target over them (rules_anchors.c); match.c runs
+ * a rule only when the scan of its text found one of its anchors.
  *
  * File permissions (RELIABILITY R9.3): rules_load refuses a world-writable rule or long-standing
  * file (anyone on the host could change what is matched); rules_lint warns about group-writable
@@ -43,7 +40,6 @@
 
 #define RULES_MAX_FILE_BYTES (16u << 20)
 #define RULES_PARENS_NEST_LIMIT 250
-#define RULES_PREFILTER_MIN 3          /* shorter literals do not pay for a memmem */
 #define RULES_LINT_SLOW_US 5000        /* RELIABILITY R4.4 */
 
 static atomic_ulong rules_generation;
@@ -54,7 +50,7 @@ void rules_set_jit(bool enabled)
 	atomic_store(&rules_jit_off, !enabled);
 }
 
-/* ---- prefilter: the longest literal run every match contains ------------------------------ */
+/* ---- pattern scanning helpers (lint) ------------------------------------------------------ */
 
 /* Length of a quantifier at p[i] (0 = none), or -1 for a brace this scan does not understand. */
 static int quantifier_len(const char *p, size_t n, size_t i)
@@ -112,70 +108,6 @@ static long skip_class(const char *p, size_t n, size_t i)
 	return -1;
 }
 
-/* Index after the group starting at p[i] == '(', or -1. */
-static long skip_group(const char *p, size_t n, size_t i)
-{
-	int depth = 0;
-
-	while (i < n) {
-		if (p[i] == '\\') {
-			if (i + 1 < n && (p[i + 1] == 'Q' || p[i + 1] == 'E'))
-				return -1;
-			i += 2;
-			continue;
-		}
-		if (p[i] == '[') {
-			long j = skip_class(p, n, i);
-
-			if (j < 0)
-				return -1;
-			i = (size_t)j;
-			continue;
-		}
-		if (p[i] == '(')
-			depth++;
-		else if (p[i] == ')' && --depth == 0)
-			return (long)i + 1;
-		i++;
-	}
-	return -1;
-}
-
-struct litrun {
-	char *cur, *best;
-	size_t cur_len, best_len;
-};
-
-static void run_end(struct litrun *lr)
-{
-	if (lr->cur_len > lr->best_len) {
-		memcpy(lr->best, lr->cur, lr->cur_len);
-		lr->best_len = lr->cur_len;
-	}
-	lr->cur_len = 0;
-}
-
-/* One literal character p[i..i+clen) followed by p[after]: append it unless quantified.
- * Returns the index after it (and its quantifier), or -1 to give up. */
-static long run_char(struct litrun *lr, const char *p, size_t n, size_t i, size_t clen,
-		     size_t after, bool caseless)
-{
-	int q = quantifier_len(p, n, after);
-
-	if (q < 0)
-		return -1;
-	if (q > 0 || (caseless && (unsigned char)p[i] >= 0x80)) {
-		run_end(lr);
-		return (long)(after + (size_t)q);
-	}
-	for (size_t k = 0; k < clen; k++) {
-		char c = p[i + k];
-
-		lr->cur[lr->cur_len++] = caseless && c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-	}
-	return (long)after;
-}
-
 static size_t utf8_len_at(const char *p, size_t n, size_t i)
 {
 	size_t j = i + 1;
@@ -183,128 +115,6 @@ static size_t utf8_len_at(const char *p, size_t n, size_t i)
 	while (j < n && ((unsigned char)p[j] & 0xC0) == 0x80)
 		j++;
 	return j - i;
-}
-
-/* Handle the escape at p[i] == '\\'; returns the next index or -1 to give up. */
-static long run_escape(struct litrun *lr, const char *p, size_t n, size_t i, bool caseless)
-{
-	unsigned char d;
-	long j;
-
-	if (i + 1 >= n)
-		return -1;
-	d = (unsigned char)p[i + 1];
-	if (d >= 0x80)
-		return run_char(lr, p, n, i + 1, utf8_len_at(p, n, i + 1),
-				i + 1 + utf8_len_at(p, n, i + 1), caseless);
-	if (!((d >= '0' && d <= '9') || (d >= 'a' && d <= 'z') || (d >= 'A' && d <= 'Z')))
-		return run_char(lr, p, n, i + 1, 1, i + 2, caseless);
-	run_end(lr);
-	if (strchr("bBAzZ", d))
-		return (long)i + 2;
-	if (strchr("sSdDwWhHvVRXntrfea", d) || (d == 'N' && (i + 2 >= n || p[i + 2] != '{'))) {
-		j = (long)i + 2;
-	} else if (d == 'p' || d == 'P') {
-		if (i + 2 < n && p[i + 2] == '{') {
-			const char *e = memchr(p + i + 2, '}', n - i - 2);
-
-			if (!e)
-				return -1;
-			j = (long)(e - p) + 1;
-		} else {
-			j = (long)i + 3;
-		}
-	} else {
-		return -1;      /* \Q, \G, \K, \x, \o, \c, digits, \g, \k, ...: not worth the risk */
-	}
-	if ((size_t)j > n)
-		return -1;
-	{
-		int q = quantifier_len(p, n, (size_t)j);
-
-		return q < 0 ? -1 : j + q;
-	}
-}
-
-/* Walk a normalized pattern; returns 0 with lr->best set, or -1 when no literal is provable. */
-static int run_walk(struct litrun *lr, const char *p, size_t n, bool caseless)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		unsigned char c = (unsigned char)p[i];
-		long j;
-
-		if (c == '|' || c == ')' || c == '{' || c == '*' || c == '+' || c == '?')
-			return -1;
-		if (c == '(') {
-			/* Verbs and inline option settings change how the rest reads: give up. */
-			if (i + 1 < n && (p[i + 1] == '*' ||
-			    (p[i + 1] == '?' && i + 2 < n && !strchr(":=!<>|#'PC", p[i + 2]))))
-				return -1;
-			run_end(lr);
-			j = skip_group(p, n, i);
-			if (j >= 0) {
-				int q = quantifier_len(p, n, (size_t)j);
-
-				j = q < 0 ? -1 : j + q;
-			}
-		} else if (c == '[') {
-			run_end(lr);
-			j = skip_class(p, n, i);
-			if (j >= 0) {
-				int q = quantifier_len(p, n, (size_t)j);
-
-				j = q < 0 ? -1 : j + q;
-			}
-		} else if (c == '\\') {
-			j = run_escape(lr, p, n, i, caseless);
-		} else if (c == '.' || c == '^' || c == '$') {
-			run_end(lr);
-			j = (long)i + 1;
-			if (c == '.') {
-				int q = quantifier_len(p, n, (size_t)j);
-
-				j = q < 0 ? -1 : j + q;
-			}
-		} else {
-			size_t clen = utf8_len_at(p, n, i);
-
-			j = run_char(lr, p, n, i, clen, i + clen, caseless);
-		}
-		if (j < 0)
-			return -1;
-		i = (size_t)j;
-	}
-	run_end(lr);
-	return 0;
-}
-
-/* Set r->required_literal from the normalized pattern np (see the file comment). */
-static int prefilter_compute(struct rule *r, const char *np, size_t n)
-{
-	struct litrun lr = { 0 };
-	bool caseless = (r->options & PCRE2_CASELESS) != 0;
-	int rc = 0;
-
-	if (r->options & PCRE2_EXTENDED)
-		return 0;
-	lr.cur = malloc(n + 1);
-	lr.best = malloc(n + 1);
-	if (!lr.cur || !lr.best) {
-		rc = -1;
-		goto out;
-	}
-	if (run_walk(&lr, np, n, caseless) == 0 && lr.best_len >= RULES_PREFILTER_MIN) {
-		r->required_literal = util_strndup(lr.best, lr.best_len);
-		if (!r->required_literal)
-			rc = -1;
-		r->required_len = lr.best_len;
-	}
-out:
-	free(lr.cur);
-	free(lr.best);
-	return rc;
 }
 
 /* ---- compiling ---------------------------------------------------------------------------- */
@@ -407,7 +217,7 @@ int rules_compile_rule(struct rules_builder *b, struct rule *r)
 	    pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD) == 0 &&
 	    pcre2_pattern_info(r->code, PCRE2_INFO_JITSIZE, &jitsize) == 0 && jitsize > 0)
 		r->jit = true;
-	if (prefilter_compute(r, np, nlen) < 0) {
+	if (rules_anchors_compute(r, np, nlen) < 0) {
 		b->oom = true;
 		goto out;
 	}
@@ -443,6 +253,7 @@ static void ruleset_free(struct ruleset *rs)
 	for (size_t i = 0; i < rs->n_categories; i++)
 		free(rs->category_names[i]);
 	free_strings(rs->longstanding, rs->n_longstanding);
+	rules_prefilter_free(rs->prefilter);
 	free(rs);
 }
 
@@ -450,6 +261,7 @@ static void ruleset_free(struct ruleset *rs)
 static struct ruleset *builder_finish(struct rules_builder *b)
 {
 	struct ruleset *rs = NULL;
+	struct diag *d;
 
 	if (b->oom)
 		diag_add(b->d, DIAG_ERROR, "", 0, 0, "out of memory while loading rules");
@@ -469,7 +281,13 @@ static struct ruleset *builder_finish(struct rules_builder *b)
 	rs->n_rules = b->n;
 	b->rules = NULL;
 	b->n = 0;
+	d = b->d;
 	builder_free(b);
+	if (rules_prefilter_build(rs) < 0) {
+		diag_add(d, DIAG_ERROR, "", 0, 0, "out of memory while loading rules");
+		ruleset_free(rs);
+		return NULL;
+	}
 	rs->generation = atomic_fetch_add(&rules_generation, 1) + 1;
 	return rs;
 oom:

@@ -91,9 +91,20 @@ struct rule {
 	uint32_t options;          /* PCRE2 compile options */
 	pcre2_code *code;
 	bool jit;                  /* JIT-compiled (complete and partial-hard) */
-	/* prefilter: a literal every match must contain (normalized, lowercased), or NULL */
-	char *required_literal;
-	size_t required_len;
+	/* prefilter (rules_anchors.c): every match contains one of these (normalized, ASCII
+	 * lowercased); n_anchors == 0: no prefilter, the rule always runs */
+	char **anchors;
+	size_t *anchor_len;
+	size_t n_anchors;
+};
+
+struct rules_prefilter;       /* one Aho-Corasick automaton per target (rules_anchors.c) */
+
+/* Per-thread scratch of rules_prefilter_scan; zero-initialise, free with rules_scan_free. */
+struct rules_scan {
+	unsigned char *mark;
+	uint32_t *hits;
+	size_t cap;
 };
 
 struct ruleset {
@@ -105,6 +116,7 @@ struct ruleset {
 	char **longstanding;       /* lowercased addresses and "@domain"s */
 	size_t n_longstanding;
 	unsigned long generation;  /* increases with each successful load */
+	struct rules_prefilter *prefilter;
 };
 
 /* Load every *.rules file in dir (name order) for the config's categories. */
@@ -121,6 +133,16 @@ const char *rules_target_name(enum rules_target t);
 /* JIT-compile the rules of later loads (default on); tests turn it off to run the interpreter.
  * Set before threads start. */
 void rules_set_jit(bool enabled);
+/* Does the ruleset have anchored rules of target t (not header)? */
+bool rules_prefilter_has(const struct ruleset *rs, enum rules_target t);
+/* Scan s[0..len) once for the anchors of every rule of target t and set ok[i] = 1 (ok has
+ * n_rules bytes, cleared by the caller) for each rule i one of whose anchors occurs. Rules
+ * without anchors are not marked. Returns -1 when out of memory (scratch growth). */
+int rules_prefilter_scan(const struct ruleset *rs, enum rules_target t, const char *s, size_t len,
+			 struct rules_scan *sc, unsigned char *ok);
+void rules_scan_free(struct rules_scan *sc);
+/* Does s[0..len) contain one of r's anchors (ASCII caseless)? For header rules. */
+bool rules_anchors_in(const struct rule *r, const char *s, size_t len);
 /* Is addr (lowercased) on the long-standing list (exact or @domain)? */
 bool rules_is_longstanding(const struct ruleset *rs, const char *addr);
 

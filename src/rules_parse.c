@@ -77,7 +77,10 @@ void rules_rule_clear(struct rule *r)
 	free(r->flags);
 	free(r->description);
 	free(r->file);
-	free(r->required_literal);
+	for (size_t k = 0; k < r->n_anchors; k++)
+		free(r->anchors[k]);
+	free(r->anchors);
+	free(r->anchor_len);
 	pcre2_code_free(r->code);
 	memset(r, 0, sizeof(*r));
 }

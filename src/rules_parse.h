@@ -33,6 +33,11 @@ struct rules_builder {
 void rules_parse_buffer(struct rules_builder *b, const char *file, const char *text, size_t len);
 /* Compile r's pattern (rules.c); -1 after adding an error to b. */
 int rules_compile_rule(struct rules_builder *b, struct rule *r);
+/* Set r->anchors from its normalized pattern np (rules_anchors.c); -1 only when out of memory. */
+int rules_anchors_compute(struct rule *r, const char *np, size_t n);
+/* Build / free the ruleset's prefilter automata from the rules' anchors; -1 out of memory. */
+int rules_prefilter_build(struct ruleset *rs);
+void rules_prefilter_free(struct rules_prefilter *pf);
 /* Free the strings and compiled code of one rule (not the struct itself). */
 void rules_rule_clear(struct rule *r);
 /* Number of UTF-8 characters in s[0..n) (bytes that do not continue a sequence). */

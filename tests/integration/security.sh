@@ -16,13 +16,15 @@
 #  5. Forged X-Amends-* headers, the cases daemon.sh does not cover: a flood of 300 other
 #     X-Amends-* names before a forged X-Amends-Status (the per-message name table must keep
 #     room for our own names), 500 repeats of one name, forged headers past max_scan_bytes.
-#  6. Drafts never for bounces, lists, automatic mail or ourselves: 13 cases of the R8.1 matrix
+#  6. Drafts never for bounces, lists, automatic mail or ourselves: 14 cases of the R8.1 matrix
 #     through the daemon are tagged (categories) but get no X-Amends-Draft and no Maildir file,
 #     while the same message from a customer gets both.
 #  7. No header injection into the headers we add or change: Subject/From/Message-ID with
 #     encoded CRLF, bare CR, NUL, 100 KB; every added X-Amends-* value is one line of printable
 #     ASCII under 998 bytes, a tagged Subject is one line, and the drafts written for them have
 #     no Bcc, no header line over 998 octets and only ASCII in the header block.
+#  8. A daemon still stopping after SIGTERM does not remove the socket and pidfile of a
+#     successor started meanwhile.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/testlib.sh"
 
@@ -419,3 +421,23 @@ EOF
 done
 ok "injection: ${#drafts[@]} drafts: no Bcc, no header line over 998 octets, ASCII-only headers"
 stop_daemon
+
+# ---- 8. a stopping daemon leaves a successor's socket and pidfile alone ---------------------------
+# libmilter takes seconds to leave smfi_main after SIGTERM; a new instance started meanwhile
+# replaces the socket and pidfile, and the old one must not remove them on its way out.
+write_config "$T_TMP/overlap.conf" pidfile="$T_TMP/overlap.pid"
+start_daemon "$T_TMP/overlap.conf" "$SOCK"
+old_pid=$T_DAEMON_PID
+kill -TERM "$old_pid"
+start_daemon "$T_TMP/overlap.conf" "$SOCK"
+for ((i = 0; i < 150; i++)); do kill -0 "$old_pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$old_pid" 2>/dev/null && fail "overlap: the old daemon did not stop within 15 s"
+[ -S "$(spec_path "$SOCK")" ] || fail "overlap: the old daemon removed its successor's socket"
+client_probe "$SOCK" || fail "overlap: the successor no longer answers on its socket"
+[ "$(cat "$T_TMP/overlap.pid" 2>/dev/null)" = "$T_DAEMON_PID" ] ||
+	fail "overlap: the old daemon removed or changed its successor's pidfile"
+ok "a stopping daemon leaves its successor's socket and pidfile in place"
+stop_daemon
+[ ! -e "$(spec_path "$SOCK")" ] && [ ! -e "$T_TMP/overlap.pid" ] ||
+	fail "overlap: the successor did not remove its own socket and pidfile on SIGTERM"
+ok "the successor removes its own socket and pidfile on SIGTERM"
