@@ -380,8 +380,11 @@ static sfsistat cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 		if (c->raw.truncated)
 			c->truncated = true;
 	}
+	/* Past the cap: SKIP asks the MTA for no more body. Not when the MTA expects no reply to
+	 * body chunks (SMFIP_NR_BODY): an unasked-for reply would be read as the answer to the
+	 * next command. libmilter turns SKIP into CONTINUE where SKIP was not negotiated. */
 	if (c->truncated)
-		return SMFIS_SKIP;   /* libmilter turns SKIP into CONTINUE if not negotiated */
+		return c->noreply_body ? SMFIS_NOREPLY : SMFIS_SKIP;
 	return (c->noreply_body) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 }
 

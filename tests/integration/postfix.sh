@@ -122,7 +122,9 @@ t_wait_for 20 smtp_up || fail "Postfix smtpd did not come up on 127.0.0.1:$port"
 ok "private Postfix $(postconf -dh mail_version) on 127.0.0.1:$port"
 
 # ---- amends ----------------------------------------------------------------------------------------
-write_config "$T_TMP/pf.conf" socket="$SOCK" socket_mode=0660 socket_group=postfix
+# A small scan cap, so part 2b can send a message larger than it through Postfix.
+write_config "$T_TMP/pf.conf" socket="$SOCK" socket_mode=0660 socket_group=postfix \
+	max_scan_bytes=65536
 start_daemon "$T_TMP/pf.conf" "$SOCK"
 
 # ---- helpers -----------------------------------------------------------------------------------------
@@ -181,6 +183,27 @@ done
 refused=$(grep -cE 'milter-reject|451 4\.7\.1' "$PF/maillog")
 [ "$refused" = 0 ] || fail "$refused milter rejects/tempfails in the Postfix log: $(grep -E 'milter-reject|451 4\.7\.1' "$PF/maillog" | head -3)"
 ok "20 of 20 delivered and tagged, 0 milter-reject/451 in the Postfix log"
+
+# ---- 2b. a message over the scan cap: passed on, tagged, nothing refused -----------------------------
+# Postfix negotiates no-reply body chunks; past the cap amends must stop collecting without
+# sending a reply Postfix does not read (which would derail the session).
+{
+	sed -e '/^$/q' "$T_TMP/clean.eml"
+	for ((i = 0; i < 4000; i++)); do
+		printf 'line %05d of a long message that goes on well past the scan cap of amends\r\n' "$i"
+	done
+} >"$T_TMP/big.eml"
+[ "$(stat -c %s "$T_TMP/big.eml")" -gt 200000 ] || fail "test bug: big.eml is too small"
+send big1 "$T_TMP/big.eml"
+wait_delivered big1
+headers_of "$(delivered big1)" >"$T_TMP/big1.hdr"
+assert_grep '^X-Amends-Status: ' "$T_TMP/big1.hdr" "oversized message tagged"
+assert_grep '^X-Amends-Limits: .*size' "$T_TMP/big1.hdr" "oversized message says what was cut"
+[ "$(grep -c 'line 03999 of a long message' "$(delivered big1)")" = 1 ] ||
+	fail "oversized message not delivered whole"
+grep -qE 'milter-reject|451 4\.7\.1|milter8' "$PF/maillog" &&
+	fail "Postfix complained about the milter: $(grep -E 'milter-reject|451 4\.7\.1|milter8' "$PF/maillog" | head -3)"
+ok "a message over the scan cap: delivered whole, tagged with X-Amends-Limits, no milter errors"
 
 # ---- 3. amends stopped: mail still flows ---------------------------------------------------------------
 stop_daemon
