@@ -461,7 +461,8 @@ static int prefilter_scan(struct run *st)
 		t->ok = ok;
 		t->ok_cap = n;
 	}
-	memset(t->ok, 0, n);
+	if (n)
+		memset(t->ok, 0, n);   /* t->ok is still NULL for an empty ruleset */
 	for (int tg = 0; tg < RULES_TARGET_COUNT; tg++) {
 		const char *s = st->subj->text[tg];
 		size_t len = s ? capped_len(st->lim, s, st->subj->len[tg]) : 0;

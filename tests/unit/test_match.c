@@ -287,8 +287,12 @@ static void redos_bound(bool jit)
 	assert_non_null(hit_of(rs, &mr, "BODY_HIT"));
 	assert_non_null(hit_of(rs, &mr, "SUBJ_HIT"));
 	assert_non_null(hit_of(rs, &mr, "LATE_HIT"));
-	assert_true(limited(rs, &mr, "REDOS1"));
-	assert_true(limited(rs, &mr, "REDOS2"));
+	/* With the 50x budgets of slow mode a ReDoS rule may run to the end of the capped text
+	 * (and match its trailing a's): only a normal run proves that the budget stops it. */
+	if (!slow) {
+		assert_true(limited(rs, &mr, "REDOS1"));
+		assert_true(limited(rs, &mr, "REDOS2"));
+	}
 	assert_true(mr.cap_hit);
 	assert_int_equal(mr.rules_skipped, 0);
 	match_result_free(&mr);
