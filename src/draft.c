@@ -68,20 +68,6 @@ enum policy_draft draft_kind_parse(const char *name)
 	return POLICY_DRAFT_NONE;
 }
 
-static void draft_seterr(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void draft_seterr(char **err, const char *fmt, ...)
-{
-	if (!err)
-		return;
-	struct strbuf b;
-	strbuf_init(&b, 1024);
-	va_list ap;
-	va_start(ap, fmt);
-	strbuf_vprintf(&b, fmt, ap);
-	va_end(ap);
-	*err = strbuf_take(&b);
-}
-
 /* ---- per-language words ------------------------------------------------------------------ */
 
 struct draft_words {
@@ -790,7 +776,7 @@ static int draft_ctx_init(struct draft_ctx *c, const struct config *cfg,
 	c->req = req;
 	c->kind = draft_kind_name(req->kind);
 	if (!c->kind || !req->msg) {
-		draft_seterr(err, "no draft kind or message");
+		util_seterr(err, "no draft kind or message");
 		return -1;
 	}
 	c->lang = draft_reply_lang(cfg, req->lang);
@@ -798,21 +784,21 @@ static int draft_ctx_init(struct draft_ctx *c, const struct config *cfg,
 	if (!c->id && cfg->drafts.default_lang)
 		c->id = config_identity(cfg, cfg->drafts.default_lang);
 	if (!c->id || !draft_addr_valid(c->id->from_addr)) {
-		draft_seterr(err, "no usable drafts identity for language %s", c->lang);
+		util_seterr(err, "no usable drafts identity for language %s", c->lang);
 		return -1;
 	}
 	c->words = draft_words_for(c->lang);
 	const char *fa = req->msg->from_addr ? req->msg->from_addr : "";
 	c->addr = draft_clean_line(fa, strlen(fa), 254);
 	if (!c->addr || !draft_addr_valid(c->addr)) {
-		draft_seterr(err, "the customer's address is not one a draft can go to");
+		util_seterr(err, "the customer's address is not one a draft can go to");
 		return -1;
 	}
 	const char *fn = req->msg->from_name ? req->msg->from_name : "";
 	c->name = draft_clean_line(fn, strlen(fn), DRAFT_NAME_MAX_CP);
 	c->subject = draft_reply_subject(req->msg->subject);
 	if (!c->name || !c->subject) {
-		draft_seterr(err, "out of memory");
+		util_seterr(err, "out of memory");
 		return -1;
 	}
 	/* a display name that is just the address in quotes adds nothing */
@@ -891,7 +877,7 @@ static int draft_body(struct draft_ctx *c, const struct template *tpl, struct st
 		strbuf_append(body, letter.s, letter.len);
 	draft_quote(body, req->msg);
 	if (rc < 0 || letter.oom || body->oom || body->truncated) {
-		draft_seterr(err, "draft too large or out of memory");
+		util_seterr(err, "draft too large or out of memory");
 		rc = -1;
 	}
 	strbuf_free(&letter);
@@ -1022,7 +1008,7 @@ static int draft_compose_with(const struct config *cfg, const struct template_se
 		diag_init(&d);
 		tpl = own = template_load(cfg, c.lang, c.kind, &d);
 		if (!tpl) {
-			draft_seterr(err, "template %s/%s: %s", c.lang, c.kind,
+			util_seterr(err, "template %s/%s: %s", c.lang, c.kind,
 				     d.n ? d.v[0].text : "cannot load");
 			diag_free(&d);
 			goto out;
@@ -1035,7 +1021,7 @@ static int draft_compose_with(const struct config *cfg, const struct template_se
 	strbuf_puts(&msg, "\r\n");
 	draft_qp(&msg, body.s, body.len);
 	if (msg.oom || msg.truncated) {
-		draft_seterr(err, "draft too large or out of memory");
+		util_seterr(err, "draft too large or out of memory");
 		goto out;
 	}
 	*outlen = msg.len;
@@ -1172,7 +1158,7 @@ struct drafter *drafter_open(const struct config *cfg, char **err)
 	struct drafter *d = calloc(1, sizeof(*d));
 	char *root = NULL;
 	if (!d) {
-		draft_seterr(err, "out of memory");
+		util_seterr(err, "out of memory");
 		return NULL;
 	}
 	d->cfg = cfg;
@@ -1200,7 +1186,7 @@ struct drafter *drafter_open(const struct config *cfg, char **err)
 		log_warn("drafts: %s:%d: %s", dg.v[i].file, dg.v[i].line, dg.v[i].text);
 	diag_free(&dg);
 	if (pthread_create(&d->writer, NULL, draft_writer_main, d) != 0) {
-		draft_seterr(err, "cannot start the draft writer thread");
+		util_seterr(err, "cannot start the draft writer thread");
 		goto fail;
 	}
 	d->writer_started = true;
@@ -1240,7 +1226,7 @@ int drafter_submit(struct drafter *d, const struct config *cfg, const struct dra
 	struct draft_job *j = calloc(1, sizeof(*j));
 	if (!j) {
 		stats_inc(STATS_DRAFTS_FAILED);
-		draft_seterr(err, "out of memory");
+		util_seterr(err, "out of memory");
 		return -1;
 	}
 	/* templates preloaded for this config; after a reload the new config's are read */
@@ -1261,7 +1247,7 @@ int drafter_submit(struct drafter *d, const struct config *cfg, const struct dra
 	if (d->qlen >= DRAFT_QUEUE_MAX || d->stop) {
 		pthread_mutex_unlock(&d->mu);
 		stats_inc(STATS_DRAFTS_FAILED);
-		draft_seterr(err, "draft writer is %zu drafts behind; dropped", d->qlen);
+		util_seterr(err, "draft writer is %zu drafts behind; dropped", d->qlen);
 		free(j->data);
 		free(j);
 		return -1;
@@ -1291,7 +1277,7 @@ int drafter_submit(struct drafter *d, const struct config *cfg, const struct dra
 	draft_job_unref(j);
 	pthread_mutex_unlock(&d->mu);
 	if (rc < 0)
-		draft_seterr(err, "draft could not be written (see the log)");
+		util_seterr(err, "draft could not be written (see the log)");
 	else if (rc > 0)
 		log_warn("%s: draft: still being written after %ld ms; the writer finishes it",
 			 qid, cfg->drafts.eom_budget_ms);

@@ -42,21 +42,6 @@
 #define IMAP_MAX_BACKOFF_S 300
 #define IMAP_BATCH 256
 
-static void imap_seterr(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void imap_seterr(char **err, const char *fmt, ...)
-{
-	if (!err)
-		return;
-	free(*err);
-	struct strbuf b;
-	strbuf_init(&b, 1024);
-	va_list ap;
-	va_start(ap, fmt);
-	strbuf_vprintf(&b, fmt, ap);
-	va_end(ap);
-	*err = strbuf_take(&b);
-}
-
 int imap_url_parse(const char *url, char **host, unsigned short *port, enum imap_tls *tls,
 		   char **err)
 {
@@ -70,7 +55,7 @@ int imap_url_parse(const char *url, char **host, unsigned short *port, enum imap
 		*port = 143;
 		p = url + 7;
 	} else {
-		imap_seterr(err, "imap_url must start with imap:// or imaps://");
+		util_seterr(err, "imap_url must start with imap:// or imaps://");
 		return -1;
 	}
 	const char *h = p, *he;
@@ -78,7 +63,7 @@ int imap_url_parse(const char *url, char **host, unsigned short *port, enum imap
 		h = p + 1;
 		he = strchr(h, ']');
 		if (!he) {
-			imap_seterr(err, "imap_url: unterminated [ipv6] host");
+			util_seterr(err, "imap_url: unterminated [ipv6] host");
 			return -1;
 		}
 		p = he + 1;
@@ -87,19 +72,19 @@ int imap_url_parse(const char *url, char **host, unsigned short *port, enum imap
 		p = he;
 	}
 	if (he == h || he - h > 255) {
-		imap_seterr(err, "imap_url: missing host");
+		util_seterr(err, "imap_url: missing host");
 		return -1;
 	}
 	if (*p == ':') {
 		char *end;
 		long v = strtol(p + 1, &end, 10);
 		if (end == p + 1 || v < 1 || v > 65535 || (*end && strcmp(end, "/") != 0)) {
-			imap_seterr(err, "imap_url: bad port");
+			util_seterr(err, "imap_url: bad port");
 			return -1;
 		}
 		*port = (unsigned short)v;
 	} else if (*p && strcmp(p, "/") != 0) {
-		imap_seterr(err, "imap_url: unexpected '%s' (mailbox goes in imap_mailbox)", p);
+		util_seterr(err, "imap_url: unexpected '%s' (mailbox goes in imap_mailbox)", p);
 		return -1;
 	}
 	*host = util_strndup(h, (size_t)(he - h));
@@ -110,23 +95,23 @@ int imap_password_read(const char *path, char **password, char **err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
-		imap_seterr(err, "%s: %s", path, strerror(errno));
+		util_seterr(err, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	struct stat st;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		imap_seterr(err, "%s: not a regular file", path);
+		util_seterr(err, "%s: not a regular file", path);
 		close(fd);
 		return -1;
 	}
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		imap_seterr(err, "%s: refusing a password file that group or others can access "
+		util_seterr(err, "%s: refusing a password file that group or others can access "
 			    "(chmod 600)", path);
 		close(fd);
 		return -1;
 	}
 	if (st.st_uid != geteuid() && st.st_uid != 0) {
-		imap_seterr(err, "%s: password file must be owned by the daemon's user or root", path);
+		util_seterr(err, "%s: password file must be owned by the daemon's user or root", path);
 		close(fd);
 		return -1;
 	}
@@ -134,13 +119,13 @@ int imap_password_read(const char *path, char **password, char **err)
 	ssize_t n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n < 0) {
-		imap_seterr(err, "%s: %s", path, strerror(errno));
+		util_seterr(err, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	buf[n] = '\0';
 	buf[strcspn(buf, "\r\n")] = '\0';
 	if (!buf[0]) {
-		imap_seterr(err, "%s: empty password file", path);
+		util_seterr(err, "%s: empty password file", path);
 		return -1;
 	}
 	*password = util_strdup(buf);
@@ -191,7 +176,7 @@ static int imap_tls_pin_parse(const char *s, unsigned char pin[IMAP_TLS_PIN_LEN]
 		goto bad;
 	return 0;
 bad:
-	imap_seterr(err, "imap_tls_fingerprint: expected \"sha256:\" and 64 hex digits (as "
+	util_seterr(err, "imap_tls_fingerprint: expected \"sha256:\" and 64 hex digits (as "
 		    "\"openssl x509 -noout -fingerprint -sha256\" prints them)");
 	return -1;
 }
@@ -201,7 +186,7 @@ struct imap_tls_policy *imap_tls_policy_new(bool verify, const char *ca_file, co
 {
 	struct imap_tls_policy *p = calloc(1, sizeof(*p));
 	if (!p) {
-		imap_seterr(err, "out of memory");
+		util_seterr(err, "out of memory");
 		return NULL;
 	}
 	p->verify = verify;
@@ -214,7 +199,7 @@ struct imap_tls_policy *imap_tls_policy_new(bool verify, const char *ca_file, co
 		return p;
 	int r = gnutls_x509_trust_list_init(&p->trust, 0);
 	if (r < 0) {
-		imap_seterr(err, "TLS trust list: %s", gnutls_strerror(r));
+		util_seterr(err, "TLS trust list: %s", gnutls_strerror(r));
 		goto fail;
 	}
 	if (ca_file && *ca_file) {
@@ -222,7 +207,7 @@ struct imap_tls_policy *imap_tls_policy_new(bool verify, const char *ca_file, co
 		r = gnutls_x509_trust_list_add_trust_file(p->trust, ca_file, NULL,
 							  GNUTLS_X509_FMT_PEM, 0, 0);
 		if (r <= 0) {
-			imap_seterr(err, "imap_ca_file %s: %s", ca_file,
+			util_seterr(err, "imap_ca_file %s: %s", ca_file,
 				    r < 0 ? gnutls_strerror(r) : "no PEM certificate in it");
 			goto fail;
 		}
@@ -259,7 +244,7 @@ static int imap_tls_check_pin(const struct imap_tls_policy *p, const struct imap
 	char hex[2 * IMAP_TLS_PIN_LEN + 1];
 	size_t hexlen = sizeof(hex);
 	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, leaf->der, leaf->len, d) < 0) {
-		imap_seterr(err, "TLS certificate of %s: cannot hash it", host);
+		util_seterr(err, "TLS certificate of %s: cannot hash it", host);
 		return -1;
 	}
 	if (memcmp(d, p->pin, sizeof(d)) == 0)
@@ -267,7 +252,7 @@ static int imap_tls_check_pin(const struct imap_tls_policy *p, const struct imap
 	/* the actual value helps the admin after a legitimate renewal: it is public anyway */
 	if (gnutls_hex_encode(&(gnutls_datum_t){ d, sizeof(d) }, hex, &hexlen) < 0)
 		hex[0] = '\0';
-	imap_seterr(err, "TLS certificate of %s refused: its fingerprint sha256:%s is not "
+	util_seterr(err, "TLS certificate of %s refused: its fingerprint sha256:%s is not "
 		    "drafts.imap_tls_fingerprint", host, hex);
 	return -1;
 }
@@ -289,7 +274,7 @@ static int imap_tls_crts_import(const struct imap_tls_cert *chain, size_t n,
 		if (r >= 0 && (r = gnutls_x509_crt_import(crts[k], &der, GNUTLS_X509_FMT_DER)) < 0)
 			gnutls_x509_crt_deinit(crts[k]);
 		if (r < 0) {
-			imap_seterr(err, "TLS certificate %zu of %s cannot be parsed: %s", k + 1, host,
+			util_seterr(err, "TLS certificate %zu of %s cannot be parsed: %s", k + 1, host,
 				    gnutls_strerror(r));
 			imap_tls_crts_free(crts, k);
 			return -1;
@@ -315,14 +300,14 @@ static int imap_tls_check_chain(const struct imap_tls_policy *p, const struct im
 	int r = gnutls_x509_trust_list_verify_crt2(p->trust, crts, (unsigned)n, want,
 					       UTIL_ARRAY_LEN(want), 0, &status, NULL);
 	if (r < 0) {
-		imap_seterr(err, "TLS certificate of %s: verification failed: %s", host,
+		util_seterr(err, "TLS certificate of %s: verification failed: %s", host,
 			    gnutls_strerror(r));
 	} else if (status) {
 		gnutls_datum_t why = { NULL, 0 };
 		if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &why,
 								  0) < 0)
 			why.data = NULL;
-		imap_seterr(err, "TLS certificate of %s refused: %s%s", host,
+		util_seterr(err, "TLS certificate of %s refused: %s%s", host,
 			    why.data ? util_trim((char *)why.data) : "not trusted",
 			    p->n_cas ? "" : " (no trusted CA: the system store is empty; install "
 					    "ca-certificates or set drafts.imap_ca_file)");
@@ -340,7 +325,7 @@ int imap_tls_verify(const struct imap_tls_policy *p, const struct imap_tls_cert 
 	if (!imap_tls_policy_checks(p))
 		return 0;
 	if (!chain || n == 0 || !chain[0].der || chain[0].len == 0) {
-		imap_seterr(err, "TLS with %s: the server showed no certificate", host);
+		util_seterr(err, "TLS with %s: the server showed no certificate", host);
 		return -1;
 	}
 	/* a real chain is 2-4 long; what lies beyond the cap cannot be needed to verify */
@@ -370,7 +355,7 @@ int imap_target_load(const struct config *cfg, struct imap_target *t, char **err
 	if (!d->imap_url || imap_url_parse(d->imap_url, &t->host, &t->port, &t->tls, err) < 0)
 		goto fail;
 	if (!imap_mailbox_ok(d->imap_mailbox)) {
-		imap_seterr(err, "imap_mailbox must be a plain ASCII mailbox name");
+		util_seterr(err, "imap_mailbox must be a plain ASCII mailbox name");
 		goto fail;
 	}
 	t->user = util_strdup(d->imap_user ? d->imap_user : "");
@@ -379,7 +364,7 @@ int imap_target_load(const struct config *cfg, struct imap_target *t, char **err
 	t->timeout_s = 20;
 	t->retry_s = d->imap_retry_s > 0 ? d->imap_retry_s : 30;
 	if (!t->user || !t->password_file || !t->mailbox) {
-		imap_seterr(err, "out of memory");
+		util_seterr(err, "out of memory");
 		goto fail;
 	}
 	/* a bad pin or CA file is a start-up error too, not a silent retry loop */
@@ -476,7 +461,7 @@ struct imap_conn *imap_connect(const struct imap_target *t, char **err)
 			: mailimap_socket_connect(c->imap, t->host, t->port);
 	if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_NO_ERROR_AUTHENTICATED &&
 	    r != MAILIMAP_NO_ERROR_NON_AUTHENTICATED) {
-		imap_seterr(err, "connect %s:%u: libetpan error %d%s", t->host, t->port, r,
+		util_seterr(err, "connect %s:%u: libetpan error %d%s", t->host, t->port, r,
 			    t->tls == IMAP_TLS_IMPLICIT && r == MAILIMAP_ERROR_SSL ? " (TLS handshake)"
 										    : "");
 		goto fail;
@@ -490,13 +475,13 @@ struct imap_conn *imap_connect(const struct imap_target *t, char **err)
 		if (mailimap_has_extension(c->imap, "STARTTLS")) {
 			r = mailimap_socket_starttls_with_callback(c->imap, imap_tls_setup, t->host);
 			if (r != MAILIMAP_NO_ERROR) {
-				imap_seterr(err, "STARTTLS with %s failed (%d)", t->host, r);
+				util_seterr(err, "STARTTLS with %s failed (%d)", t->host, r);
 				goto fail;
 			}
 			if (imap_tls_check(c, err) < 0)
 				goto fail;
 		} else if (!imap_is_loopback(t->host)) {
-			imap_seterr(err, "%s offers no STARTTLS: refusing to send the password in clear "
+			util_seterr(err, "%s offers no STARTTLS: refusing to send the password in clear "
 				    "(use imaps://)", t->host);
 			goto fail;
 		}
@@ -507,7 +492,7 @@ struct imap_conn *imap_connect(const struct imap_target *t, char **err)
 	explicit_bzero(pw, strlen(pw));
 	free(pw);
 	if (r != MAILIMAP_NO_ERROR) {
-		imap_seterr(err, "login as %s at %s refused (%d): %.200s", t->user, t->host, r,
+		util_seterr(err, "login as %s at %s refused (%d): %.200s", t->user, t->host, r,
 			    imap_server_text(c->imap));
 		goto fail;
 	}
@@ -539,7 +524,7 @@ enum imap_result imap_append(struct imap_conn *c, const char *data, size_t len, 
 				mailimap_flag_free(draft);
 			if (fl)
 				mailimap_flag_list_free(fl);
-			imap_seterr(err, "out of memory");
+			util_seterr(err, "out of memory");
 			return IMAP_TEMPFAIL;
 		}
 		int r = mailimap_append(c->imap, c->t->mailbox, fl, NULL, data, len);
@@ -547,10 +532,10 @@ enum imap_result imap_append(struct imap_conn *c, const char *data, size_t len, 
 		if (r == MAILIMAP_NO_ERROR)
 			return IMAP_OK;
 		if (r != MAILIMAP_ERROR_APPEND) {
-			imap_seterr(err, "APPEND to %s: connection error %d", c->t->host, r);
+			util_seterr(err, "APPEND to %s: connection error %d", c->t->host, r);
 			return IMAP_TEMPFAIL;
 		}
-		imap_seterr(err, "APPEND to %s refused: %.200s", c->t->mailbox,
+		util_seterr(err, "APPEND to %s refused: %.200s", c->t->mailbox,
 			    imap_server_text(c->imap));
 		/* most often the mailbox does not exist yet ([TRYCREATE]): create it once */
 		if (c->created)
@@ -718,7 +703,7 @@ struct imap_worker *imap_worker_start(const struct config *cfg, struct spool *sp
 {
 	struct imap_worker *w = calloc(1, sizeof(*w));
 	if (!w) {
-		imap_seterr(err, "out of memory");
+		util_seterr(err, "out of memory");
 		return NULL;
 	}
 	if (imap_target_load(cfg, &w->t, err) < 0) {
@@ -740,7 +725,7 @@ struct imap_worker *imap_worker_start(const struct config *cfg, struct spool *sp
 	int rc = pthread_create(&w->thread, &attr, imap_worker_main, w);
 	pthread_attr_destroy(&attr);
 	if (rc != 0) {
-		imap_seterr(err, "cannot start the IMAP worker: %s", strerror(rc));
+		util_seterr(err, "cannot start the IMAP worker: %s", strerror(rc));
 		imap_target_free(&w->t);
 		pthread_mutex_destroy(&w->mu);
 		pthread_cond_destroy(&w->cv);

@@ -34,20 +34,6 @@ struct maildir {
 
 static atomic_ulong maildir_counter;
 
-static void maildir_seterr(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void maildir_seterr(char **err, const char *fmt, ...)
-{
-	if (!err)
-		return;
-	struct strbuf b;
-	strbuf_init(&b, 1024);
-	va_list ap;
-	va_start(ap, fmt);
-	strbuf_vprintf(&b, fmt, ap);
-	va_end(ap);
-	*err = strbuf_take(&b);
-}
-
 bool maildir_folder_valid(const char *f)
 {
 	if (!f || !*f)
@@ -141,20 +127,20 @@ struct maildir *maildir_open(const struct maildir_opts *o, char **err)
 {
 	char flags[27];
 	if (!o->root || o->root[0] != '/') {
-		maildir_seterr(err, "maildir path must be absolute");
+		util_seterr(err, "maildir path must be absolute");
 		return NULL;
 	}
 	if (!maildir_folder_valid(o->folder)) {
-		maildir_seterr(err, "bad Maildir++ folder name '%s'", o->folder);
+		util_seterr(err, "bad Maildir++ folder name '%s'", o->folder);
 		return NULL;
 	}
 	if (maildir_flags_normalize(o->flags, flags) < 0) {
-		maildir_seterr(err, "bad maildir flags '%s' (uppercase letters only)", o->flags);
+		util_seterr(err, "bad maildir flags '%s' (uppercase letters only)", o->flags);
 		return NULL;
 	}
 	struct maildir *m = calloc(1, sizeof(*m));
 	if (!m) {
-		maildir_seterr(err, "out of memory");
+		util_seterr(err, "out of memory");
 		return NULL;
 	}
 	m->dir_fd = m->tmp_fd = m->dest_fd = -1;
@@ -165,7 +151,7 @@ struct maildir *maildir_open(const struct maildir_opts *o, char **err)
 	if (maildir_mkdirs(o->root) < 0 ||
 	    (root_fd = open(o->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
 	    maildir_make_three(root_fd) < 0) {
-		maildir_seterr(err, "%s: %s", o->root, strerror(errno));
+		util_seterr(err, "%s: %s", o->root, strerror(errno));
 		goto fail;
 	}
 	struct strbuf b;
@@ -190,7 +176,7 @@ struct maildir *maildir_open(const struct maildir_opts *o, char **err)
 	    (m->tmp_fd = openat(m->dir_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
 	    (m->dest_fd = openat(m->dir_fd, o->to_new ? "new" : "cur",
 				 O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		maildir_seterr(err, "%s/%s: %s", o->root, o->folder ? o->folder : "",
+		util_seterr(err, "%s/%s: %s", o->root, o->folder ? o->folder : "",
 			       strerror(errno));
 		goto fail;
 	}
@@ -281,7 +267,7 @@ int maildir_deliver(struct maildir *m, const char *data, size_t len, char **name
 		free(base);
 		base = maildir_unique_name();
 		if (!base) {
-			maildir_seterr(err, "out of memory");
+			util_seterr(err, "out of memory");
 			return -1;
 		}
 		fd = openat(m->tmp_fd, base, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -289,7 +275,7 @@ int maildir_deliver(struct maildir *m, const char *data, size_t len, char **name
 			break;
 	}
 	if (fd < 0) {
-		maildir_seterr(err, "%s/tmp: create: %s", m->path, strerror(errno));
+		util_seterr(err, "%s/tmp: create: %s", m->path, strerror(errno));
 		free(base);
 		return -1;
 	}
@@ -315,7 +301,7 @@ int maildir_deliver(struct maildir *m, const char *data, size_t len, char **name
 		goto fail;
 	/* the rename is durable only once the destination directory is on disk */
 	if (fsync(m->dest_fd) < 0) {
-		maildir_seterr(err, "%s: fsync directory: %s", m->path, strerror(errno));
+		util_seterr(err, "%s: fsync directory: %s", m->path, strerror(errno));
 		free(base);
 		free(final);
 		return -1;
@@ -327,7 +313,7 @@ int maildir_deliver(struct maildir *m, const char *data, size_t len, char **name
 		free(final);
 	return 0;
 fail:
-	maildir_seterr(err, "%s: %s: %s", m->path, step, strerror(errno));
+	util_seterr(err, "%s: %s: %s", m->path, step, strerror(errno));
 	if (fd >= 0)
 		close(fd);
 	unlinkat(m->tmp_fd, base, 0);

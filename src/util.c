@@ -355,3 +355,18 @@ long long util_now_us(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
+
+void util_seterr(char **err, const char *fmt, ...)
+{
+	struct strbuf b;
+	va_list ap;
+
+	if (!err)
+		return;
+	free(*err);
+	strbuf_init(&b, 1024);
+	va_start(ap, fmt);
+	strbuf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	*err = strbuf_take(&b);
+}

@@ -38,6 +38,10 @@ char *strbuf_take(struct strbuf *b);
 /* Append s as a JSON string literal (quotes included), escaping controls and invalid UTF-8. */
 int strbuf_json_string(struct strbuf *b, const char *s, size_t n);
 
+/* Set *err (when err is not NULL) to a malloc'd formatted message, freeing what it held:
+ * callers start from NULL. Used by every module that hands an error string up. */
+void util_seterr(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* xstrdup-style helpers that return NULL on allocation failure (never abort). */
 char *util_strndup(const char *s, size_t n);
 char *util_strdup(const char *s);
