@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 struct cfgctx {
 	struct config *c;
@@ -754,6 +755,25 @@ static int config_refuse_include(const char *name, const char *text, struct diag
 
 #define CONFIG_MAX_FILE_BYTES (1024 * 1024)
 
+/* The configuration decides where mail data goes and who gets drafts: a file anyone can write
+ * is refused, one a group can write is warned about (RELIABILITY R9.3, as OpenDKIM's
+ * RequireSafeKeys). */
+static int config_check_mode(const char *path, struct diag *d)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return 0;   /* the read that follows reports it */
+	if (st.st_mode & S_IWOTH) {
+		diag_error(d, path, 0, "is world-writable (mode %04o): anyone could change what amends "
+			   "does; chmod o-w", (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	if (st.st_mode & S_IWGRP)
+		diag_warning(d, path, 0, "is group-writable (mode %04o)", (unsigned)(st.st_mode & 07777));
+	return 0;
+}
+
 struct config *config_load(const char *path, struct diag *d)
 {
 	struct config *c = NULL;
@@ -762,6 +782,8 @@ struct config *config_load(const char *path, struct diag *d)
 
 	if (!path)
 		return config_load_from(NULL, NULL, NULL, d);
+	if (config_check_mode(path, d) < 0)
+		return NULL;
 	if (util_read_file(path, CONFIG_MAX_FILE_BYTES, &text, &len) < 0) {
 		diag_add(d, DIAG_ERROR, path, 0, 0, "cannot read: %s", strerror(errno));
 		return NULL;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include "config.h"
 #include "diag.h"
 
@@ -132,6 +133,30 @@ static void test_missing_file(void **state)
 	diag_free(&d);
 }
 
+static void test_file_mode(void **state)
+{
+	struct diag d;
+	const char *p = write_conf("milter = { timeout_s = 10; };\n");
+	struct config *c;
+
+	(void)state;
+	chmod(p, 0666);
+	diag_init(&d);
+	assert_null(config_load(p, &d));
+	assert_int_equal(d.errors, 1);
+	assert_non_null(strstr(d.v[0].text, "world-writable"));
+	diag_free(&d);
+	chmod(p, 0664);
+	diag_init(&d);
+	c = config_load(p, &d);
+	assert_non_null(c);
+	assert_int_equal(d.warnings, 1);
+	assert_non_null(strstr(d.v[0].text, "group-writable"));
+	config_unref(c);
+	diag_free(&d);
+	chmod(p, 0644);
+}
+
 static void test_socket_spec(void **state)
 {
 	(void)state;
@@ -170,6 +195,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_socket_spec),
+		cmocka_unit_test(test_file_mode),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
