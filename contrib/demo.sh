@@ -38,16 +38,32 @@ for f in "$src"/contrib/samples/*.eml; do
 done
 
 echo
-echo "--- drafts written for review (Maildir $demo/state/Maildir/.Drafts):"
+echo "--- drafts written for review (Maildir $demo/state/Maildir/.Drafts), headers decoded:"
 found=0
 for d in "$demo"/state/Maildir/.Drafts/cur/*; do
 	[ -f "$d" ] || continue
 	found=1
 	echo "  $(basename "$d")"
-	grep -E '^(To|Subject|X-Amends-Draft-Kind|In-Reply-To):' "$d" | sed 's/^/      /'
+	if command -v python3 >/dev/null; then
+		python3 - "$d" <<'PY' | sed 's/^/      /'
+import sys
+from email import message_from_binary_file
+from email.header import decode_header, make_header
+with open(sys.argv[1], 'rb') as f:
+    m = message_from_binary_file(f)
+# decode_header joins adjacent encoded words as RFC 2047 6.2 says (policy.default's address
+# parser keeps the folding space between them: CPython gh-128110).
+for h in ('X-Amends-Draft-Kind', 'From', 'To', 'Subject', 'In-Reply-To', 'Content-Language'):
+    print(f'{h}: {make_header(decode_header(m[h] or ""))}')
+body = m.get_payload(decode=True).decode('utf-8').strip().splitlines()
+print('|', '\n| '.join(body[:4]))
+print('| ...')
+PY
+	else
+		grep -E '^(To|Subject|X-Amends-Draft-Kind|In-Reply-To):' "$d" | sed 's/^/      /'
+	fi
 done
 [ "$found" = 1 ] || echo "  (none)"
-
 echo
 echo "--- log (last lines of $demo/amends.log):"
 tail -n 8 "$demo/amends.log" | sed 's/^/    /'
