@@ -347,6 +347,10 @@ static void draft_hdr_encoded(struct draft_hdr *h, const char *s, size_t len)
 		size_t room = avail - 2;
 		memcpy(word, "=?UTF-8?Q?", open);
 		w = open;
+		/* Where the last space of this word was encoded: a full word is cut there, so words of
+		 * the text are not split across encoded words (RFC 2047 readers join them anyway, but
+		 * some, e.g. CPython's address parser (gh-128110), show a space at the fold). */
+		size_t sp_i = 0, sp_w = 0;
 		while (i < len) {
 			size_t cl = 1;
 			unsigned char c = (unsigned char)s[i];
@@ -363,12 +367,19 @@ static void draft_hdr_encoded(struct draft_hdr *h, const char *s, size_t len)
 				unsigned char x = (unsigned char)s[i + j];
 				need += (draft_q_plain(x) || x == ' ') ? 1 : 3;
 			}
-			if (w + need > room)
+			if (w + need > room) {
+				if (sp_w > open) {
+					w = sp_w;
+					i = sp_i;
+				}
 				break;
+			}
 			for (size_t j = 0; j < cl; j++) {
 				unsigned char x = (unsigned char)s[i + j];
 				if (x == ' ') {
 					word[w++] = '_';
+					sp_i = i + j + 1;
+					sp_w = w;
 				} else if (draft_q_plain(x)) {
 					word[w++] = (char)x;
 				} else {
