@@ -13,13 +13,16 @@
  * Hindi-leaning spellings and words decide (wapis/bohat/aik/thay and detached future "kar dun
  * ga" lean Urdu; wapas/bahut/ek/hu, joined "aapka" and ₹/UPI/GST lean Hindi).
  * Works on raw or normalized text; invalid UTF-8 bytes are skipped. Time and memory: one pass,
- * a fixed token buffer on the stack, at most LANG_MAX_TOKENS words compared with the lists.
+ * a fixed token buffer on the stack, at most LANG_MAX_TOKENS words looked up in one static hash
+ * table of all the lists (built once, on first use).
  *
  * OWNERSHIP  Returns static strings.
  * DIAGNOSTICS  None.
  */
 #include "lang.h"
+#include "util.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -181,17 +184,66 @@ static size_t lang_put_u8(char *d, uint32_t c)
 	return 3;
 }
 
-static bool lang_in(const char *const *list, size_t n, const char *w)
-{
-	size_t i;
+/* ---- the word set: every list in one hash table, built once ------------------------------- */
 
-	for (i = 0; i < n; i++)
-		if (list[i][0] == w[0] && strcmp(list[i], w) == 0)
-			return true;
-	return false;
+/* Which lists a word is on (a word may be on several). */
+enum {
+	LW_UR = 1 << 0, LW_FA = 1 << 1, LW_RM = 1 << 2, LW_UR_LEAN = 1 << 3, LW_HI_LEAN = 1 << 4,
+	LW_PRON = 1 << 5, LW_EN = 1 << 6,
+};
+
+#define LANG_LEN(list) (sizeof(list) / sizeof((list)[0]))
+#define LANG_N_WORDS (LANG_LEN(lang_ur_words) + LANG_LEN(lang_fa_words) + \
+	LANG_LEN(lang_rm_words) + LANG_LEN(lang_ur_lean) + LANG_LEN(lang_hi_lean) + \
+	LANG_LEN(lang_pronouns) + LANG_LEN(lang_en_words))
+#define LANG_SET_SIZE 2048   /* a power of two, at least twice the words: probes stay short */
+_Static_assert(LANG_N_WORDS * 2 <= LANG_SET_SIZE, "LANG_SET_SIZE too small for the word lists");
+
+struct lang_set_entry {
+	const char *w;          /* NULL: empty slot */
+	unsigned lists;         /* LW_* */
+};
+
+static struct lang_set_entry lang_set[LANG_SET_SIZE];
+static pthread_once_t lang_set_once = PTHREAD_ONCE_INIT;
+
+/* lang_set_slot - the slot of w, or the empty slot where it would go (the table never fills) */
+static struct lang_set_entry *lang_set_slot(const char *w)
+{
+	size_t i = util_hash_str(w) & (LANG_SET_SIZE - 1);
+
+	while (lang_set[i].w && strcmp(lang_set[i].w, w) != 0)
+		i = (i + 1) & (LANG_SET_SIZE - 1);
+	return &lang_set[i];
 }
 
-#define LANG_IN(list, w) lang_in((list), sizeof(list) / sizeof((list)[0]), (w))
+static void lang_set_add(const char *const *list, size_t n, unsigned bit)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct lang_set_entry *e = lang_set_slot(list[i]);
+
+		e->w = list[i];
+		e->lists |= bit;
+	}
+}
+
+static void lang_set_build(void)
+{
+	lang_set_add(lang_ur_words, LANG_LEN(lang_ur_words), LW_UR);
+	lang_set_add(lang_fa_words, LANG_LEN(lang_fa_words), LW_FA);
+	lang_set_add(lang_rm_words, LANG_LEN(lang_rm_words), LW_RM);
+	lang_set_add(lang_ur_lean, LANG_LEN(lang_ur_lean), LW_UR_LEAN);
+	lang_set_add(lang_hi_lean, LANG_LEN(lang_hi_lean), LW_HI_LEAN);
+	lang_set_add(lang_pronouns, LANG_LEN(lang_pronouns), LW_PRON);
+	lang_set_add(lang_en_words, LANG_LEN(lang_en_words), LW_EN);
+}
+
+/* lang_lists - the LW_* lists w is on (one hash and a short probe instead of scanning every
+ * list: the scans were most of lang_detect's time) */
+static unsigned lang_lists(const char *w)
+{
+	return lang_set_slot(w)->lists;
+}
 
 enum lang_script { LS_NONE, LS_LATIN, LS_ARABIC, LS_DEVA, LS_GURU };
 
@@ -251,12 +303,13 @@ struct lang_scan {
 static void lang_arabic_token(struct lang_scan *sc, const char *w, bool urdu_letters)
 {
 	size_t l = strlen(w);
+	unsigned on = lang_lists(w);
 
 	if (urdu_letters)
 		sc->ur += 1;
-	if (LANG_IN(lang_ur_words, w))
+	if (on & LW_UR)
 		sc->ur += 2;
-	if (LANG_IN(lang_fa_words, w))
+	if (on & LW_FA)
 		sc->fa += 2;
 	/* Persian present-tense verbs: می/نمی + stem + personal ending (میکنم, نمیشود) */
 	if (!urdu_letters && l >= 8 && (strncmp(w, "می", 4) == 0 || strncmp(w, "نمی", 6) == 0)) {
@@ -270,18 +323,19 @@ static void lang_arabic_token(struct lang_scan *sc, const char *w, bool urdu_let
 static void lang_latin_token(struct lang_scan *sc, const char *w)
 {
 	size_t l = strlen(w);
-	bool rm = LANG_IN(lang_rm_words, w);
+	unsigned on = lang_lists(w);
+	bool rm = (on & LW_RM) != 0;
 
-	if (LANG_IN(lang_en_words, w))
+	if (on & LW_EN)
 		sc->en++;
 	if (rm)
 		sc->rm++;
-	if (LANG_IN(lang_ur_lean, w)) {
+	if (on & LW_UR_LEAN) {
 		sc->ur_lean++;
 		if (!rm)
 			sc->rm++;
 	}
-	if (LANG_IN(lang_hi_lean, w)) {
+	if (on & LW_HI_LEAN) {
 		sc->hi_lean++;
 		if (!rm)
 			sc->rm++;
@@ -294,7 +348,7 @@ static void lang_latin_token(struct lang_scan *sc, const char *w)
 	if (sc->after_pron && (strcmp(w, "ka") == 0 || strcmp(w, "ki") == 0 ||
 	    strcmp(w, "ke") == 0 || strcmp(w, "ko") == 0 || strcmp(w, "ne") == 0))
 		sc->ur_lean++;
-	sc->after_pron = lang_in(lang_pronouns, sizeof(lang_pronouns) / sizeof(lang_pronouns[0]), w);
+	sc->after_pron = (on & LW_PRON) != 0;
 }
 
 /* Hand a finished token to its scorer. */
@@ -387,6 +441,8 @@ const char *lang_detect(const char *text, size_t len)
 	memset(&sc, 0, sizeof(sc));
 	if (!text)
 		return "und";
+	/* Failure (it cannot fail once started) would leave the table empty: every word unknown. */
+	(void)pthread_once(&lang_set_once, lang_set_build);
 	lang_scan_text(&sc, (const unsigned char *)text, len);
 	latin = sc.letters[LS_LATIN];
 	arabic = sc.letters[LS_ARABIC] * 2;

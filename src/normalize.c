@@ -159,13 +159,27 @@ static utf8proc_ssize_t norm_decompose(const char *s, size_t len, utf8proc_optio
 	*out = NULL;
 	if (len > (size_t)(SIZE_MAX / 4 / 32))
 		return -1;
-	n = utf8proc_decompose((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len, NULL, 0, opts);
-	if (n < 0)
-		return -1;
+	/* One decomposition, not a sizing pass and a filling pass: a text decomposes to at most
+	 * about one code point per input byte (multi-byte letters to no more than their bytes;
+	 * ligatures and compatibility forms are rare), so start there; when utf8proc says more
+	 * are needed (it then returns the size, the buffer contents undefined), run it again. */
+	n = (utf8proc_ssize_t)len + 16;
 	buf = malloc(((size_t)n + 1) * sizeof(*buf));
 	if (!buf)
 		return -1;
 	m = utf8proc_decompose((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len, buf, n, opts);
+	if (m > n) {
+		int32_t *nb = realloc(buf, ((size_t)m + 1) * sizeof(*buf));
+
+		if (!nb) {
+			free(buf);
+			return -1;
+		}
+		buf = nb;
+		n = m;
+		m = utf8proc_decompose((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len, buf, n,
+				       opts);
+	}
 	if (m < 0 || m > n) {
 		free(buf);
 		return -1;

@@ -54,19 +54,10 @@ static _Atomic uint64_t rule_hits_dropped;
 static size_t rule_count;                  /* under rule_lock */
 static pthread_mutex_t rule_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static size_t rule_hash(const char *s)
-{
-	size_t h = 2166136261u;                /* FNV-1a */
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
-}
-
 /* rule_slot - the slot of name, inserting it when create and there is room; -1 otherwise. */
 static long rule_slot(const char *name, bool create)
 {
-	size_t i = rule_hash(name) % RULE_SLOTS, n;
+	size_t i = (size_t)util_hash_str(name) % RULE_SLOTS, n;
 	long found = -1;
 
 	for (n = 0; n < RULE_SLOTS; n++, i = (i + 1) % RULE_SLOTS) {
@@ -81,7 +72,7 @@ static long rule_slot(const char *name, bool create)
 		return -1;
 	pthread_mutex_lock(&rule_lock);
 	/* Probe again: another thread may have inserted it meanwhile. */
-	for (n = 0, i = rule_hash(name) % RULE_SLOTS; n < RULE_SLOTS; n++, i = (i + 1) % RULE_SLOTS) {
+	for (n = 0, i = (size_t)util_hash_str(name) % RULE_SLOTS; n < RULE_SLOTS; n++, i = (i + 1) % RULE_SLOTS) {
 		char *nm = atomic_load_explicit(&rule_names[i], memory_order_acquire);
 
 		if (nm && strcmp(nm, name) == 0) {

@@ -3,11 +3,10 @@
  *
  * "sqlite:/path/tally.db", "redis:host:port", "redis:[v6addr]:port" or "redis:unix:/path" picks
  * a backend (tally_sqlite.c, tally_redis.c) behind a table of functions. One struct tally is
- * shared by every milter thread; each thread gets its own connection on first use, kept in a
- * per-thread list behind one pthread_key_t (a thread may use several tallies, e.g. across a
- * reload) and closed when the thread exits, tally_thread_cleanup() runs, or the tally closes.
- * A global mutex guards only the slot lists (connection creation, thread exit, close), never a
- * tally operation, so threads never wait on each other here.
+ * shared by every milter thread; each call checks a connection out of the tally's pool (at most
+ * TALLY_POOL_MAX idle, closed after TALLY_POOL_IDLE_S unused) and gives it back, so a thread
+ * never shares a connection while it uses it, and connections outlive the per-session
+ * libmilter threads. The pool mutex is held only to push or pop, never during an operation.
  *
  * OWNERSHIP  tally_open() returns a handle for tally_close(); count, history and top arrays are
  *            malloc'd for the caller and released with the matching *_free function.
@@ -27,17 +26,7 @@
 #include "clock.h"
 #include "util.h"
 
-/* One thread's connection to one tally: on the thread's list and on the tally's list. */
-struct tally_slot {
-	struct tally_slot *next_thread;
-	struct tally_slot *next_tally;
-	struct tally *tally;            /* NULL once the tally is closed */
-	void *conn;
-};
 
-static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_key_t slot_key;
-static pthread_once_t slot_once = PTHREAD_ONCE_INIT;
 static atomic_uint_fast64_t tally_next_id = 1;
 static _Thread_local char tally_errbuf[256];
 
@@ -58,113 +47,73 @@ const char *tally_error(void)
 	return tally_errbuf[0] ? tally_errbuf : "no error";
 }
 
-/* ---- per-thread connection slots ----------------------------------------------------------- */
+/* ---- the connection pool ------------------------------------------------------------------ */
 
-/* slot_unlink_tally - remove s from its tally's list; slot_lock held */
-static void slot_unlink_tally(struct tally_slot *s)
+/* Every call checks a connection out of the tally's pool and gives it back, so a connection
+ * (and its prepared statements, page cache and schema) outlives the libmilter thread of one
+ * SMTP session. Still one thread at a time per connection: it is off the pool while in use. */
+
+static long long pool_now_s(void)
 {
-	struct tally_slot **pp;
-
-	for (pp = &s->tally->slots; *pp; pp = &(*pp)->next_tally)
-		if (*pp == s) {
-			*pp = s->next_tally;
-			return;
-		}
+	return util_now_us() / 1000000;   /* monotonic: a test clock or a clock step cannot age it */
 }
 
-/* slot_thread_exit - close every connection of the exiting thread (key destructor) */
-static void slot_thread_exit(void *head)
+/* pool_get - an idle connection, or a new one; NULL with the reason set */
+static void *pool_get(struct tally *t)
 {
-	struct tally_slot *s = head, *next;
+	void *stale[TALLY_POOL_MAX];
+	size_t n_stale = 0;
+	void *conn = NULL;
 
-	pthread_mutex_lock(&slot_lock);
-	for (; s; s = next) {
-		next = s->next_thread;
-		if (s->tally) {
-			slot_unlink_tally(s);
-			s->tally->be->conn_free(s->conn);
-		}
-		free(s);
-	}
-	pthread_mutex_unlock(&slot_lock);
-}
-
-static void slot_key_create(void)
-{
-	/* Failure leaves the key unusable; slot_conn() then reports it per call. */
-	(void)pthread_key_create(&slot_key, slot_thread_exit);
-}
-
-/* slot_sweep_own - free this thread's slots whose tally was closed; slot_lock held */
-static struct tally_slot *slot_sweep_own(struct tally_slot *head)
-{
-	struct tally_slot **pp = &head, *s;
-
-	while ((s = *pp)) {
-		if (!s->tally) {
-			*pp = s->next_thread;
-			free(s);
+	pthread_mutex_lock(&t->pool_lock);
+	if (t->n_idle > 0) {
+		/* A stack: below the top everything is older, so a stale top means all are stale. */
+		if (pool_now_s() - t->idle_since[t->n_idle - 1] > TALLY_POOL_IDLE_S) {
+			n_stale = t->n_idle;
+			memcpy(stale, t->idle, n_stale * sizeof(stale[0]));
+			t->n_idle = 0;
 		} else
-			pp = &s->next_thread;
+			conn = t->idle[--t->n_idle];
 	}
-	return head;
+	pthread_mutex_unlock(&t->pool_lock);
+	for (size_t i = 0; i < n_stale; i++)
+		t->be->conn_free(stale[i]);
+	return conn ? conn : t->be->conn_new(t);
 }
 
-/* slot_conn - this thread's connection to t, made on first use; NULL with the reason set */
-static void *slot_conn(struct tally *t)
+/* pool_put - give conn back after a call that returned rc; returns rc. A connection whose call
+ * failed for another reason than contention ("busy: ...", the backends' documented prefix) is
+ * closed instead: the next call opens a fresh one (the file may be gone, the connection in an
+ * error state). A busy one is fine, and reopening costs more than the call (21 statements). */
+static int pool_put(struct tally *t, void *conn, int rc)
 {
-	struct tally_slot *head, *s;
-	void *conn;
-
-	if (pthread_once(&slot_once, slot_key_create) != 0) {
-		tally_set_error("per-thread key unavailable");
-		return NULL;
+	if (rc >= 0 || strncmp(tally_errbuf, "busy:", 5) == 0) {
+		pthread_mutex_lock(&t->pool_lock);
+		if (t->n_idle < TALLY_POOL_MAX) {
+			t->idle_since[t->n_idle] = pool_now_s();
+			t->idle[t->n_idle++] = conn;
+			conn = NULL;
+		}
+		pthread_mutex_unlock(&t->pool_lock);
 	}
-	head = pthread_getspecific(slot_key);
-	/* Only this thread changes its own list, and a live tally's slot cannot go away under us. */
-	for (s = head; s; s = s->next_thread)
-		if (s->tally == t)
-			return s->conn;
-	conn = t->be->conn_new(t);
-	if (!conn)
-		return NULL;
-	s = calloc(1, sizeof(*s));
-	if (!s) {
+	if (conn)
 		t->be->conn_free(conn);
-		tally_set_error("out of memory");
-		return NULL;
-	}
-	s->tally = t;
-	s->conn = conn;
-	pthread_mutex_lock(&slot_lock);
-	s->next_tally = t->slots;
-	t->slots = s;
-	head = slot_sweep_own(head);
-	s->next_thread = head;
-	pthread_mutex_unlock(&slot_lock);
-	if (pthread_setspecific(slot_key, s) != 0) {
-		pthread_mutex_lock(&slot_lock);
-		slot_unlink_tally(s);
-		pthread_mutex_unlock(&slot_lock);
-		t->be->conn_free(conn);
-		free(s);
-		tally_set_error("per-thread slot unavailable");
-		return NULL;
-	}
-	return conn;
+	return rc;
 }
 
+/* pool_drain - close every idle connection (tally_close: nobody uses the tally any more) */
+static void pool_drain(struct tally *t)
+{
+	pthread_mutex_lock(&t->pool_lock);
+	for (size_t i = 0; i < t->n_idle; i++)
+		t->be->conn_free(t->idle[i]);
+	t->n_idle = 0;
+	pthread_mutex_unlock(&t->pool_lock);
+}
+
+/* Connections are no longer per thread; kept for callers written against the old contract. */
 void tally_thread_cleanup(void)
 {
-	struct tally_slot *head;
-
-	if (pthread_once(&slot_once, slot_key_create) != 0)
-		return;
-	head = pthread_getspecific(slot_key);
-	if (!head)
-		return;
-	(void)pthread_setspecific(slot_key, NULL);
-	slot_thread_exit(head);
 }
 
 /* ---- open / close --------------------------------------------------------------------------- */
@@ -258,11 +207,19 @@ static struct tally *tally_new(const struct config *cfg, char **err)
 		*err = util_strdup("tally: out of memory");
 		return NULL;
 	}
+	if (pthread_mutex_init(&t->pool_lock, NULL) != 0) {
+		pthread_mutex_destroy(&t->open_lock);
+		free(t->where);
+		free(t);
+		*err = util_strdup("tally: out of memory");
+		return NULL;
+	}
 	if (settings_init(&t->set, cfg, err) < 0) {
 		if (!*err)
 			*err = util_strdup("tally: bad settings");
 		settings_free(&t->set);
 		pthread_mutex_destroy(&t->open_lock);
+		pthread_mutex_destroy(&t->pool_lock);
 		free(t->where);
 		free(t);
 		return NULL;
@@ -274,6 +231,7 @@ static void tally_free_unopened(struct tally *t)
 {
 	settings_free(&t->set);
 	pthread_mutex_destroy(&t->open_lock);
+	pthread_mutex_destroy(&t->pool_lock);
 	free(t->where);
 	free(t);
 }
@@ -337,22 +295,9 @@ struct tally *tally_open_retrying(const struct config *cfg, char **err)
 
 void tally_close(struct tally *t)
 {
-	struct tally_slot *s, *head;
-
 	if (!t)
 		return;
-	(void)pthread_once(&slot_once, slot_key_create);
-	pthread_mutex_lock(&slot_lock);
-	/* Other threads' slots stay on their lists, marked dead, and are freed when they exit. */
-	for (s = t->slots; s; s = s->next_tally) {
-		t->be->conn_free(s->conn);
-		s->conn = NULL;
-		s->tally = NULL;
-	}
-	t->slots = NULL;
-	head = slot_sweep_own(pthread_getspecific(slot_key));
-	pthread_mutex_unlock(&slot_lock);
-	(void)pthread_setspecific(slot_key, head);
+	pool_drain(t);
 	if (atomic_load(&t->ready))
 		t->be->close(t);
 	tally_free_unopened(t);
@@ -556,6 +501,7 @@ static int event_ok(const struct tally_event *ev)
 
 /* ---- the interface -------------------------------------------------------------------------- */
 
+/* WITH_CONN checks a connection out; every use gives it back with pool_put(). */
 #define WITH_CONN(t, conn)                      \
 	void *conn;                             \
 	tally_errbuf[0] = '\0';                 \
@@ -565,7 +511,7 @@ static int event_ok(const struct tally_event *ev)
 	}                                       \
 	if (tally_try_open(t) < 0)              \
 		return -1;                      \
-	conn = slot_conn(t);                    \
+	conn = pool_get(t);                     \
 	if (!conn)                              \
 		return -1
 
@@ -582,6 +528,7 @@ int tally_record(struct tally *t, const char *sender, const struct tally_event *
 	{
 		WITH_CONN(t, conn);
 		rc = t->be->record(t, conn, sender, ev, after ? after : &tmp);
+		pool_put(t, conn, rc);
 	}
 	tally_counts_free(&tmp);
 	if (rc < 0 && after)
@@ -599,6 +546,7 @@ int tally_counts(struct tally *t, const char *sender, time_t now, struct tally_c
 	{
 		WITH_CONN(t, conn);
 		rc = t->be->counts(t, conn, sender, now, out);
+		pool_put(t, conn, rc);
 	}
 	if (rc < 0)
 		tally_counts_free(out);
@@ -637,7 +585,7 @@ int tally_seen(struct tally *t, const char *sender, time_t *first, time_t *last)
 		return -1;
 	{
 		WITH_CONN(t, conn);
-		return t->be->seen(t, conn, sender, first, last);
+		return pool_put(t, conn, t->be->seen(t, conn, sender, first, last));
 	}
 }
 
@@ -655,6 +603,7 @@ int tally_history(struct tally *t, const char *sender, size_t max, struct tally_
 	{
 		WITH_CONN(t, conn);
 		rc = t->be->history(t, conn, sender, max, out);
+		pool_put(t, conn, rc);
 	}
 	if (rc < 0)
 		tally_history_free(out);
@@ -694,7 +643,7 @@ int tally_draft_claim(struct tally *t, const char *sender, const char *kind, tim
 		return -1;
 	{
 		WITH_CONN(t, conn);
-		return t->be->claim(t, conn, sender, kind, now);
+		return pool_put(t, conn, t->be->claim(t, conn, sender, kind, now));
 	}
 }
 
@@ -704,7 +653,7 @@ int tally_draft_unclaim(struct tally *t, const char *sender, const char *kind, t
 		return -1;
 	{
 		WITH_CONN(t, conn);
-		return t->be->unclaim(t, conn, sender, kind, when);
+		return pool_put(t, conn, t->be->unclaim(t, conn, sender, kind, when));
 	}
 }
 
@@ -721,6 +670,7 @@ int tally_top(struct tally *t, size_t n, struct tally_sender_summary **out, size
 	{
 		WITH_CONN(t, conn);
 		rc = t->be->top(t, conn, n, clock_now(), out, nout);
+		pool_put(t, conn, rc);
 	}
 	if (rc < 0) {
 		tally_top_free(*out, *nout);
@@ -747,7 +697,7 @@ int tally_reset(struct tally *t, const char *sender)
 		return -1;
 	{
 		WITH_CONN(t, conn);
-		return t->be->reset(t, conn, sender);
+		return pool_put(t, conn, t->be->reset(t, conn, sender));
 	}
 }
 
@@ -757,12 +707,12 @@ int tally_forget(struct tally *t, const char *sender)
 		return -1;
 	{
 		WITH_CONN(t, conn);
-		return t->be->forget(t, conn, sender);
+		return pool_put(t, conn, t->be->forget(t, conn, sender));
 	}
 }
 
 int tally_prune(struct tally *t, time_t now)
 {
 	WITH_CONN(t, conn);
-	return t->be->prune(t, conn, now);
+	return pool_put(t, conn, t->be->prune(t, conn, now));
 }

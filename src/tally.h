@@ -10,7 +10,8 @@
  * Counts are over the configured window (old trouble fades); incidents keep the last N messages
  * (time, Message-ID, subject, categories, rules) that drafts cite.
  *
- * Thread-safe: one struct tally is shared; connections are per thread inside.
+ * Thread-safe: one struct tally is shared; calls check a connection out of its pool and return
+ * it (SQLite writes go through one writer connection under a mutex).
  * Errors: functions return -1 and a short reason in tally_error() (per thread); soft errors
  * (busy, down, full disk) are counted by the caller and never delay mail beyond the timeouts.
  *
@@ -110,7 +111,7 @@ int tally_seen(struct tally *t, const char *sender, time_t *first, time_t *last)
 const char *tally_backend_name(const struct tally *t);
 /* Why the last call on this thread failed. */
 const char *tally_error(void);
-/* Close this thread's connection (thread exit). */
+/* Kept for callers of the per-thread design: connections are pooled now, so this does nothing. */
 void tally_thread_cleanup(void);
 
 #endif

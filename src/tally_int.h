@@ -1,12 +1,12 @@
 /*
  * tally_int.h - what tally.c shares with its backends (tally_sqlite.c, tally_redis.c); private
  *
- * tally.c owns the shared handle, the spec parsing, sender validation and the per-thread
- * connection slots; a backend supplies a table of functions that work on one connection of
- * the calling thread. Backends never see another thread's connection.
+ * tally.c owns the shared handle, the spec parsing, sender validation and the connection
+ * pool; a backend supplies a table of functions that work on one connection, which the
+ * calling thread has to itself for the call (checked out of the pool).
  *
  * OWNERSHIP  conn_new() returns a connection owned by tally.c, which gives it back to
- *            conn_free() when the thread exits or the tally is closed.
+ *            conn_free() when a call on it failed, it sat idle too long, or the tally closes.
  * DIAGNOSTICS  backends report a failure with tally_set_error() and return -1.
  */
 #ifndef AMENDS_TALLY_INT_H
@@ -35,14 +35,15 @@ struct tally_settings {
 	char *redis_password;
 };
 
-struct tally_slot;
+#define TALLY_POOL_MAX 64               /* idle connections a tally keeps */
+#define TALLY_POOL_IDLE_S 10            /* an idle connection older than this is closed */
 
 struct tally_backend {
 	const char *name;
 	/* Shared state from the part of the spec after "sqlite:" / "redis:". */
 	int (*open)(struct tally *t, const char *where, char **err);
 	void (*close)(struct tally *t);
-	/* This thread's connection; NULL with tally_set_error(). */
+	/* A new connection, used by one thread at a time; NULL with tally_set_error(). */
 	void *(*conn_new)(struct tally *t);
 	void (*conn_free)(void *conn);
 	int (*record)(struct tally *t, void *conn, const char *sender,
@@ -67,7 +68,10 @@ struct tally {
 	const struct tally_backend *be;
 	struct tally_settings set;
 	void *state;                    /* the backend's shared state */
-	struct tally_slot *slots;       /* every thread's connection (under the global slot lock) */
+	pthread_mutex_t pool_lock;      /* guards the idle stack below */
+	void *idle[TALLY_POOL_MAX];     /* idle connections, most recently used on top */
+	long long idle_since[TALLY_POOL_MAX];   /* CLOCK_MONOTONIC seconds when returned */
+	size_t n_idle;
 	/* tally_open_retrying(): the store may not be open yet (be->open failed); every call
 	 * retries it under open_lock. */
 	atomic_int ready;               /* be->open succeeded; state is valid */

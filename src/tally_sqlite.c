@@ -1,5 +1,5 @@
 /*
- * tally_sqlite.c - the embedded tally store: one SQLite file, a connection per thread
+ * tally_sqlite.c - the embedded tally store: one SQLite file, a connection per thread at a time
  *
  * WAL, so readers never wait for the writer; every write is one BEGIN IMMEDIATE transaction
  * (a deferred one that reads first can fail busy whatever the timeout), with a busy timeout of
@@ -16,14 +16,18 @@
  * incidents (the last N messages per sender, cited by drafts), drafts (last claim per sender
  * and kind, for the dedupe), senders (first and last seen). Pruned by retention, hourly.
  *
- * OWNERSHIP  the shared state is the path; each connection owns its sqlite3 handle and
- *            statements and is closed by conn_free().
+ * Every write runs on the process's one writer connection (sq_state.writer, used only under
+ * write_lock), whose page cache therefore stays valid; the connections tally.c pools only read.
+ *
+ * OWNERSHIP  the shared state is the path, the write lock and the writer (closed by sq_close());
+ *            each pooled connection owns its sqlite3 handle and statements, closed by conn_free().
  * DIAGNOSTICS  busy, full disk and I/O errors return -1 with "busy: ...", "disk full: ..." or
  *              "io error: ..." in tally_error(); the caller counts the failure and accepts the mail.
  */
 #include "tally_int.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -103,12 +107,17 @@ static const char *const sq_sql[ST_COUNT] = {
 struct sq_state {
 	char *path;
 	pthread_mutex_t write_lock;   /* this process's writers take turns (file comment) */
+	/* when this process last pruned (event time): hourly per process, not per connection */
+	atomic_llong last_prune;
+	/* Every write of this process runs on this one connection, under write_lock (opened on
+	 * first use): its page cache stays valid, where a cache of a connection is dropped
+	 * whenever another connection commits. The pooled connections only read. */
+	struct sq_conn *writer;
 };
 
 struct sq_conn {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_COUNT];
-	time_t last_prune;
 };
 
 /* ---- errors --------------------------------------------------------------------------------- */
@@ -166,9 +175,24 @@ static int sq_run(struct sq_conn *c, enum sq_stmt which)
 	return 0;
 }
 
-/* sq_begin - this process's write turn (at most busy_timeout_ms), then BEGIN IMMEDIATE.
+static void *sq_conn_new(struct tally *t);
+static void sq_conn_free(void *p);
+
+/* sq_writer_done - give the write turn back; a writer whose transaction failed other than busy
+ * is closed, so the next write opens a fresh connection (which re-checks the file) */
+static void sq_writer_done(struct sq_state *s, bool failed)
+{
+	if (failed && strncmp(tally_error(), "busy:", 5) != 0) {
+		sq_conn_free(s->writer);
+		s->writer = NULL;
+	}
+	pthread_mutex_unlock(&s->write_lock);
+}
+
+/* sq_begin - this process's write turn (at most busy_timeout_ms), then BEGIN IMMEDIATE on the
+ * process's writer connection (opened here on first use), which it returns; NULL on failure.
  * On success the caller ends with sq_commit() or sq_abort(), which give the turn back. */
-static int sq_begin(struct tally *t, struct sq_conn *c)
+static struct sq_conn *sq_begin(struct tally *t)
 {
 	struct sq_state *s = t->state;
 	struct timespec until;
@@ -189,13 +213,17 @@ static int sq_begin(struct tally *t, struct sq_conn *c)
 	if (rc != 0) {
 		tally_set_error("busy: sqlite BEGIN: other threads kept the database for %d ms",
 				t->set.busy_timeout_ms);
-		return -1;
+		return NULL;
 	}
-	if (sq_run(c, ST_BEGIN) < 0) {
+	if (!s->writer && !(s->writer = sq_conn_new(t))) {
 		pthread_mutex_unlock(&s->write_lock);
-		return -1;
+		return NULL;
 	}
-	return 0;
+	if (sq_run(s->writer, ST_BEGIN) < 0) {
+		sq_writer_done(s, true);
+		return NULL;
+	}
+	return s->writer;
 }
 
 /* sq_commit - COMMIT (a failure rolls back) and give the write turn back */
@@ -204,7 +232,7 @@ static int sq_commit(struct tally *t, struct sq_conn *c)
 	struct sq_state *s = t->state;
 	int rc = sq_run(c, ST_COMMIT);
 
-	pthread_mutex_unlock(&s->write_lock);
+	sq_writer_done(s, rc < 0);
 	return rc;
 }
 
@@ -213,7 +241,7 @@ static int sq_abort(struct tally *t)
 {
 	struct sq_state *s = t->state;
 
-	pthread_mutex_unlock(&s->write_lock);
+	sq_writer_done(s, true);
 	return -1;
 }
 
@@ -351,6 +379,7 @@ static int sq_open(struct tally *t, const char *where, char **err)
 		*err = util_strdup("tally: out of memory");
 		return -1;
 	}
+	atomic_init(&s->last_prune, 0);
 	if (pthread_mutex_init(&s->write_lock, NULL) != 0) {
 		free(s->path);
 		free(s);
@@ -404,6 +433,7 @@ static void sq_close(struct tally *t)
 
 	if (!s)
 		return;
+	sq_conn_free(s->writer);
 	pthread_mutex_destroy(&s->write_lock);
 	free(s->path);
 	free(s);
@@ -544,13 +574,14 @@ static int sq_top(struct tally *t, void *conn, size_t n, time_t now,
 
 /* ---- writes --------------------------------------------------------------------------------- */
 
-static int sq_prune_conn(struct tally *t, struct sq_conn *c, time_t now)
+static int sq_prune_conn(struct tally *t, time_t now)
 {
+	struct sq_conn *c;
 	sqlite3_int64 cut = (sqlite3_int64)now - t->set.retention_s;
 	sqlite3_int64 dcut = (sqlite3_int64)now -
 		(t->set.dedupe_s > t->set.retention_s ? t->set.dedupe_s : t->set.retention_s);
 
-	if (sq_begin(t, c) < 0)
+	if (!(c = sq_begin(t)))
 		return -1;
 	sqlite3_bind_int64(c->st[ST_PRUNE_EVENTS], 1, cut);
 	if (sq_run(c, ST_PRUNE_EVENTS) < 0)
@@ -566,13 +597,29 @@ static int sq_prune_conn(struct tally *t, struct sq_conn *c, time_t now)
 		return sq_abort(t);
 	if (sq_commit(t, c) < 0)
 		return -1;
-	c->last_prune = now;
+	atomic_store(&((struct sq_state *)t->state)->last_prune, (long long)now);
 	return 0;
+}
+
+/* sq_maybe_prune - prune when the last prune of this process is an hour old; one thread does
+ * it (the one that wins the compare-and-swap), a failure lets the next record try again. */
+static void sq_maybe_prune(struct tally *t, time_t when)
+{
+	struct sq_state *s = t->state;
+	long long last = atomic_load(&s->last_prune);
+
+	if ((long long)when - last < SQ_PRUNE_EVERY_S ||
+	    !atomic_compare_exchange_strong(&s->last_prune, &last, (long long)when))
+		return;
+	if (sq_prune_conn(t, when) < 0) {
+		atomic_store(&s->last_prune, last);
+		log_debug("tally: prune skipped: %s", tally_error());
+	}
 }
 
 static int sq_prune(struct tally *t, void *conn, time_t now)
 {
-	return sq_prune_conn(t, conn, now);
+	return sq_prune_conn(t, now);
 }
 
 /* sq_record_rows - the inserts of one message; inside the caller's transaction */
@@ -630,7 +677,7 @@ static int sq_record(struct tally *t, void *conn, const char *sender,
 
 	if (ev->n_categories == 0)
 		return sq_read_counts(t, c, sender, when, after);
-	if (sq_begin(t, c) < 0)
+	if (!(c = sq_begin(t)))
 		return -1;
 	/* The counts are read inside the write transaction: exactly what this commit produced. */
 	if (sq_record_rows(t, c, sender, ev, when) < 0 ||
@@ -640,19 +687,19 @@ static int sq_record(struct tally *t, void *conn, const char *sender,
 		tally_counts_free(after);
 		return -1;
 	}
-	if (when - c->last_prune >= SQ_PRUNE_EVERY_S && sq_prune_conn(t, c, when) < 0)
-		log_debug("tally: prune skipped: %s", tally_error());   /* retried next hour */
+	sq_maybe_prune(t, when);
 	return 0;
 }
 
 static int sq_claim(struct tally *t, void *conn, const char *sender, const char *kind, time_t now)
 {
-	struct sq_conn *c = conn;
-	sqlite3_stmt *st = c->st[ST_CLAIM];
+	struct sq_conn *c;
+	sqlite3_stmt *st;
 	int changed;
 
-	if (sq_begin(t, c) < 0)
+	if (!(c = sq_begin(t)))
 		return -1;
+	st = c->st[ST_CLAIM];
 	sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)now);
@@ -669,11 +716,12 @@ static int sq_claim(struct tally *t, void *conn, const char *sender, const char 
 static int sq_unclaim(struct tally *t, void *conn, const char *sender, const char *kind,
 		      time_t when)
 {
-	struct sq_conn *c = conn;
-	sqlite3_stmt *st = c->st[ST_UNCLAIM];
+	struct sq_conn *c;
+	sqlite3_stmt *st;
 
-	if (sq_begin(t, c) < 0)
+	if (!(c = sq_begin(t)))
 		return -1;
+	st = c->st[ST_UNCLAIM];
 	sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)when);
@@ -682,20 +730,33 @@ static int sq_unclaim(struct tally *t, void *conn, const char *sender, const cha
 	return sq_commit(t, c);
 }
 
-/* sq_delete_sender - run the given per-sender deletes in one transaction */
-static int sq_delete_sender(struct tally *t, struct sq_conn *c, const char *sender,
-			    const enum sq_stmt *which, size_t n)
+/* sq_delete_sender - run the given per-sender deletes in one transaction. secure (a privacy
+ * request): overwrite the freed pages, then fold the WAL back into the file so no old page with
+ * the address lingers there (both best effort after the delete), all within the write turn. */
+static int sq_delete_sender(struct tally *t, const char *sender, const enum sq_stmt *which,
+			    size_t n, bool secure)
 {
+	struct sq_conn *c;
 	size_t i;
+	int rc = 0;
 
-	if (sq_begin(t, c) < 0)
+	if (!(c = sq_begin(t)))
 		return -1;
-	for (i = 0; i < n; i++) {
+	if (secure)
+		(void)sqlite3_exec(c->db, "PRAGMA secure_delete = ON", NULL, NULL, NULL);
+	for (i = 0; rc == 0 && i < n; i++) {
 		sqlite3_bind_text(c->st[which[i]], 1, sender, -1, SQLITE_STATIC);
-		if (sq_run(c, which[i]) < 0)
-			return sq_abort(t);
+		rc = sq_run(c, which[i]);
 	}
-	return sq_commit(t, c);
+	if (rc == 0)
+		rc = sq_run(c, ST_COMMIT);
+	if (secure) {
+		(void)sqlite3_exec(c->db, "PRAGMA secure_delete = OFF", NULL, NULL, NULL);
+		if (rc == 0)
+			(void)sqlite3_exec(c->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+	}
+	sq_writer_done(t->state, rc < 0);
+	return rc;
 }
 
 static int sq_reset(struct tally *t, void *conn, const char *sender)
@@ -704,7 +765,7 @@ static int sq_reset(struct tally *t, void *conn, const char *sender)
 	 * amends write the same customer a second letter within the week. */
 	static const enum sq_stmt which[] = { ST_DEL_EVENTS, ST_DEL_INCIDENTS };
 
-	return sq_delete_sender(t, conn, sender, which, UTIL_ARRAY_LEN(which));
+	return sq_delete_sender(t, sender, which, UTIL_ARRAY_LEN(which), false);
 }
 
 static int sq_forget(struct tally *t, void *conn, const char *sender)
@@ -712,17 +773,8 @@ static int sq_forget(struct tally *t, void *conn, const char *sender)
 	static const enum sq_stmt which[] = {
 		ST_DEL_EVENTS, ST_DEL_INCIDENTS, ST_DEL_DRAFTS, ST_DEL_SENDER
 	};
-	struct sq_conn *c = conn;
-	int rc;
-
-	/* A privacy request: overwrite the freed pages, then fold the WAL back into the file so
-	 * no old page with the address lingers there (both best effort after the delete). */
-	(void)sqlite3_exec(c->db, "PRAGMA secure_delete = ON", NULL, NULL, NULL);
-	rc = sq_delete_sender(t, c, sender, which, UTIL_ARRAY_LEN(which));
-	(void)sqlite3_exec(c->db, "PRAGMA secure_delete = OFF", NULL, NULL, NULL);
-	if (rc == 0)
-		(void)sqlite3_exec(c->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
-	return rc;
+	/* a privacy request: see sq_delete_sender */
+	return sq_delete_sender(t, sender, which, UTIL_ARRAY_LEN(which), true);
 }
 
 const struct tally_backend tally_sqlite_backend = {

@@ -370,3 +370,12 @@ void util_seterr(char **err, const char *fmt, ...)
 	va_end(ap);
 	*err = strbuf_take(&b);
 }
+
+uint32_t util_hash_str(const char *s)
+{
+	uint32_t h = 2166136261u;   /* FNV-1a */
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 struct strbuf {
 	char *s;          /* NUL-terminated; never NULL after the first append */
@@ -57,6 +58,8 @@ int util_read_file(const char *path, size_t max_bytes, char **out, size_t *outle
 bool util_utf8_valid(const char *s, size_t n);
 /* Copy s replacing invalid UTF-8 sequences with U+FFFD; returns malloc'd string or NULL. */
 char *util_utf8_sanitize(const char *s, size_t n, size_t *outlen);
+/* FNV-1a hash of a NUL-terminated string (hash tables of words and rule names). */
+uint32_t util_hash_str(const char *s);
 /* Monotonic milliseconds, for deadlines (not the policy clock: see clock.h). */
 long long util_now_ms(void);
 long long util_now_us(void);
