@@ -40,18 +40,6 @@ static void ctl_draft_usage(void)
 		"[--raw] FILE\n");
 }
 
-static void ctl_message_limits(const struct config *cfg, struct message_limits *lim)
-{
-	message_limits_default(lim);
-	lim->mime_depth = cfg->limits.mime_depth;
-	lim->mime_parts = cfg->limits.mime_parts;
-	lim->header_bytes = cfg->limits.header_bytes;
-	lim->header_value_bytes = cfg->limits.header_value_bytes;
-	lim->header_count = cfg->limits.header_count;
-	lim->part_text_bytes = cfg->limits.part_text_bytes;
-	lim->message_text_bytes = cfg->limits.message_text_bytes;
-}
-
 /* Print the header block with LF line ends, then the plain body. */
 static void ctl_draft_print(const char *msg, size_t len, const char *body, bool raw)
 {
@@ -111,7 +99,7 @@ int ctl_draft_main(const struct config *cfg, int argc, char **argv)
 		return 1;
 	}
 	struct message_limits lim;
-	ctl_message_limits(cfg, &lim);
+	message_limits_from_config(cfg, &lim);
 	if (message_parse(data, len, &lim, &m) < 0) {
 		fprintf(stderr, "amendsctl: draft: %s: cannot parse\n", file);
 		goto out;

@@ -25,6 +25,7 @@
  *              ->limits_hit tells what was cut. -1 only when memory ran out.
  */
 #include "message.h"
+#include "config.h"
 #include "html.h"
 #include "quote.h"
 #include "util.h"
@@ -53,6 +54,18 @@ void message_limits_default(struct message_limits *lim)
 	lim->header_count = 1000;
 	lim->part_text_bytes = 50000;
 	lim->message_text_bytes = 524288;
+	lim->skip_shadowed = false;
+}
+
+void message_limits_from_config(const struct config *cfg, struct message_limits *lim)
+{
+	lim->mime_depth = cfg->limits.mime_depth;
+	lim->mime_parts = cfg->limits.mime_parts;
+	lim->header_bytes = cfg->limits.header_bytes;
+	lim->header_value_bytes = cfg->limits.header_value_bytes;
+	lim->header_count = cfg->limits.header_count;
+	lim->part_text_bytes = cfg->limits.part_text_bytes;
+	lim->message_text_bytes = cfg->limits.message_text_bytes;
 	lim->skip_shadowed = false;
 }
 

@@ -89,6 +89,9 @@ struct message {
 };
 
 void message_limits_default(struct message_limits *lim);
+/* The limits section of a configuration (skip_shadowed false: the caller decides). */
+struct config;
+void message_limits_from_config(const struct config *cfg, struct message_limits *lim);
 /* Parse raw (headers, blank line, body; CRLF or LF). Returns 0 and *out, or -1 on an internal
  * failure (out of memory). Malformed mail is never an error: it yields what could be decoded. */
 int message_parse(const char *raw, size_t len, const struct message_limits *lim, struct message **out);

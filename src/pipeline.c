@@ -45,16 +45,10 @@ static int add_header(struct pipeline_result *res, const char *name, const char 
 	return 0;
 }
 
-static void message_limits_from_config(const struct config *cfg, struct message_limits *lim,
-				       unsigned flags)
+static void pipeline_message_limits(const struct config *cfg, struct message_limits *lim,
+				    unsigned flags)
 {
-	lim->mime_depth = cfg->limits.mime_depth;
-	lim->mime_parts = cfg->limits.mime_parts;
-	lim->header_bytes = cfg->limits.header_bytes;
-	lim->header_value_bytes = cfg->limits.header_value_bytes;
-	lim->header_count = cfg->limits.header_count;
-	lim->part_text_bytes = cfg->limits.part_text_bytes;
-	lim->message_text_bytes = cfg->limits.message_text_bytes;
+	message_limits_from_config(cfg, lim);
 	/* Only an explanation (amendsctl check) shows the HTML alternative of a text/plain part:
 	 * the daemon does not decode it (it was 14% of the CPU of multipart/alternative mail). */
 	lim->skip_shadowed = !(flags & PIPELINE_EXPLAIN);
@@ -494,7 +488,7 @@ int pipeline_run(const struct pipeline_env *env, const struct pipeline_input *in
 
 	memset(res, 0, sizeof(*res));
 	res->lang = "und";
-	message_limits_from_config(cfg, &lim, flags);
+	pipeline_message_limits(cfg, &lim, flags);
 	if (message_parse(in->raw, in->raw_len, &lim, &res->msg) < 0) {
 		res->failures |= PIPELINE_FAIL_PARSE;
 		return -1;
