@@ -179,11 +179,7 @@ wait_delivered() {
 	t_wait_for 30 is_delivered "$1" ||
 		fail "message $1 not delivered in 30 s: $(tail -20 "$T_TMP/sendmail-traffic.log" 2>/dev/null)"
 }
-# headers_of FILE - the header block, folded lines joined.
-headers_of() {
-	sed -e 's/\r$//' -e '/^$/q' "$1" |
-		awk '/^[ \t]/ { cur = cur " " $0; next } { if (cur != "") print cur; cur = $0 } END { if (cur != "") print cur }'
-}
+headers_of() { t_headers_of "$1"; }
 
 write_clean_eml "$T_TMP/clean.eml"
 write_forged_eml "$T_TMP/forged.eml"
@@ -194,13 +190,7 @@ write_forged_eml "$T_TMP/forged.eml"
 send forged1 "$T_TMP/forged.eml"
 wait_delivered forged1
 headers_of "$(delivered forged1)" >"$T_TMP/forged1.hdr"
-n=$(grep -ciE '^x-amends-' "$T_TMP/forged1.hdr")
-[ "$n" = 1 ] || fail "delivered forged message has $n X-Amends-* headers, expected 1: $(grep -iE '^x-amends' "$T_TMP/forged1.hdr")"
-assert_grep '^X-Amends-Status: (No|Yes)' "$T_TMP/forged1.hdr" "delivered message carries X-Amends-Status"
-for keep in X-Amendsment X-Amend-Status Y-X-Amends-Status X-Amends; do
-	grep -q "^$keep: keep$" "$T_TMP/forged1.hdr" || fail "look-alike header $keep was removed"
-done
-ok "20 forged X-Amends-* headers gone after Sendmail, look-alikes kept"
+t_check_forged_gone "$T_TMP/forged1.hdr" Sendmail
 
 # ---- 2. ten messages: ten tagged deliveries ---------------------------------------------------------
 for ((i = 1; i <= 10; i++)); do

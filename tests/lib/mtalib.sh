@@ -163,10 +163,7 @@ mta_wait_delivered() {
 }
 
 # mta_headers_of FILE - the header block of a delivered message, folded lines joined.
-mta_headers_of() {
-	sed -e 's/\r$//' -e '/^$/q' "$1" | awk '/^[ \t]/ { cur = cur " " $0; next }
-		{ if (cur != "") print cur; cur = $0 } END { if (cur != "") print cur }'
-}
+mta_headers_of() { t_headers_of "$1"; }
 
 # ---- Dovecot ---------------------------------------------------------------------------------
 

@@ -254,6 +254,25 @@ $(cat "$T_TMP/diff.out")"
 }
 
 # assert_grep PATTERN FILE WHAT / assert_no_grep PATTERN FILE WHAT (extended regex)
+# t_headers_of FILE - the header block of a message, folded lines joined (CRLF or LF).
+t_headers_of() {
+	sed -e 's/\r$//' -e '/^$/q' "$1" | awk '/^[ \t]/ { cur = cur " " $0; next }
+		{ if (cur != "") print cur; cur = $0 } END { if (cur != "") print cur }'
+}
+
+# t_check_forged_gone HDRFILE MTA - after write_forged_eml went through MTA and amends: exactly
+# one X-Amends-* header (our X-Amends-Status), and every look-alike header kept.
+t_check_forged_gone() {
+	local n keep
+	n=$(grep -ciE '^x-amends-' "$1")
+	[ "$n" = 1 ] || fail "delivered forged message has $n X-Amends-* headers, expected 1: $(grep -iE '^x-amends' "$1")"
+	assert_grep '^X-Amends-Status: (No|Yes)' "$1" "delivered message carries X-Amends-Status"
+	for keep in X-Amendsment X-Amend-Status Y-X-Amends-Status X-Amends; do
+		grep -q "^$keep: keep$" "$1" || fail "look-alike header $keep was removed"
+	done
+	ok "20 forged X-Amends-* headers gone after $2, look-alikes kept"
+}
+
 assert_grep() {
 	grep -Eq -- "$1" "$2" || fail "$3: /$1/ not in $2: $(head -c 3000 "$2")"
 	ok "$3"
