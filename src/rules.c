@@ -80,8 +80,9 @@ static int quantifier_len(const char *p, size_t n, size_t i)
 	return (int)(j - i);
 }
 
-/* Index after the character class starting at p[i] == '[', or -1. */
-static long skip_class(const char *p, size_t n, size_t i)
+/* rules_skip_class - index after the character class starting at p[i] == '[', or -1 for
+ * anything it will not judge (\Q..\E, an unterminated class or POSIX name). */
+long rules_skip_class(const char *p, size_t n, size_t i)
 {
 	i++;
 	if (i < n && p[i] == '^')
@@ -560,7 +561,7 @@ static void lint_nested(const struct rule *r, struct diag *d)
 			}
 			i += 2;
 		} else if (c == '[') {
-			long j = skip_class(p, n, i);
+			long j = rules_skip_class(p, n, i);
 
 			i = j < 0 ? n : (size_t)j;
 		} else if (c == '(') {

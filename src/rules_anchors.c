@@ -305,35 +305,15 @@ static bool quantifier(struct an_parser *ps, long *min, long *max)
 
 static void parse_alt(struct an_parser *ps, struct aset *out, int depth);
 
-/* Index after the ']' closing the class at p[i] == '['; gives up on anything odd. */
+/* Past the class at p[i] == '['; gives up on anything odd. */
 static void skip_class(struct an_parser *ps)
 {
-	const char *p = ps->p;
-	size_t n = ps->n, i = ps->i + 1;
+	long j = rules_skip_class(ps->p, ps->n, ps->i);
 
-	if (i < n && p[i] == '^')
-		i++;
-	if (i < n && p[i] == ']')
-		i++;
-	while (i < n) {
-		if (p[i] == '\\') {
-			if (i + 1 < n && (p[i + 1] == 'Q' || p[i + 1] == 'E'))
-				break;
-			i += 2;
-		} else if (p[i] == '[' && i + 1 < n && p[i + 1] == ':') {
-			const char *e = memmem(p + i + 2, n - i - 2, ":]", 2);
-
-			if (!e)
-				break;
-			i = (size_t)(e - p) + 2;
-		} else if (p[i] == ']') {
-			ps->i = i + 1;
-			return;
-		} else {
-			i++;
-		}
-	}
-	ps->fail = true;
+	if (j < 0)
+		ps->fail = true;
+	else
+		ps->i = (size_t)j;
 }
 
 /* A group at p[i] == '('. */

@@ -13,6 +13,10 @@
 #include <stddef.h>
 #include "rules.h"
 
+/* Index after the character class at p[i] == '[', or -1 (rules.c; also used by the anchor
+ * analysis in rules_anchors.c). */
+long rules_skip_class(const char *p, size_t n, size_t i);
+
 #define RULES_MAX_PATTERN_BYTES 4096     /* RELIABILITY 3.1: cap pattern length */
 #define RULES_MAX_NAME_BYTES 128
 #define RULES_MAX_ERRORS 200             /* per load: a binary file must not flood the list */
