@@ -32,10 +32,17 @@
 
 /* ---- the folding table, shared by text and patterns ---------------------------------------- */
 
-/* Arabic-Indic, Extended Arabic-Indic, Devanagari, Gurmukhi digits -> ASCII; 0 if not one */
+/* Every decimal digit (Unicode Nd) -> ASCII; 0 if not one. The scripts of our customers come
+ * first (Arabic-Indic, Extended Arabic-Indic, Devanagari, Gurmukhi); any other Nd digit is folded
+ * too, so that after normalization \d and [0-9] are the same class and rules can be compiled
+ * with [0-9] (normalize_pattern): a Unicode \d kills PCRE2's start-of-match bitmap. Unicode
+ * encodes decimal digits only in contiguous runs 0..9, so a digit's value is its distance from
+ * the start of its run, modulo 10 (adjacent runs, as in the mathematical digits, are whole
+ * tens). */
 static int norm_digit(int32_t c, int32_t *out)
 {
 	static const int32_t zeros[] = { 0x0660, 0x06F0, 0x0966, 0x0A66 };
+	int32_t start;
 	size_t i;
 
 	for (i = 0; i < sizeof(zeros) / sizeof(zeros[0]); i++) {
@@ -44,7 +51,13 @@ static int norm_digit(int32_t c, int32_t *out)
 			return 1;
 		}
 	}
-	return 0;
+	if (utf8proc_category(c) != UTF8PROC_CATEGORY_ND)
+		return 0;
+	for (start = c; start > 0x80 && c - start < 100 &&
+	     utf8proc_category(start - 1) == UTF8PROC_CATEGORY_ND; start--)
+		;
+	out[0] = '0' + (c - start) % 10;
+	return 1;
 }
 
 static int norm_fold_arabic(int32_t c, int32_t *out)
@@ -579,6 +592,12 @@ static size_t norm_pat_escape(struct norm_pat *st, size_t i)
 		norm_pat_run(st, i + 1, i + 1 + l, NORM_ESC_PLAIN);
 		return i + 1 + l;
 	}
+	if (i + 1 < st->n && st->p[i + 1] == 'd') {
+		/* text digits are all ASCII after normalization (norm_digit): [0-9] is \d there,
+		 * and unlike UCP's \d it lets PCRE2 build a start bitmap */
+		strbuf_append(st->b, "[0-9]", 5);
+		return i + 2;
+	}
 	l = norm_escape_len(st, i);
 	norm_copy(st, i, i + l);
 	return i + l;
@@ -690,7 +709,9 @@ static size_t norm_pat_class(struct norm_pat *st, size_t i)
 			i = e;
 			continue;
 		}
-		if (literal && l == 1 && st->p[i] >= 'A' && st->p[i] <= 'Z')
+		if (l == 2 && st->p[i] == '\\' && st->p[i + 1] == 'd')
+			strbuf_append(st->b, "0-9", 3);   /* as outside a class: see norm_pat_escape */
+		else if (literal && l == 1 && st->p[i] >= 'A' && st->p[i] <= 'Z')
 			strbuf_putc(st->b, (char)(st->p[i] + 32));
 		else if (literal && (unsigned char)st->p[i] >= 0x80)
 			norm_class_member(st, i, l);

@@ -43,6 +43,9 @@
  * (ZWNJ) is kept as \x{200C}. ASCII white space is never touched (the x flag). NOT folded:
  * code points written as escapes (\x{643} stays ك: write the letter itself), \Q..\E inside a
  * class. A valid pattern stays valid (tests compile both with UTF|UCP|CASELESS).
+ * One escape is rewritten: \d becomes [0-9] (0-9 inside a class). Text normalization folds every
+ * Unicode decimal digit to ASCII, so the two match the same on normalized text, and PCRE2 builds
+ * a start-of-match bitmap for [0-9] but not for UCP's \d (such rules ran 2-3x slower).
  *
  * OWNERSHIP  Results are malloc'd; the caller frees them.
  */

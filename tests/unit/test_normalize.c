@@ -53,6 +53,9 @@ static const struct text_case text_cases[] = {
 	{ "  a\u00A0\u00A0b\t\u3000c  ", false, "a b c" },
 	{ "a\r\n\r\n\r\n  b\nc", true, "a\nb\nc" },
 	{ "a\r\n\r\nb", false, "a b" },
+	/* every decimal digit becomes ASCII: Bengali, Thai, Adlam, mathematical (the rules' \d is
+	 * compiled as [0-9]) */
+	{ "\u09E7\u09E8 \u0E55 \U0001E959 \U0001D7D3", false, "12 5 9 5" },
 	{ "line\u2028two", true, "line\ntwo" },
 	{ "ctl\x01\x7f" "x", false, "ctlx" },
 	{ "soft\u00ADhy\u200Bphen\uFEFF", false, "softhyphen" },
@@ -185,7 +188,10 @@ static const struct pat_case pat_cases[] = {
 	{ "(?<Name>ABC)(?P<X>d)(?'Y'E)(?i:F)(?-i)G(?#COMMENT)(?=H)(?<!I)",
 	  "(?<Name>abc)(?P<X>d)(?'Y'e)(?i:f)(?-i)g(?#COMMENT)(?=h)(?<!i)" },
 	{ "(*UTF)(*MARK:AB)(*pla:CD)(*SKIP)X", "(*UTF)(*MARK:AB)(*pla:cd)(*SKIP)x" },
-	{ "[A-Z\u0643\u064A-\u06CC[:ALPHA:]\\d]", "[A-Z\u06A9\u064A-\u06CC[:ALPHA:]\\d]" },
+	{ "[A-Z\u0643\u064A-\u06CC[:ALPHA:]\\d]", "[A-Z\u06A9\u064A-\u06CC[:ALPHA:]0-9]" },
+	/* \d becomes [0-9] (text digits are all ASCII after normalization); \D and a \d range
+	 * end are left alone */
+	{ "\\d+\\D[^\\d][\\d-]", "[0-9]+\\D[^0-9][0-9-]" },
 	{ "[^\u0647\u06C1]+", "[^\u0647\u0647]+" },
 	{ "[" ZWNJ "]", "[\\x{200C}]" },
 	{ "\u0645\u06CC" ZWNJ "?\u062E", "\u0645\u06CC(?:)?\u062E" },
