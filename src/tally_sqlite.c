@@ -7,8 +7,10 @@
  * most the busy timeout for it) before BEGIN: SQLite's own busy handler polls with sleeps of
  * up to 100 ms, so sixteen milter threads contending through it starve one another into
  * second-long waits; queued on the mutex each waits only for the commits ahead of it. The
- * busy timeout still covers other processes (amendsctl tally reset); synchronous FULL by default (a committed tally survives a power cut; NORMAL
- * may lose the last transactions on power loss but never corrupts). Statements are prepared
+ * busy timeout still covers other processes (amendsctl tally reset); synchronous FULL by
+ * default (a committed tally survives a power cut; NORMAL may lose the last transactions on
+ * power loss but never corrupts). The records of threads queued at once share one transaction
+ * and one fsync (group commit, see sq_record), and none returns before it is durable. Statements are prepared
  * once per connection and reused. The schema is versioned with PRAGMA user_version and
  * upgraded step by step at open; a file from a newer amends is refused.
  *
@@ -40,6 +42,7 @@
 #include "util.h"
 
 #define SQ_PRUNE_EVERY_S 3600
+#define SQ_BATCH_MAX 64           /* records in one group commit at most */
 
 /* Schema steps: step i takes user_version i to i+1. Append, never edit a released step. */
 static const char *const sq_schema[] = {
@@ -113,6 +116,20 @@ struct sq_state {
 	 * first use): its page cache stays valid, where a cache of a connection is dropped
 	 * whenever another connection commits. The pooled connections only read. */
 	struct sq_conn *writer;
+	/* Group commit of tally records (sq_record): see sq_record_batched(). All under write_lock. */
+	atomic_int queued;            /* threads waiting for write_lock */
+	pthread_cond_t batch_done;    /* signalled (with write_lock) when a batch is committed */
+	bool batch_open;              /* the writer holds an open transaction of queued records */
+	struct sq_member *members;    /* the records in it (on their threads' stacks) */
+	unsigned batch_members;
+};
+
+/* One record waiting in a batch; sq_batch_end fills in the outcome and sets done. */
+struct sq_member {
+	struct sq_member *next;
+	bool done;
+	int rc;
+	char err[200];
 };
 
 struct sq_conn {
@@ -189,32 +206,25 @@ static void sq_writer_done(struct sq_state *s, bool failed)
 	pthread_mutex_unlock(&s->write_lock);
 }
 
+static int sq_write_turn(struct tally *t);
+static void sq_batch_commit(struct tally *t);
+
 /* sq_begin - this process's write turn (at most busy_timeout_ms), then BEGIN IMMEDIATE on the
  * process's writer connection (opened here on first use), which it returns; NULL on failure.
  * On success the caller ends with sq_commit() or sq_abort(), which give the turn back. */
 static struct sq_conn *sq_begin(struct tally *t)
 {
 	struct sq_state *s = t->state;
-	struct timespec until;
 	int rc;
 
-	rc = pthread_mutex_trylock(&s->write_lock);
-	if (rc == EBUSY) {
-		/* timedlock measures against CLOCK_REALTIME */
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += t->set.busy_timeout_ms / 1000;
-		until.tv_nsec += (long)(t->set.busy_timeout_ms % 1000) * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
-		rc = pthread_mutex_timedlock(&s->write_lock, &until);
-	}
+	rc = sq_write_turn(t);
 	if (rc != 0) {
 		tally_set_error("busy: sqlite BEGIN: other threads kept the database for %d ms",
 				t->set.busy_timeout_ms);
 		return NULL;
 	}
+	if (s->batch_open)
+		sq_batch_commit(t);   /* a claim or prune does not join the records' batch */
 	if (!s->writer && !(s->writer = sq_conn_new(t))) {
 		pthread_mutex_unlock(&s->write_lock);
 		return NULL;
@@ -224,6 +234,31 @@ static struct sq_conn *sq_begin(struct tally *t)
 		return NULL;
 	}
 	return s->writer;
+}
+
+/* sq_write_turn - take write_lock, waiting at most the busy timeout; 0 or an errno. Threads
+ * waiting here are counted in queued: the group commit waits for them (sq_record_batched). */
+static int sq_write_turn(struct tally *t)
+{
+	struct sq_state *s = t->state;
+	struct timespec until;
+	int rc;
+
+	rc = pthread_mutex_trylock(&s->write_lock);
+	if (rc == EBUSY) {
+		atomic_fetch_add(&s->queued, 1);
+		/* timedlock measures against CLOCK_REALTIME */
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += t->set.busy_timeout_ms / 1000;
+		until.tv_nsec += (long)(t->set.busy_timeout_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		rc = pthread_mutex_timedlock(&s->write_lock, &until);
+		atomic_fetch_sub(&s->queued, 1);
+	}
+	return rc;
 }
 
 /* sq_commit - COMMIT (a failure rolls back) and give the write turn back */
@@ -380,10 +415,18 @@ static int sq_open(struct tally *t, const char *where, char **err)
 		return -1;
 	}
 	atomic_init(&s->last_prune, 0);
+	atomic_init(&s->queued, 0);
 	if (pthread_mutex_init(&s->write_lock, NULL) != 0) {
 		free(s->path);
 		free(s);
 		*err = util_strdup("tally: cannot create a mutex");
+		return -1;
+	}
+	if (pthread_cond_init(&s->batch_done, NULL) != 0) {
+		pthread_mutex_destroy(&s->write_lock);
+		free(s->path);
+		free(s);
+		*err = util_strdup("tally: cannot create a condition variable");
 		return -1;
 	}
 	c = sq_conn_open(t, s->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, false);
@@ -421,6 +464,7 @@ static int sq_open(struct tally *t, const char *where, char **err)
 	t->state = s;
 	return 0;
 fail:
+	pthread_cond_destroy(&s->batch_done);
 	pthread_mutex_destroy(&s->write_lock);
 	free(s->path);
 	free(s);
@@ -433,7 +477,10 @@ static void sq_close(struct tally *t)
 
 	if (!s)
 		return;
+	if (s->batch_open)   /* not reached in use: a record returns only after its batch ended */
+		sq_batch_commit(t);
 	sq_conn_free(s->writer);
+	pthread_cond_destroy(&s->batch_done);
 	pthread_mutex_destroy(&s->write_lock);
 	free(s->path);
 	free(s);
@@ -669,21 +716,126 @@ out:
 	return rc;
 }
 
+/*
+ * Group commit. With synchronous=FULL every COMMIT costs an fsync of the WAL, and sixteen milter
+ * threads queue on write_lock behind it. So records share transactions: a thread that has
+ * written its rows commits only when no other thread is queued for the lock; otherwise it
+ * leaves the transaction open, gives the lock to the next thread (pthread_cond_wait releases
+ * it) and sleeps until its batch has ended. The last thread of a queue commits for all of them
+ * (at most SQ_BATCH_MAX records a batch). Nothing is reported before it is durable: every
+ * member returns only after its batch's COMMIT, with that COMMIT's outcome - a failure fails
+ * every record of the batch, each logged and counted by its own caller. The counts a member
+ * returns were read inside the batch's transaction: its own rows and those of the batch
+ * members before it, which commit with it or not at all. One thread alone commits at once,
+ * as before. A sleeping member that is not woken in time (its batch's committer gave up)
+ * commits the batch itself after SQ_BATCH_WAIT_MS.
+ */
+#define SQ_BATCH_WAIT_MS 200
+
+/* sq_batch_end - the open batch ended with rc (error text in tally_error() when rc < 0): tell
+ * each member and wake them. Under write_lock. */
+static void sq_batch_end(struct sq_state *s, int rc)
+{
+	for (struct sq_member *m = s->members; m; m = m->next) {
+		m->rc = rc;
+		if (rc < 0)
+			snprintf(m->err, sizeof(m->err), "%s", tally_error());
+		m->done = true;
+	}
+	s->members = NULL;
+	s->batch_open = false;
+	s->batch_members = 0;
+	pthread_cond_broadcast(&s->batch_done);
+}
+
+/* sq_batch_commit - COMMIT the open batch (a failure rolls back and reopens the writer) */
+static void sq_batch_commit(struct tally *t)
+{
+	struct sq_state *s = t->state;
+	int rc = sq_run(s->writer, ST_COMMIT);
+
+	if (rc < 0 && strncmp(tally_error(), "busy:", 5) != 0) {
+		sq_conn_free(s->writer);
+		s->writer = NULL;
+	}
+	sq_batch_end(s, rc);
+}
+
+/* sq_batch_wait - sleep until my batch has ended, committing it ourselves when nobody else will
+ * (no thread queued) or nobody did in time. Under write_lock; returns the batch's outcome. */
+static int sq_batch_wait(struct tally *t, struct sq_member *me)
+{
+	struct sq_state *s = t->state;
+
+	while (!me->done) {
+		struct timespec until;
+
+		if (atomic_load(&s->queued) == 0 || s->batch_members >= SQ_BATCH_MAX) {
+			sq_batch_commit(t);
+			break;
+		}
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += SQ_BATCH_WAIT_MS * 1000000L;
+		while (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		/* my batch is still the open one while I am not done (batches end in order) */
+		if (pthread_cond_timedwait(&s->batch_done, &s->write_lock, &until) == ETIMEDOUT &&
+		    !me->done)
+			sq_batch_commit(t);
+	}
+	if (me->rc < 0) {
+		tally_set_error("%s (group commit)", me->err);
+		return -1;
+	}
+	return 0;
+}
+
 static int sq_record(struct tally *t, void *conn, const char *sender,
 		     const struct tally_event *ev, struct tally_counts *after)
 {
-	struct sq_conn *c = conn;
+	struct sq_state *s = t->state;
 	time_t when = ev->when > 0 ? ev->when : clock_now();
+	struct sq_member me = { 0 };
+	int rc;
 
 	if (ev->n_categories == 0)
-		return sq_read_counts(t, c, sender, when, after);
-	if (!(c = sq_begin(t)))
+		return sq_read_counts(t, conn, sender, when, after);
+	if (sq_write_turn(t) != 0) {
+		tally_set_error("busy: sqlite BEGIN: other threads kept the database for %d ms",
+				t->set.busy_timeout_ms);
 		return -1;
-	/* The counts are read inside the write transaction: exactly what this commit produced. */
-	if (sq_record_rows(t, c, sender, ev, when) < 0 ||
-	    sq_read_counts(t, c, sender, when, after) < 0)
-		return sq_abort(t);
-	if (sq_commit(t, c) < 0) {
+	}
+	if (!s->batch_open) {
+		if (!s->writer && !(s->writer = sq_conn_new(t))) {
+			pthread_mutex_unlock(&s->write_lock);
+			return -1;
+		}
+		if (sq_run(s->writer, ST_BEGIN) < 0) {
+			sq_writer_done(s, true);
+			return -1;
+		}
+		s->batch_open = true;
+	}
+	me.next = s->members;
+	s->members = &me;
+	s->batch_members++;
+	/* The counts are read inside the write transaction: exactly what this commit produces.
+	 * A failed statement has rolled the whole batch back (sq_fail): it ends, failed. */
+	if (sq_record_rows(t, s->writer, sender, ev, when) < 0 ||
+	    sq_read_counts(t, s->writer, sender, when, after) < 0) {
+		if (strncmp(tally_error(), "busy:", 5) != 0) {
+			sq_conn_free(s->writer);
+			s->writer = NULL;
+		}
+		sq_batch_end(s, -1);
+		pthread_mutex_unlock(&s->write_lock);
+		return -1;
+	}
+	rc = sq_batch_wait(t, &me);
+	pthread_mutex_unlock(&s->write_lock);
+	if (rc < 0) {
 		tally_counts_free(after);
 		return -1;
 	}
