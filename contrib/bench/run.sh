@@ -11,16 +11,30 @@
 #   amends-normal the same with sqlite_synchronous=normal
 #   gen-N         amends with N generated rules (gen_rules.py) instead of the packs, N in
 #                 BENCH_SWEEP
-# and reports, per variant, the median over rounds of messages/s, latency p50/p99/max, the
+# These run closed-loop (each connection sends its next message when the last is answered),
+# which measures saturation: their latency is mostly queueing. Then, when BENCH_VARIANTS has
+# "latency", a fixed-rate phase measures latency below saturation: for BENCH_ROUNDS rounds,
+#   null-rate, amends-rate   null and amends (shipped packs, as above), alternating, open-loop
+#                 at BENCH_RATE msg/s over the same BENCH_CONNS connections, Poisson arrivals
+#                 from BENCH_SEED (both servers get the same arrival times and message order);
+#                 latency from each message's scheduled arrival to the reply at EOM
+# BENCH_RATE: a number (msg/s); "auto" (default): 400 msg/s, or half the amends saturation
+# rate measured earlier in this run if that is lower; "half": half that saturation rate.
+# A fixed 400 keeps the offered load the same across runs and code changes (a faster amends
+# must not be measured at a higher load) and is ~1/3 of amends' saturation on the 2 vCPUs of
+# RESULTS.md; the cap keeps a slower machine below saturation.
+# The report gives, per variant, the median over rounds of messages/s, latency p50/p99/max, the
 # server's CPU per message, peak RSS (VmHWM), drafts written and rules stopped by their time
-# budget; ratios are taken within each round (adjacent runs, same machine load) and their
-# median reported. Raw numbers go to BENCH_OUT (default: bench-results.tsv in the build dir).
+# budget; ratios and the fixed-rate "p99 added latency" (amends p99 - null p99) are taken within
+# each round (adjacent runs, same machine load) and their median reported. Raw numbers go to
+# BENCH_OUT (default: bench-results.tsv in the build dir).
 #
 # Usage: contrib/bench/run.sh BUILD_DIR     (make bench does this)
 # Env:   BENCH_ROUNDS=3 BENCH_SECONDS=6 BENCH_WARMUP=1 BENCH_CONNS=16 BENCH_K=5 BENCH_BIG=30
 #        BENCH_SWEEP="100 300 1000" BENCH_CORPUS=$src/../shared/corpus/dev/messages
-#        BENCH_VARIANTS="null amends amends-normal gen" BENCH_KEEP=1 (keep the temp dir)
-# The run takes about ROUNDS x (3 + sweep size) x (SECONDS + 1-2 s): under 4 minutes by default.
+#        BENCH_VARIANTS="null amends amends-normal gen latency" BENCH_KEEP=1 (keep the temp dir)
+#        BENCH_RATE=auto BENCH_ARRIVALS=poisson|even BENCH_SEED=1
+# The run takes about ROUNDS x (5 + sweep size) x (SECONDS + 1-2 s): under 5 minutes by default.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:?usage: run.sh BUILD_DIR}" && pwd)
@@ -34,7 +48,10 @@ per_session=${BENCH_K:-5}
 nbig=${BENCH_BIG:-30}
 sweep=${BENCH_SWEEP:-100 300 1000}
 corpus=${BENCH_CORPUS:-$src/../shared/corpus/dev/messages}
-variants=${BENCH_VARIANTS:-null amends amends-normal gen}
+variants=${BENCH_VARIANTS:-null amends amends-normal gen latency}
+bench_rate=${BENCH_RATE:-auto}
+arrivals=${BENCH_ARRIVALS:-poisson}
+seed=${BENCH_SEED:-1}
 out=${BENCH_OUT:-$build/bench-results.tsv}
 client="$build/contrib/bench/benchclient"
 null="$build/contrib/bench/nullmilter"
@@ -87,14 +104,17 @@ for n in $sweep; do conf_for "gen-$n" "$work/rules-$n" full; done
 clk_tck=$(getconf CLK_TCK)
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 
-# run_one ROUND VARIANT - start the server, load it, append one TSV line to $out.
+# run_one ROUND VARIANT [RATE] - start the server, load it (closed loop, or open loop at RATE
+# msg/s; VARIANT is then SERVER-rate), append one TSV line to $out.
 run_one() {
-	local round=$1 v=$2 sock="$work/$2.sock" log="$work/$2.log" state="$work/state-$2"
+	local round=$1 v=$2 rate=${3:-0} srv=${2%-rate}
+	local sock="$work/$2.sock" log="$work/$2.log" state="$work/state-$srv" load=()
 	rm -rf "$state" "$sock" && mkdir -p "$state"
-	if [ "$v" = null ]; then
+	[ "$rate" = 0 ] || load=(--rate "$rate" --arrivals "$arrivals" --seed "$seed")
+	if [ "$srv" = null ]; then
 		"$null" -p "unix:$sock" 2>"$log" &
 	else
-		"$milter" -c "$work/$v.conf" -f -p "unix:$sock" 2>"$log" &
+		"$milter" -c "$work/$srv.conf" -f -p "unix:$sock" 2>"$log" &
 	fi
 	server_pid=$!
 	for _ in $(seq 600); do [ -S "$sock" ] && break; sleep 0.1; done
@@ -102,7 +122,7 @@ run_one() {
 	local c0 line c1 hwm drafts stops rc=0
 	c0=$(cpu_ticks "$server_pid")
 	line=$("$client" -s "unix:$sock" -c "$conns" -k "$per_session" -T "$secs" -W "$warmup" \
-		-l "$v" "${mail_dirs[@]}") || rc=$?
+		-l "$v" "${load[@]}" "${mail_dirs[@]}") || rc=$?
 	c1=$(cpu_ticks "$server_pid")
 	hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status")
 	kill "$server_pid"
@@ -115,11 +135,36 @@ run_one() {
 	echo "$line" | awk -v r="$round" -v c="$((c1 - c0))" -v tck="$clk_tck" -v h="$hwm" \
 	    -v d="$drafts" -v s="$stops" '{
 		for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-		printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.3f\t%s\t%s\t%s\t%s\n", r, f["label"],
-		    f["msgs"], f["rate"], f["p50_ms"], f["p99_ms"], f["max_ms"], f["mean_ms"],
-		    f["total"] ? c * 1000 / tck / f["total"] : 0, h, d, s, f["modified"] "/" f["total"]
+		printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.3f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+		    r, f["label"], f["msgs"], f["rate"], f["p50_ms"], f["p99_ms"], f["max_ms"],
+		    f["mean_ms"], f["total"] ? c * 1000 / tck / f["total"] : 0, h, d, s,
+		    f["modified"] "/" f["total"], f["mode"], f["offered"] + 0, f["missed"] + 0,
+		    f["lag_p99_ms"] + 0, f["arrivals"] == "" ? "-" : f["arrivals"]
 	}' >>"$out"
-	tail -n 1 "$out" | awk -F'\t' '{printf "  round %s %-14s %8s msg/s  p50 %7s  p99 %8s  max %8s ms  cpu %6s ms/msg  rss %6d KiB\n", $1, $2, $4, $5, $6, $7, $9, $10}'
+	tail -n 1 "$out" | awk -F'\t' '{printf "  round %s %-14s %8s msg/s  p50 %7s  p99 %8s  max %8s ms  cpu %6s ms/msg  rss %6d KiB", $1, $2, $4, $5, $6, $7, $9, $10
+		if ($14 == "rate") printf "  (offered %s, missed %s, lag p99 %s ms)", $15, $16, $17
+		printf "\n" }'
+	if [ "$rate" != 0 ] && [ "$(tail -n 1 "$out" | cut -f16)" != 0 ]; then
+		echo "bench: $v did not sustain $rate msg/s: its latencies are a lower bound" >&2
+	fi
+}
+
+# fixed_rate - the open-loop rate for the latency phase (see BENCH_RATE in the header).
+fixed_rate() {
+	local half
+	half=$(awk -F'\t' '$2 == "amends" && $14 == "closed" {print $4}' "$out" | sort -g |
+	       awk '{v[NR] = $1} END {if (NR) printf "%d", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) / 2}')
+	case $bench_rate in
+	auto) if [ -n "$half" ] && [ "$half" -ge 1 ] && [ "$half" -lt 400 ]; then
+		echo "$half"; else echo 400; fi ;;
+	half) if [ -z "$half" ] || [ "$half" -lt 1 ]; then
+		echo "bench: BENCH_RATE=half needs the amends variant" >&2; return 1
+	      fi
+	      echo "$half" ;;
+	*) [[ $bench_rate =~ ^[0-9]+([.][0-9]+)?$ ]] ||
+		{ echo "bench: BENCH_RATE must be a number, auto or half" >&2; return 1; }
+	   echo "$bench_rate" ;;
+	esac
 }
 
 # ---- the run ------------------------------------------------------------------------------
@@ -131,16 +176,25 @@ echo "bench: load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "bench: $nmail messages ($((mbytes / 1024)) KiB: $corpus + $nbig generated)," \
      "$conns connections, sessions of $per_session, ${secs}s per server (${warmup}s warm-up)," \
      "$rounds rounds"
-printf 'round\tvariant\tmsgs\trate\tp50_ms\tp99_ms\tmax_ms\tmean_ms\tcpu_ms_per_msg\thwm_kib\tdrafts\tbudget_stops\tmodified\n' >"$out"
+printf 'round\tvariant\tmsgs\trate\tp50_ms\tp99_ms\tmax_ms\tmean_ms\tcpu_ms_per_msg\thwm_kib\tdrafts\tbudget_stops\tmodified\tmode\toffered\tmissed\tlag_p99_ms\tarrivals\n' >"$out"
 for r in $(seq "$rounds"); do
 	for v in $variants; do
-		if [ "$v" = gen ]; then
-			for n in $sweep; do run_one "$r" "gen-$n"; done
-		else
-			run_one "$r" "$v"
-		fi
+		case $v in
+		gen) for n in $sweep; do run_one "$r" "gen-$n"; done ;;
+		latency) ;;
+		*) run_one "$r" "$v" ;;
+		esac
 	done
 done
+if [[ " $variants " == *" latency "* ]]; then
+	rate=$(fixed_rate)
+	echo "bench: fixed-rate latency: $rate msg/s ($arrivals arrivals, seed $seed, BENCH_RATE=$bench_rate)," \
+	     "null and amends alternating"
+	for r in $(seq "$rounds"); do
+		run_one "$r" null-rate "$rate"
+		run_one "$r" amends-rate "$rate"
+	done
+fi
 echo "bench: load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 "$PYTHON3" "$here/summary.py" "$out"
