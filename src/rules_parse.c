@@ -82,6 +82,7 @@ void rules_rule_clear(struct rule *r)
 	free(r->anchors);
 	free(r->anchor_len);
 	pcre2_code_free(r->code);
+	pcre2_code_free(r->lead_code);
 	memset(r, 0, sizeof(*r));
 }
 

@@ -347,7 +347,7 @@ static void test_deadline_skips(void **state)
 	free(text);
 }
 
-/* ---- windowed matching gives exactly what one pcre2_match gives --------------------------- */
+/* ---- windowed matching, and tries at the leads, give exactly what one pcre2_match gives -- */
 
 static void test_windows_equal_plain(void **state)
 {
@@ -355,6 +355,9 @@ static void test_windows_equal_plain(void **state)
 		"/money back/", "/a+b/", "/a+$/", "/\\bword\\b/", "/(?<=x)yz/", "/x.*?z/s", "/x.*z/",
 		"/\\d{3,}/", "/\xd9\xbe\xdb\x8c\xd8\xb3\xdb\x92/", "/(?:ab|abc)d/", "/z$/", "/^a/",
 		"/^b/m", "/\\w+ \\w+!$/", "/(?=.*q)a/", "/b\\B/",
+		/* lead rules (their matches start at an anchor): tried only there */
+		"/(?:my\\s+)?money(?: back)?/", "/(?<=a )sword/", "/\\bwor(?:d|ld)s?\\b/",
+		"/(?:aaa|xaa)a*!?/", "/^hel+o/", "/(?:yz|xyz)\\s*a?xyz/", "/zzz(?=-)/",
 	};
 	static const char *const texts[] = {
 		"i want my money back", "aaaaaaaab", "xaaaa", "a sword word", "xyz axyz",
@@ -369,6 +372,13 @@ static void test_windows_equal_plain(void **state)
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(pats); i++)
 		strbuf_printf(&rb, "rule P%zu\ncategory refund\nmatch %s\n", i, pats[i]);
 	rs = load(rb.s);
+	{
+		size_t leads = 0;
+
+		for (size_t r = 0; r < rs->n_rules; r++)
+			leads += rs->rules[r].lead;
+		assert_true(leads >= 8);   /* the lead path is really taken below */
+	}
 	for (size_t t = 0; t < UTIL_ARRAY_LEN(texts); t++) {
 		/* pad so that matches sit across many window edges */
 		struct strbuf tb;
@@ -378,7 +388,8 @@ static void test_windows_equal_plain(void **state)
 			strbuf_puts(&tb, texts[t]);
 			strbuf_puts(&tb, k % 2 ? " " : "-\xd8\xa7-");
 		}
-		for (size_t w = 1; w <= 33; w += 4) {
+		/* w == 0: the prefilter on, so lead rules are tried at their leads only */
+		for (size_t w = 0; w <= 33; w += w ? 4 : 1) {
 			struct match_subjects s = { .n_headers = 0 };
 			struct match_limits lim;
 			struct match_result mr = { 0 };
@@ -387,7 +398,7 @@ static void test_windows_equal_plain(void **state)
 			s.len[RULES_TARGET_BODY] = tb.len;
 			exact_limits(&lim);
 			lim.window_bytes = w;
-			lim.no_prefilter = true;
+			lim.no_prefilter = w != 0;
 			assert_int_equal(match_run(rs, &s, &lim, &mr), 0);
 			for (size_t r = 0; r < rs->n_rules; r++) {
 				int rc = pcre2_match(rs->rules[r].code, (PCRE2_SPTR)tb.s, tb.len, 0, 0,

@@ -328,59 +328,67 @@ static void test_prefilter(void **state)
 {
 	static const struct {
 		const char *pat_flags, *anchors;    /* NULL: no prefilter */
+		bool lead;                          /* the anchors are leads (LEADS in rules_anchors.c) */
 	} cases[] = {
-		{ "/\\bmoney\\s+back\\b/", "money" },
-		{ "/refund|money back/", "refund|money back" },
-		{ "/(?:refund|money back|chargeback)/", "refund|money back|chargeback" },
-		{ "/colou?rful/", "colourful|colorful" },
-		{ "/abc(def)?ghij/", "abcdefghij|abcghij" },
-		{ "/ab+cdef/", "cdef" },
-		{ "/a\\.b\\.cd/", "a.b.cd" },
-		{ "/[abc]xyz/", "xyz" },
-		{ "/\\x41bcd/", NULL },
-		{ "/(?i)abcd/", NULL },
-		{ "/(?i:ab)cdef/", NULL },
-		{ "/foo{2}barbaz/", "barbaz" },
-		{ "/foo{2,}barbaz/", "barbaz" },
-		{ "/x/", NULL },
-		{ "/ab/", NULL },
-		{ "/\\p{L}+abcd/", "abcd" },
-		{ "/\\pLabcd/", "abcd" },
-		{ "/money back/x", NULL },
-		{ "/foo\\Qbarbaz\\E/", NULL },
-		{ "/abc\\d+defg/", "defg" },
-		{ "/(?:refund|return)ed money/", "refunded money|returned money" },
-		{ "/\\b(?:a|b)\\b long one$/", "a long one|b long one" },
-		{ "/money(?= back)/", "money" },
-		{ "/(?<!not )refund/", "refund" },
-		{ "/.*refund.*/s", "refund" },
-		{ "/[[:alpha:]]+ refund/", " refund" },
-		{ "/[]x] refund/", " refund" },
-		{ "/caf\xc3\xa9 au lait/", " au lait" },     /* caseless: é has cases, no anchor */
-		{ "/caf\xc3\xa9s/I", "caf\xc3\xa9s" },       /* case-sensitive: any UTF-8 */
+		{ "/\\bmoney\\s+back\\b/", "money", true },
+		{ "/refund|money back/", "refund|money back", true },
+		{ "/(?:refund|money back|chargeback)/", "refund|money back|chargeback", true },
+		{ "/colou?rful/", "colourful|colorful", true },
+		{ "/abc(def)?ghij/", "abcdefghij|abcghij", true },
+		{ "/ab+cdef/", "cdef", false },
+		{ "/a\\.b\\.cd/", "a.b.cd", true },
+		{ "/[abc]xyz/", "xyz", false },
+		{ "/\\x41bcd/", NULL, false },
+		{ "/(?i)abcd/", NULL, false },
+		{ "/(?i:ab)cdef/", NULL, false },
+		{ "/foo{2}barbaz/", "foo", true },
+		{ "/foo{2,}barbaz/", "foo", true },
+		{ "/x/", NULL, false },
+		{ "/ab/", NULL, false },
+		{ "/\\p{L}+abcd/", "abcd", false },
+		{ "/\\pLabcd/", "abcd", false },
+		{ "/money back/x", NULL, false },
+		{ "/foo\\Qbarbaz\\E/", NULL, false },
+		{ "/abc\\d+defg/", "abc", true },
+		{ "/(?:refund|return)ed money/", "refunded money|returned money", true },
+		{ "/\\b(?:a|b)\\b long one$/", "a long one|b long one", true },
+		{ "/money(?= back)/", "money", true },
+		{ "/(?<!not )refund/", "refund", true },
+		{ "/.*refund.*/s", "refund", false },
+		{ "/[[:alpha:]]+ refund/", " refund", false },
+		{ "/[]x] refund/", " refund", false },
+		{ "/caf\xc3\xa9 au lait/", "caf", true },     /* caseless: é has cases, no anchor */
+		{ "/caf\xc3\xa9s/I", "caf\xc3\xa9s", true },       /* case-sensitive: any UTF-8 */
 		{ "/\xd9\xbe\xdb\x8c\xd8\xb3\xdb\x92|\xd8\xb1\xd9\x82\xd9\x85/",   /* uncased script */
-		  "\xd9\xbe\xdb\x8c\xd8\xb3\xdb\x92|\xd8\xb1\xd9\x82\xd9\x85" },
-		{ "/(*UTF)abcd/", NULL },
-		{ "/abcd*/", "abc" },
-		{ "/abc\\/def/", "abc/def" },
-		{ "/\\12abcdef/", NULL },
-		{ "/(abc)\\1/", NULL },
-		{ "/refund|ok/", NULL },                     /* a branch with only a short literal */
-		{ "/refund|\\d+ back/", "refund| back" },
-		{ "/refund|\\d+/", NULL },                   /* a branch proves nothing */
-		{ "/(?:money )?back pay/", "money back pay|back pay" },
-		{ "/(?:money )*back/", "back" },
-		{ "/(?:abc)?/", NULL },
-		{ "/x{0}refund/", "refund" },
-		{ "/ref{1}und/", "refund" },
-		{ "/(?:ab|cd){2}xyz/", "xyz" },
-		{ "/(?:abcd|efgh)+/", "abcd|efgh" },
-		{ "/(?#note)refund/", "refund" },
-		{ "/(?<n>refund)s?/", "refunds|refund" },
-		{ "/a{2/", "a{2" },                          /* a literal brace (normalization escapes it) */
-		{ "/(?(?=a)abc|def)/", NULL },               /* conditional */
-		{ "/REFUND/I", "refund" },                   /* scanned ASCII-caseless */
-		{ "/\\brefunds?\\b|\\bmoney\\s+back\\b/", "refunds|refund|money" },
+		  "\xd9\xbe\xdb\x8c\xd8\xb3\xdb\x92|\xd8\xb1\xd9\x82\xd9\x85", true },
+		{ "/(*UTF)abcd/", NULL, false },
+		{ "/abcd*/", "abcd|abc", true },
+		{ "/abc\\/def/", "abc/def", true },
+		{ "/\\12abcdef/", NULL, false },
+		{ "/(abc)\\1/", NULL, false },
+		{ "/refund|ok/", NULL, false },                     /* a branch with only a short literal */
+		{ "/refund|\\d+ back/", "refund| back", false },
+		{ "/refund|\\d+/", NULL, false },                   /* a branch proves nothing */
+		{ "/(?:money )?back pay/", "money back pay|back pay", true },
+		{ "/(?:money )*back/", "money |back", true },
+		{ "/(?:abc)?/", NULL, false },
+		{ "/x{0}refund/", "refund", true },
+		{ "/ref{1}und/", "refund", true },
+		{ "/(?:ab|cd){2}xyz/", "xyz", false },
+		{ "/(?:abcd|efgh)+/", "abcd|efgh", true },
+		{ "/(?#note)refund/", "refund", true },
+		{ "/(?<n>refund)s?/", "refunds|refund", true },
+		{ "/a{2/", "a{2", true },                          /* a literal brace (normalization escapes it) */
+		{ "/(?(?=a)abc|def)/", NULL, false },               /* conditional */
+		{ "/REFUND/I", "refund", true },                   /* scanned ASCII-caseless */
+		{ "/\\brefunds?\\b|\\bmoney\\s+back\\b/", "refunds|refund|money", true },
+		/* leads: where every match starts */
+		{ "/(?:very\\s+)?disappointed/", "very|disappointed", true },
+		{ "/(?:foo\\s+|)bar/", "foo|bar", true },
+		{ "/(?:foo|)bar/", "foobar|bar", true },
+		{ "/(?:\\w+\\s+){0,2}?damaged/", "damaged", false },
+		{ "/\\b(?:abc|de)\\s+xyzw/", "xyzw", false },     /* a lead too short: anchors */
+		{ "/(?:abc\\s+)?\\w+/", NULL, false },
 	};
 
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
@@ -399,6 +407,9 @@ static void test_prefilter(void **state)
 			fail_msg("case %zu: %s: anchors \"%s\", expected \"%s\"", i,
 				 cases[i].pat_flags, a ? a : "(none)",
 				 cases[i].anchors ? cases[i].anchors : "(none)");
+		if (rs->rules[0].lead != cases[i].lead || (rs->rules[0].lead && !rs->rules[0].lead_code))
+			fail_msg("case %zu: %s: lead %d, expected %d", i, cases[i].pat_flags,
+				 rs->rules[0].lead, cases[i].lead);
 		diag_free(&d);
 		rules_unref(rs);
 	}
