@@ -13,7 +13,10 @@
  *   x+ x{n,m} n>=1  the anchors of x;
  *   zero-width      \b \B \A \z \Z ^ $ and lookarounds match "" (what they look at is not part
  *                   of the match, so it is simply not used);
- *   classes, . , \w \s \d \p{..} ...: nothing.
+ *   \s              " " or "\n": the texts rules see are normalized, and normalization turns
+ *                   every white space character into one of the two (test_normalize checks
+ *                   each code point PCRE2's \s matches);
+ *   classes, . , \w \S \d \p{..} ...: nothing.
  * It gives up on the whole rule (no prefilter: the rule always runs) for anything it does not
  * fully understand: the x flag, inline options (?i), conditionals, recursion, callouts, verbs,
  * backreferences and numeric escapes (\1 \g \k \x \o \c), \Q..\E, \K, a "{" that is not a
@@ -630,6 +633,12 @@ static void parse_escape(struct an_parser *ps, struct aset *out)
 	ps->i = i + 2;
 	if (strchr("bBAzZ", d)) {
 		set_exact1(ps, out, "", 0);
+	} else if (d == 's') {
+		/* in normalized text every white space is " " or "\n" (normalize.c; test_normalize
+		 * checks every code point \s matches) */
+		set_exact1(ps, out, " ", 1);
+		if (set_add(out, "\n", 1) < 0)
+			ps->oom = true;
 	} else if (strchr("sSdDwWhHvVRXntrfea", d) || (d == 'N' && (i + 2 >= n || p[i + 2] != '{'))) {
 		set_any(out);
 	} else if ((d == 'p' || d == 'P') && i + 2 < n) {

@@ -459,6 +459,77 @@ static void test_rule_meets_text(void **state)
 	}
 }
 
+static int utf8_put(char *o, uint32_t cp)
+{
+	if (cp < 0x80) {
+		o[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		o[0] = (char)(0xC0 | (cp >> 6));
+		o[1] = (char)(0x80 | (cp & 0x3F));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		o[0] = (char)(0xE0 | (cp >> 12));
+		o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+		o[2] = (char)(0x80 | (cp & 0x3F));
+		return 3;
+	}
+	o[0] = (char)(0xF0 | (cp >> 18));
+	o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+	o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+	o[3] = (char)(0x80 | (cp & 0x3F));
+	return 4;
+}
+
+/* The prefilter (rules_anchors.c) takes a pattern's \s to be " " or "\n" and its \d to be [0-9]:
+ * on normalized text, every character PCRE2's \s (UTF+UCP) matches must have become a space or
+ * a line end (or gone), and every one \d matches an ASCII digit. Checked for every code point. */
+static void test_classes_after_normalization(void **state)
+{
+	int err;
+	PCRE2_SIZE off;
+	pcre2_code *sp = pcre2_compile((PCRE2_SPTR) "^\\s$", PCRE2_ZERO_TERMINATED,
+				       PCRE2_UTF | PCRE2_UCP, &err, &off, NULL);
+	pcre2_code *dg = pcre2_compile((PCRE2_SPTR) "^\\d$", PCRE2_ZERO_TERMINATED,
+				       PCRE2_UTF | PCRE2_UCP, &err, &off, NULL);
+	pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+	size_t spaces = 0, digits = 0;
+
+	(void)state;
+	assert_non_null(sp);
+	assert_non_null(dg);
+	for (uint32_t cp = 1; cp <= 0x10FFFF; cp++) {
+		char one[8], text[16], *o;
+		size_t n = 0, on;
+		bool is_sp, is_dg;
+
+		if (cp >= 0xD800 && cp <= 0xDFFF)
+			continue;
+		n = (size_t)utf8_put(one, cp);
+		is_sp = pcre2_match(sp, (PCRE2_SPTR)one, n, 0, 0, md, NULL) >= 0;
+		is_dg = pcre2_match(dg, (PCRE2_SPTR)one, n, 0, 0, md, NULL) >= 0;
+		if (!is_sp && !is_dg)
+			continue;
+		snprintf(text, sizeof(text), "a%.*sb", (int)n, one);
+		o = normalize_text(text, strlen(text), true, &on);
+		assert_non_null(o);
+		if (is_sp && strcmp(o, "a b") && strcmp(o, "a\nb") && strcmp(o, "ab"))
+			fail_msg("U+%04X is \\s but normalizes to \"%s\"", (unsigned)cp, o);
+		if (is_dg && !(on == 3 && o[1] >= '0' && o[1] <= '9'))
+			fail_msg("U+%04X is \\d but normalizes to \"%s\"", (unsigned)cp, o);
+		spaces += is_sp;
+		digits += is_dg;
+		free(o);
+	}
+	assert_true(spaces >= 20);
+	assert_true(digits >= 600);
+	pcre2_match_data_free(md);
+	pcre2_code_free(sp);
+	pcre2_code_free(dg);
+}
+
 static void test_persian_space_variant(void **state)
 {
 	/* the space-separated form stays different; a rule covers it with \s? */
@@ -488,6 +559,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_text_table),
+		cmocka_unit_test(test_classes_after_normalization),
 		cmocka_unit_test(test_text_distinct),
 		cmocka_unit_test(test_text_invalid_utf8),
 		cmocka_unit_test(test_text_large_linear),

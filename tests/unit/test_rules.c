@@ -330,7 +330,7 @@ static void test_prefilter(void **state)
 		const char *pat_flags, *anchors;    /* NULL: no prefilter */
 		bool lead;                          /* the anchors are leads (LEADS in rules_anchors.c) */
 	} cases[] = {
-		{ "/\\bmoney\\s+back\\b/", "money", true },
+		{ "/\\bmoney\\s+back\\b/", "money |money\n", true },   /* \\s: " " or "\\n" */
 		{ "/refund|money back/", "refund|money back", true },
 		{ "/(?:refund|money back|chargeback)/", "refund|money back|chargeback", true },
 		{ "/colou?rful/", "colourful|colorful", true },
@@ -381,13 +381,14 @@ static void test_prefilter(void **state)
 		{ "/a{2/", "a{2", true },                          /* a literal brace (normalization escapes it) */
 		{ "/(?(?=a)abc|def)/", NULL, false },               /* conditional */
 		{ "/REFUND/I", "refund", true },                   /* scanned ASCII-caseless */
-		{ "/\\brefunds?\\b|\\bmoney\\s+back\\b/", "refunds|refund|money", true },
+		{ "/\\brefunds?\\b|\\bmoney\\s+back\\b/", "refunds|refund|money |money\n", true },
 		/* leads: where every match starts */
-		{ "/(?:very\\s+)?disappointed/", "very|disappointed", true },
-		{ "/(?:foo\\s+|)bar/", "foo|bar", true },
+		{ "/(?:very\\s+)?disappointed/", "very |very\n|disappointed", true },
+		{ "/(?:foo\\s+|)bar/", "foo |foo\n|bar", true },
 		{ "/(?:foo|)bar/", "foobar|bar", true },
 		{ "/(?:\\w+\\s+){0,2}?damaged/", "damaged", false },
-		{ "/\\b(?:abc|de)\\s+xyzw/", "xyzw", false },     /* a lead too short: anchors */
+		{ "/\\b(?:abc|de)\\s+xyzw/", "abc |abc\n|de |de\n", true },
+		{ "/\\b(?:abc|d)e*xyzw/", "xyzw", false },         /* a lead too short: anchors */
 		{ "/(?:abc\\s+)?\\w+/", NULL, false },
 	};
 
