@@ -252,8 +252,8 @@ static int match_windowed(const struct rule *r, const char *s, size_t len, struc
 			  struct budget *bud, size_t fixed_win)
 {
 	size_t from = 0, reach = 0, win = fixed_win ? fixed_win
-		: !r->jit ? MATCH_FIRST_WINDOW_INTERP
-		: len <= MATCH_WHOLE_TEXT_JIT ? len : MATCH_FIRST_WINDOW_JIT;
+		: r->jit && len <= MATCH_WHOLE_TEXT_JIT ? len
+		: !r->jit_partial ? MATCH_FIRST_WINDOW_INTERP : MATCH_FIRST_WINDOW_JIT;
 	long long nm_us = 0;      /* time spent on, and number of, start positions known to */
 	size_t nm_bytes = 0;      /* fail: only those measure the rule's speed (see below) */
 

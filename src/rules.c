@@ -233,13 +233,19 @@ int rules_compile_rule(struct rules_builder *b, struct rule *r)
 			    (const char *)msg, np);
 		goto out;
 	}
-	if (!atomic_load(&rules_jit_off) &&
-	    pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD) == 0 &&
-	    pcre2_pattern_info(r->code, PCRE2_INFO_JITSIZE, &jitsize) == 0 && jitsize > 0)
-		r->jit = true;
 	if (rules_anchors_compute(r, np, nlen) < 0) {
 		b->oom = true;
 		goto out;
+	}
+	/* A lead rule is searched in windows (PARTIAL_HARD) only when its leads occur in too many
+	 * places (rules.h, RULES_LEAD_MAX_POS): its JIT code is for complete matches only, which
+	 * is less than half the size (the interpreter takes the rare windowed search). */
+	if (!atomic_load(&rules_jit_off) &&
+	    pcre2_jit_compile(r->code, r->lead ? PCRE2_JIT_COMPLETE
+			      : PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD) == 0 &&
+	    pcre2_pattern_info(r->code, PCRE2_INFO_JITSIZE, &jitsize) == 0 && jitsize > 0) {
+		r->jit = true;
+		r->jit_partial = !r->lead;
 	}
 	if (r->lead && compile_lead(r, np, nlen) < 0) {
 		b->oom = true;

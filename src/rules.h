@@ -90,7 +90,8 @@ struct rule {
 	int pattern_col;           /* column (characters, from 1) of the pattern's first character */
 	uint32_t options;          /* PCRE2 compile options */
 	pcre2_code *code;
-	bool jit;                  /* JIT-compiled (complete and partial-hard) */
+	bool jit;                  /* JIT-compiled for complete matches */
+	bool jit_partial;          /* ... and for PCRE2_PARTIAL_HARD (not lead rules: rules.c) */
 	/* prefilter (rules_anchors.c): every match contains one of these (normalized, ASCII
 	 * lowercased); n_anchors == 0: no prefilter, the rule always runs */
 	char **anchors;
@@ -118,7 +119,7 @@ struct rules_scan {
 	size_t gcap;
 	bool grouped;
 };
-#define RULES_LEAD_MAX_POS 512        /* places of one rule's leads; more: it is scanned whole */
+#define RULES_LEAD_MAX_POS 4096       /* places of one rule's leads; more: it is searched */
 #define RULES_LEAD_MAX_PAIRS (1u << 18)   /* places of all rules in one message */
 
 struct ruleset {

@@ -423,6 +423,49 @@ static void test_windows_equal_plain(void **state)
 	strbuf_free(&rb);
 }
 
+/* A lead rule whose leads occur in more places than are kept (RULES_LEAD_MAX_POS) is searched
+ * instead (in windows: its JIT code is for complete matches only); just under the limit it is
+ * tried at its leads. Either way the hit is the one plain pcre2_match finds. */
+static void test_lead_places_limit(void **state)
+{
+	static const int reps[] = { 10, RULES_LEAD_MAX_POS - 10, RULES_LEAD_MAX_POS + 10 };
+	struct ruleset *rs = load("rule L\ncategory refund\nmatch /\\bab\\s+xyz/\n");
+	pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+
+	(void)state;
+	assert_true(rs->rules[0].lead);
+	assert_false(rs->rules[0].jit_partial);
+	for (size_t k = 0; k < UTIL_ARRAY_LEN(reps); k++) {
+		struct strbuf tb;
+		struct match_subjects s = { .n_headers = 0 };
+		struct match_limits lim;
+		struct match_result mr = { 0 };
+		const struct match_hit *h;
+		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+
+		strbuf_init(&tb, 0);
+		for (int i = 0; i < reps[k]; i++)
+			strbuf_puts(&tb, "ab ");
+		strbuf_puts(&tb, "xyz and more");
+		s.text[RULES_TARGET_BODY] = tb.s;
+		s.len[RULES_TARGET_BODY] = tb.len;
+		exact_limits(&lim);
+		lim.target_cap_bytes = 0;
+		assert_int_equal(match_run(rs, &s, &lim, &mr), 0);
+		assert_int_equal(pcre2_match(rs->rules[0].code, (PCRE2_SPTR)tb.s, tb.len, 0, 0, md,
+					     NULL), 1);
+		h = hit_of(rs, &mr, "L");
+		assert_non_null(h);
+		assert_int_equal(h->offset, ov[0]);
+		assert_int_equal(h->offset, (size_t)(reps[k] - 1) * 3);
+		assert_int_equal(h->length, 6);
+		match_result_free(&mr);
+		strbuf_free(&tb);
+	}
+	pcre2_match_data_free(md);
+	rules_unref(rs);
+}
+
 /* ---- JIT and interpreter agree; threads; a small stack ------------------------------------ */
 
 static const char shared_rules[] =
@@ -768,6 +811,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_targets),
+		cmocka_unit_test(test_lead_places_limit),
 		cmocka_unit_test(test_cap),
 		cmocka_unit_test(test_limit_recorded),
 		cmocka_unit_test(test_redos_bound_jit),
