@@ -8,8 +8,12 @@
  *     enclosing boundary, and the input ends before part mime_parts + 1. GMime 3.2.13 recurses
  *     per nesting level (up to its MAX_LEVEL 1024), its boundary check is linear in the nesting
  *     (a 100,000-level chain takes seconds) and 500,000 header lines take it 2 s: our limits have
- *     to be applied to its input, not to its output. In ordinary mail nothing is left out and
- *     GMime sees the original bytes.
+ *     to be applied to its input, not to its output. The body of an attachment (a leaf part of
+ *     an application/, image/, audio/, video/, font/ or model/ type) is left out too: it is
+ *     never read, and GMime need not parse it. Malformed mail may be read one way by the scan
+ *     and another by GMime, so after the parse the two are compared (as many entities; every
+ *     body left out is an empty attachment to GMime); when they differ the message is parsed
+ *     again with every body kept (parse_once). Otherwise ordinary mail reaches GMime unchanged.
  *  2. The GMime tree is walked with an explicit stack (depth and part count checked again).
  *  3. Text parts are read through GMime's transfer-decoding filter up to a byte cap, converted
  *     to UTF-8 with iconv for allow-listed charsets only (others: ASCII kept, other bytes
@@ -722,6 +726,8 @@ struct scan {
 	int parts;
 	struct scan_level *lv;
 	int nlv;
+	bool drop_binary;       /* leave attachment bodies out (message_parse checks the result) */
+	size_t dropped;         /* attachment bodies left out */
 	bool oom;
 };
 
@@ -730,6 +736,8 @@ struct scan_ct {
 	char *boundary[2];
 	size_t blen[2];
 	bool opaque;            /* a boundary we may read differently from GMime */
+	int fields;             /* Content-Type fields seen */
+	bool binary;            /* application/, image/, audio/, video/, font/, model/ */
 };
 
 /* Leave [from, to) out of GMime's input. */
@@ -969,6 +977,22 @@ static size_t skip_cfws(const char *f, size_t n, size_t v)
 	return v;
 }
 
+/* Is the media type at v one whose body is never read (attachments: walk_tree decodes only
+ * text/plain and text/html)? */
+static bool is_binary_type(const char *v, size_t n)
+{
+	static const char *const types[] = { "application/", "image/", "audio/", "video/",
+					     "font/", "model/" };
+
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(types); i++) {
+		size_t l = strlen(types[i]);
+
+		if (n > l && !strncasecmp(v, types[i], l))
+			return true;
+	}
+	return false;
+}
+
 /* Classify one Content-Type field (name and value as collected) into ct. */
 static void scan_content_type(const char *f, size_t n, struct scan_ct *ct)
 {
@@ -977,7 +1001,9 @@ static void scan_content_type(const char *f, size_t n, struct scan_ct *ct)
 
 	if (!colon)
 		return;
+	ct->fields++;
 	v = skip_cfws(f, n, (size_t)(colon - f) + 1);
+	ct->binary = is_binary_type(f + v, n - v);
 	if (n - v >= 10 && !strncasecmp(f + v, "multipart/", 10)) {
 		ct->kind = SCAN_MULTIPART;
 		ct_boundaries(f + v, n - v, ct);
@@ -1180,7 +1206,7 @@ static void scan_run(struct scan *s)
 	s->parts = 1;
 	while (pos < s->len && !s->oom) {
 		if (headers) {
-			struct scan_ct ct = { SCAN_LEAF, { NULL, NULL }, { 0, 0 }, false };
+			struct scan_ct ct = { .kind = SCAN_LEAF };
 
 			pos = scan_headers(s, pos, &ct);
 			headers = false;
@@ -1188,6 +1214,13 @@ static void scan_run(struct scan *s)
 				s->limits |= MESSAGE_LIMIT_DEPTH;
 				skipping = true;
 				skip_from = pos;
+			} else if (ct.kind == SCAN_LEAF && ct.binary && ct.fields == 1 && s->drop_binary) {
+				/* an attachment's body (PDF, image, ...) is never read: GMime need not
+				 * parse it. With two Content-Type fields GMime might read the other:
+				 * kept. message_parse checks that GMime saw the same structure. */
+				skipping = true;
+				skip_from = pos;
+				s->dropped++;
 			} else if (ct.kind != SCAN_LEAF) {
 				struct scan_level *l = &s->lv[s->nlv++];
 
@@ -1238,10 +1271,18 @@ static void scan_run(struct scan *s)
 	scan_pop(s, 0);
 }
 
+/* What message_parse asks of the scan, and what it learns. */
+struct scan_result {
+	bool drop_binary;       /* in: leave out attachment bodies */
+	int parts;              /* out: entities the scan found */
+	size_t dropped;         /* out: bodies left out */
+};
+
 /* message_scan - bound the input; returns the stream GMime is to parse (NULL: out of memory). */
-static GMimeStream *message_scan(const char *raw, size_t len, const struct message_limits *lim, unsigned *limits)
+static GMimeStream *message_scan(const char *raw, size_t len, const struct message_limits *lim,
+				 unsigned *limits, struct scan_result *res)
 {
-	struct scan s = { .raw = raw, .len = len, .lim = lim };
+	struct scan s = { .raw = raw, .len = len, .lim = lim, .drop_binary = res->drop_binary };
 	GMimeStream *st = NULL;
 	int max_levels = lim->mime_depth > 0 ? lim->mime_depth + 2 : 2;
 
@@ -1249,6 +1290,8 @@ static GMimeStream *message_scan(const char *raw, size_t len, const struct messa
 	if (!s.lv)
 		return NULL;
 	scan_run(&s);
+	res->parts = s.parts;
+	res->dropped = s.dropped;
 	if (!s.oom) {
 		if (s.end > s.keep_from)
 			scan_drop(&s, s.end, s.end);
@@ -1277,6 +1320,8 @@ struct decoder {
 	struct message *m;
 	size_t text_used;       /* decoded text so far, against message_text_bytes */
 	size_t cap_parts;
+	int visited;            /* entities walked */
+	size_t empty_binary;    /* attachments (scan's binary types) with an empty body */
 	bool oom;
 };
 
@@ -1454,6 +1499,23 @@ static bool is_text_type(GMimeObject *o, const char *subtype)
 	return ct && g_mime_content_type_is_type(ct, "text", subtype);
 }
 
+/* Is this a part of one of the scan's binary types whose body is empty (left out by the scan)? */
+static bool is_empty_binary(GMimePart *part)
+{
+	GMimeContentType *ct = g_mime_object_get_content_type((GMimeObject *)part);
+	const char *type = ct ? g_mime_content_type_get_media_type(ct) : NULL;
+	GMimeDataWrapper *w;
+	GMimeStream *st;
+	char mt[24];
+
+	if (!type || snprintf(mt, sizeof(mt), "%s/", type) >= (int)sizeof(mt) ||
+	    !is_binary_type(mt, strlen(mt) + 1))
+		return false;
+	w = g_mime_part_get_content(part);
+	st = w ? g_mime_data_wrapper_get_stream(w) : NULL;
+	return !st || g_mime_stream_length(st) == 0;
+}
+
 /* A leaf part: text/plain and text/html that are not attachments are decoded. */
 static int visit_leaf(struct decoder *d, GMimeObject *o, int depth, bool in_rfc822, bool shadow)
 {
@@ -1461,6 +1523,8 @@ static int visit_leaf(struct decoder *d, GMimeObject *o, int depth, bool in_rfc8
 	const char *cs;
 	bool html;
 
+	if (GMIME_IS_PART(o) && is_empty_binary((GMimePart *)o))
+		d->empty_binary++;
 	if (!GMIME_IS_PART(o) || is_attachment(o))
 		return 0;
 	html = is_text_type(o, "html");
@@ -1585,6 +1649,7 @@ static int walk_tree(struct decoder *d, GMimeObject *top)
 		}
 	}
 	free(st.v);
+	d->visited = visited;
 	return rc;
 }
 
@@ -1766,7 +1831,11 @@ static int top_content_type(struct message *m, GMimeObject *body)
 	return 0;
 }
 
-int message_parse(const char *raw, size_t len, const struct message_limits *lim, struct message **out)
+/* One parse. With res->drop_binary the scan leaves attachment bodies out; *agrees then says
+ * whether GMime saw the structure the scan saw (as many entities, and every body left out is an
+ * empty attachment to GMime), without which the caller parses again, keeping everything. */
+static int parse_once(const char *raw, size_t len, const struct message_limits *lim,
+		      struct scan_result *res, struct message **out, bool *agrees)
 {
 	struct message *m;
 	struct decoder d = { .lim = lim };
@@ -1778,12 +1847,12 @@ int message_parse(const char *raw, size_t len, const struct message_limits *lim,
 	int rc = -1;
 
 	*out = NULL;
-	message_global_init();
+	*agrees = true;
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -1;
 	d.m = m;
-	st = message_scan(raw ? raw : "", raw ? len : 0, lim, &m->limits_hit);
+	st = message_scan(raw ? raw : "", raw ? len : 0, lim, &m->limits_hit, res);
 	if (!st)
 		goto out;
 	opts = g_mime_parser_options_new();
@@ -1796,6 +1865,10 @@ int message_parse(const char *raw, size_t len, const struct message_limits *lim,
 		if (take_headers(m, (GMimeObject *)msg, lim) < 0 || top_content_type(m, body) < 0 ||
 		    walk_tree(&d, body) < 0)
 			goto out;
+	}
+	if (res->dropped && (d.visited != res->parts || d.empty_binary < res->dropped)) {
+		*agrees = false;
+		goto out;
 	}
 	if (fill_defaults(m) < 0 || join_bodies(m) < 0)
 		goto out;
@@ -1813,6 +1886,23 @@ out:
 		message_free(m);
 	else
 		*out = m;
+	return rc;
+}
+
+int message_parse(const char *raw, size_t len, const struct message_limits *lim, struct message **out)
+{
+	struct scan_result res = { .drop_binary = !lim->keep_attachment_bodies };
+	bool agrees;
+	int rc;
+
+	message_global_init();
+	rc = parse_once(raw, len, lim, &res, out, &agrees);
+	if (rc < 0 && !agrees) {
+		/* the scan and GMime read the structure differently (malformed mail): what GMime
+		 * would call text may have been left out; parse it again whole */
+		res = (struct scan_result){ .drop_binary = false };
+		rc = parse_once(raw, len, lim, &res, out, &agrees);
+	}
 	return rc;
 }
 

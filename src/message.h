@@ -41,6 +41,7 @@ struct message_limits {
 	size_t message_text_bytes;  /* 524288 */
 	bool skip_shadowed;         /* leave shadowed parts undecoded (text ""): the daemon, which
 	                             * never reads them; amendsctl check lists them */
+	bool keep_attachment_bodies; /* tests: hand GMime the attachment bodies too (message.c) */
 };
 
 struct message_header {

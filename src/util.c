@@ -178,7 +178,20 @@ bool util_utf8_valid(const char *s, size_t n)
 	size_t i = 0;
 
 	while (i < n) {
-		size_t l = utf8_seq_len(p + i, n - i);
+		size_t l;
+
+		/* ASCII runs eight bytes at a time (most mail is mostly ASCII) */
+		while (n - i >= 8) {
+			uint64_t w;
+
+			memcpy(&w, p + i, 8);
+			if (w & 0x8080808080808080ULL)
+				break;
+			i += 8;
+		}
+		if (i >= n)
+			break;
+		l = utf8_seq_len(p + i, n - i);
 
 		if (!l)
 			return false;

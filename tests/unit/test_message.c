@@ -590,6 +590,46 @@ static void test_attachments_not_decoded(void **state)
 	message_free(m);
 }
 
+/* Attachment bodies are left out before GMime parses; what is read stays the same. When the
+ * scan and GMime read a malformed structure differently (a header block ended by a line of one
+ * space: GMime then takes the image part for part of the HTML), the message is parsed again
+ * whole, so GMime's text is not lost. */
+static void test_attachment_bodies_left_out(void **state)
+{
+	static const char ok[] =
+		"Content-Type: multipart/mixed; boundary=p\n\n"
+		"--p\nContent-Type: text/plain\n\nbefore\n"
+		"--p\nContent-Type: application/pdf\nContent-Transfer-Encoding: base64\n\n"
+		"JVBERi0xLjQK\nJVBERi0xLjQK\n"
+		"--p\nContent-Type: image/png; name=x.png\n\n\x89PNG junk\n--p\n"
+		"Content-Type: text/plain\n\nafter\n--p--\n";
+	static const char fws[] =
+		"Content-Type: multipart/mixed; boundary=\"b1\"\n \n"
+		"--b1\nContent-Type: text/plain\n\nHello world\n\n"
+		"--b1\nContent-Type: image/jpeg\nContent-Transfer-Encoding: base64\n\n"
+		"alskfhaslkfjhlaskfjh\n\n--b1--\n";
+	const char *const msgs[] = { ok, fws };
+	struct message_limits keep;
+
+	(void)state;
+	message_limits_default(&keep);
+	keep.keep_attachment_bodies = true;
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(msgs); i++) {
+		struct message *m = parse_str(msgs[i]);
+		struct message *whole = parse_lim(msgs[i], strlen(msgs[i]), &keep);
+
+		assert_int_equal(m->n_parts, whole->n_parts);
+		assert_string_equal(m->body_new, whole->body_new);
+		assert_int_equal(m->limits_hit, whole->limits_hit);
+		if (i == 0) {
+			assert_int_equal(m->n_parts, 2);
+			assert_string_equal(m->body_new, "before\nafter");
+		}
+		message_free(whole);
+		message_free(m);
+	}
+}
+
 static void test_limits_str(void **state)
 {
 	char buf[64], tiny[8];
@@ -794,6 +834,7 @@ int main(void)
 		cmocka_unit_test(test_header_limits),
 		cmocka_unit_test(test_text_limits),
 		cmocka_unit_test(test_attachments_not_decoded),
+		cmocka_unit_test(test_attachment_bodies_left_out),
 		cmocka_unit_test(test_limits_str),
 		cmocka_unit_test(test_hostile_small_stack),
 		cmocka_unit_test(test_corpus_small_stack),

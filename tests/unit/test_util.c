@@ -78,6 +78,18 @@ static void test_utf8(void **state)
 			assert_non_null(strstr(fixed, "\xEF\xBF\xBD"));
 		free(fixed);
 	}
+	/* the eight-byte ASCII path: a bad byte or a good sequence at every offset of a long run */
+	for (size_t at = 0; at < 40; at++) {
+		char buf[48];
+
+		memset(buf, 'a', sizeof(buf));
+		buf[at] = (char)0xff;
+		assert_false(util_utf8_valid(buf, sizeof(buf)));
+		assert_true(util_utf8_valid(buf, at));
+		memcpy(buf + at, "\xd8\xb3", 2);
+		assert_true(util_utf8_valid(buf, sizeof(buf)));
+		assert_false(util_utf8_valid(buf, at + 1));   /* cut inside the sequence */
+	}
 }
 
 static void test_trim_lower(void **state)
