@@ -31,6 +31,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -568,6 +569,128 @@ static int quant_kind(const char *p, size_t n, size_t i, size_t *len)
 	return unb ? 2 : 1;
 }
 
+/* ---- overlapping alternatives under a star: (a|a)*, (a|ab)+, (\w|\d)*, (.|\s)* ---------------
+ * A mismatch after such a group backtracks through every way of dividing the text among the
+ * alternatives: exponential, like nested quantifiers. Each alternative is judged by its first
+ * character: a literal (ASCII folded when caseless), \w, \d, \s, or "anything" (., \S, \W,
+ * \D, classes, \p, groups); two alternatives overlap when those can be the same character. */
+enum first_kind { FK_EMPTY, FK_LIT, FK_WORD, FK_DIGIT, FK_SPACE, FK_ANY };
+
+struct first_char {
+	enum first_kind kind;
+	unsigned char c;          /* FK_LIT: the first byte */
+};
+
+static struct first_char first_of(const char *p, size_t n, bool caseless)
+{
+	struct first_char f = { FK_EMPTY, 0 };
+	size_t i = 0;
+
+	/* zero-width \b \B ^ at the start do not consume: look past them */
+	while (i < n && (p[i] == '^' || (p[i] == '\\' && i + 1 < n && (p[i + 1] == 'b' || p[i + 1] == 'B'))))
+		i += p[i] == '^' ? 1 : 2;
+	if (i >= n)
+		return f;
+	if (p[i] == '\\' && i + 1 < n) {
+		switch (p[i + 1]) {
+		case 'w': f.kind = FK_WORD; return f;
+		case 'd': f.kind = FK_DIGIT; return f;
+		case 's': f.kind = FK_SPACE; return f;
+		default:
+			if (strchr("WDSpPhHvVNRX.", p[i + 1]) || isalnum((unsigned char)p[i + 1])) {
+				f.kind = FK_ANY;
+				return f;
+			}
+			f.kind = FK_LIT;
+			f.c = (unsigned char)p[i + 1];
+			return f;
+		}
+	}
+	if (p[i] == '[' || p[i] == '.' || p[i] == '(') {
+		f.kind = FK_ANY;
+		return f;
+	}
+	f.kind = FK_LIT;
+	f.c = (unsigned char)(caseless && p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]);
+	return f;
+}
+
+static bool lit_is_word(unsigned char c)
+{
+	return isalnum(c) || c == '_' || c >= 0x80;
+}
+
+static bool first_overlap(struct first_char a, struct first_char b)
+{
+	if (a.kind == FK_EMPTY || b.kind == FK_EMPTY)
+		return true;          /* an empty alternative under a star: (a|)* */
+	if (a.kind == FK_ANY || b.kind == FK_ANY)
+		return true;
+	if (a.kind > b.kind) {
+		struct first_char t = a;
+
+		a = b;
+		b = t;
+	}
+	switch (a.kind) {
+	case FK_LIT:
+		if (b.kind == FK_LIT)
+			return a.c == b.c;
+		if (b.kind == FK_WORD)
+			return lit_is_word(a.c);
+		if (b.kind == FK_DIGIT)
+			return isdigit(a.c);
+		return a.c == ' ' || a.c == '\t' || a.c == '\n';
+	case FK_WORD:
+		return b.kind != FK_SPACE;
+	case FK_DIGIT:
+		return b.kind == FK_DIGIT;
+	default:
+		return a.kind == b.kind;
+	}
+}
+
+/* Do two top-level alternatives of the group body p[0..n) overlap? */
+static bool alternatives_overlap(const char *p, size_t n, bool caseless)
+{
+	struct first_char seen[32];
+	size_t ns = 0, start = 0, i = 0;
+	int depth = 0;
+
+	if (n >= 2 && p[0] == '?' && p[1] == ':')
+		start = i = 2;
+	else if (n >= 1 && p[0] == '?')
+		return false;        /* named, lookaround, options ...: not judged */
+	for (;; i++) {
+		if (i >= n || (p[i] == '|' && depth == 0)) {
+			struct first_char f = first_of(p + start, i - start, caseless);
+
+			for (size_t k = 0; k < ns; k++)
+				if (first_overlap(seen[k], f))
+					return true;
+			if (ns < UTIL_ARRAY_LEN(seen))
+				seen[ns++] = f;
+			if (i >= n)
+				return false;
+			start = i + 1;
+			continue;
+		}
+		if (p[i] == '\\') {
+			i++;
+		} else if (p[i] == '[') {
+			long j = rules_skip_class(p, n, i);
+
+			if (j < 0)
+				return false;
+			i = (size_t)j - 1;
+		} else if (p[i] == '(') {
+			depth++;
+		} else if (p[i] == ')' && depth > 0) {
+			depth--;
+		}
+	}
+}
+
 static void lint_nested(const struct rule *r, struct diag *d)
 {
 	struct qlevel st[RULES_PARENS_NEST_LIMIT + 8];
@@ -611,6 +734,15 @@ static void lint_nested(const struct rule *r, struct diag *d)
 					 r->pattern_col + rules_utf8_chars(p, child.open),
 					 "rule %s: nested unbounded quantifiers \"%.*s\" can backtrack catastrophically "
 					 "(use a possessive ++ or an atomic group (?>...))",
+					 r->name, (int)(i + 1 + ql - child.open), p + child.open);
+			else if (k == 2 && !child.atomic &&
+				 alternatives_overlap(p + child.open + 1, i - child.open - 1,
+						      (r->options & PCRE2_CASELESS) != 0))
+				diag_add(d, DIAG_WARNING, r->file, r->pattern_line,
+					 r->pattern_col + rules_utf8_chars(p, child.open),
+					 "rule %s: alternatives that can match the same text under an unbounded "
+					 "quantifier \"%.*s\" can backtrack catastrophically (make them "
+					 "exclusive, or use an atomic group (?>...))",
 					 r->name, (int)(i + 1 + ql - child.open), p + child.open);
 			if (k == 2 || (child.unbounded && !child.atomic))
 				st[depth].unbounded = true;

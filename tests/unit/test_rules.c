@@ -572,6 +572,18 @@ static void test_lint(void **state)
 		{ "/[(]a+[)]+/", 0, -1 },
 		{ "/\\(a+\\)+/", 0, -1 },
 	};
+	/* alternatives that overlap under an unbounded quantifier (1: warned) */
+	static const struct {
+		const char *pat;
+		int warned;
+	} alts[] = {
+		{ "/(a|a)*$/", 1 }, { "/(?:ab|ac)+!/", 1 }, { "/(?:\\w|\\d)*x/", 1 },
+		{ "/(?:.|\\s)*x/", 1 }, { "/(?:a|)*b/", 1 }, { "/(?:A|a)+b/", 1 },
+		{ "/(?:\\bok|okay)*x/", 1 }, { "/(?:x|[a-z])*y/", 1 },
+		{ "/(?:a|b)*c/", 0 }, { "/(?:\\d|x)+y/", 0 }, { "/(?:\\s|\\w)*x/", 0 },
+		{ "/(?:ab|ac){2}d/", 0 }, { "/(?>a|ab)*c/", 0 }, { "/(?:a|ab)*+c/", 0 },
+		{ "/(?:A|a)+b/I", 0 }, { "/\\b(?:refund|return)\\b/", 0 },
+	};
 
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
 		char text[256], *s;
@@ -590,6 +602,24 @@ static void test_lint(void **state)
 		probe = strstr(s, "on the probe") != NULL;
 		if (nested != cases[i].nested || (cases[i].probe >= 0 && probe != cases[i].probe))
 			fail_msg("case %zu %s: lint said:\n%s", i, cases[i].pat, s);
+		free(s);
+		diag_free(&d);
+		rules_unref(rs);
+	}
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(alts); i++) {
+		char text[256], *s;
+		struct diag d;
+		struct ruleset *rs;
+
+		snprintf(text, sizeof(text), "rule R\ncategory refund\nmatch %s\n", alts[i].pat);
+		rs = load(text, &d);
+		assert_non_null(rs);
+		diag_free(&d);
+		diag_init(&d);
+		rules_lint(rs, cfg, &d);
+		s = diag_string(&d);
+		if ((strstr(s, "alternatives that can match the same text") != NULL) != alts[i].warned)
+			fail_msg("alternatives case %zu %s: lint said:\n%s", i, alts[i].pat, s);
 		free(s);
 		diag_free(&d);
 		rules_unref(rs);
