@@ -51,6 +51,7 @@
 
 void message_limits_default(struct message_limits *lim)
 {
+	memset(lim, 0, sizeof(*lim));   /* every flag off, also those added later */
 	lim->mime_depth = 64;
 	lim->mime_parts = 1000;
 	lim->header_bytes = 65536;
@@ -63,6 +64,7 @@ void message_limits_default(struct message_limits *lim)
 
 void message_limits_from_config(const struct config *cfg, struct message_limits *lim)
 {
+	memset(lim, 0, sizeof(*lim));
 	lim->mime_depth = cfg->limits.mime_depth;
 	lim->mime_parts = cfg->limits.mime_parts;
 	lim->header_bytes = cfg->limits.header_bytes;
