@@ -10,6 +10,10 @@
  * Fail open: every internal failure is logged with the queue id, counted, and answered with
  * SMFIS_CONTINUE/ACCEPT. Nothing here ever returns TEMPFAIL, REJECT or DISCARD.
  *
+ * Every libmilter call goes through the seam `mta` (milter.h: struct milter_mta), which is
+ * libmilter's smfi_* unless a test put its own there; the collection step (milter_collect_*)
+ * is public, so the fuzz targets (tests/fuzz/fuzz_callbacks.c, fuzz_milter.c) run this code.
+ *
  * OWNERSHIP  The connection context is allocated on the first callback that needs it and freed
  *            in close (the only callback that is always called); per-message state is reset at
  *            EOM and abort. Each message holds one reference to the generation it started on.
@@ -29,9 +33,6 @@
 #include <strings.h>
 
 
-#define FORGED_NAMES_MAX 256
-#define FORGED_PREFIX "X-Amends-"
-
 struct milter_generation {
 	atomic_int refs;
 	struct config *cfg;
@@ -40,31 +41,69 @@ struct milter_generation {
 	struct drafter *drafter;
 };
 
-struct forged {
-	char *name;          /* as first seen; MTAs match header names case-insensitively */
-	int count;           /* occurrences, so we can delete index count..1 */
-};
-
 struct conn {
 	struct milter_generation *gen;  /* for the message in progress, or NULL */
 	char *envfrom;
-	struct strbuf raw;              /* headers + blank line + body, capped */
-	bool in_body;
-	bool truncated;
+	struct milter_msg msg;          /* collected while gen is set */
 	bool noreply_hdr, noreply_body;
-	struct forged forged[FORGED_NAMES_MAX];
-	size_t n_forged;
-	size_t forged_overflow;
-	int subject_count;
 };
 
 static pthread_mutex_t gen_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct milter_generation *gen_current;
+static atomic_size_t conns_live;
 /* Negotiated no-reply flags are per connection but the MTA offers the same to every one. */
+
+/* ---- the seam to libmilter ----------------------------------------------------------------- */
+
+/* libmilter's prototypes take char * where they only read: the casts below drop nothing. */
+static void *lm_getpriv(SMFICTX *ctx)
+{
+	return smfi_getpriv(ctx);
+}
+
+static int lm_setpriv(SMFICTX *ctx, void *priv)
+{
+	return smfi_setpriv(ctx, priv);
+}
+
+static const char *lm_getsymval(SMFICTX *ctx, const char *name)
+{
+	return smfi_getsymval(ctx, (char *)name);
+}
+
+static int lm_chgheader(SMFICTX *ctx, const char *name, int idx, const char *value)
+{
+	return smfi_chgheader(ctx, (char *)name, idx, (char *)value);
+}
+
+static int lm_addheader(SMFICTX *ctx, const char *name, const char *value)
+{
+	return smfi_addheader(ctx, (char *)name, (char *)value);
+}
+
+static const struct milter_mta lm_mta = {
+	.getpriv = lm_getpriv,
+	.setpriv = lm_setpriv,
+	.getsymval = lm_getsymval,
+	.chgheader = lm_chgheader,
+	.addheader = lm_addheader,
+};
+
+static const struct milter_mta *mta = &lm_mta;
+
+void milter_set_mta(const struct milter_mta *m)
+{
+	mta = m ? m : &lm_mta;
+}
+
+size_t milter_conns_live(void)
+{
+	return atomic_load(&conns_live);
+}
 
 /* ---- generations ------------------------------------------------------------------------- */
 
-static void generation_unref(struct milter_generation *g)
+void milter_generation_unref(struct milter_generation *g)
 {
 	if (!g || atomic_fetch_sub(&g->refs, 1) != 1)
 		return;
@@ -116,7 +155,7 @@ struct milter_generation *milter_generation_new(struct config *cfg, struct diag 
 	}
 	return g;
 fail:
-	generation_unref(g);
+	milter_generation_unref(g);
 	return NULL;
 }
 
@@ -128,7 +167,7 @@ void milter_generation_publish(struct milter_generation *g)
 	old = gen_current;
 	gen_current = g;
 	pthread_mutex_unlock(&gen_lock);
-	generation_unref(old);
+	milter_generation_unref(old);
 }
 
 void milter_generation_clear(void)
@@ -146,6 +185,18 @@ const struct ruleset *milter_generation_rules(const struct milter_generation *g)
 	return g ? g->rs : NULL;
 }
 
+struct milter_generation *milter_generation_ref(struct milter_generation *g)
+{
+	if (g)
+		atomic_fetch_add(&g->refs, 1);
+	return g;
+}
+
+int milter_generation_refs(const struct milter_generation *g)
+{
+	return g ? atomic_load(&((struct milter_generation *)g)->refs) : 0;
+}
+
 static struct milter_generation *generation_get(void)
 {
 	struct milter_generation *g;
@@ -158,35 +209,134 @@ static struct milter_generation *generation_get(void)
 	return g;
 }
 
+/* ---- the collection step ------------------------------------------------------------------- */
+
+void milter_msg_reset(struct milter_msg *m)
+{
+	strbuf_free(&m->raw);
+	strbuf_init(&m->raw, 0);
+	for (size_t i = 0; i < m->n_forged; i++)
+		free(m->forged[i].name);
+	m->n_forged = 0;
+	m->forged_overflow = 0;
+	m->in_body = false;
+	m->truncated = false;
+	m->subject_count = 0;
+}
+
+void milter_msg_begin(struct milter_msg *m, size_t cap_bytes)
+{
+	milter_msg_reset(m);
+	strbuf_init(&m->raw, cap_bytes);
+}
+
+/* The names pipeline.c adds. A flood of other X-Amends-* names must not use up the slots these
+ * need: a forged X-Amends-Status left in place would sit above ours and forge the verdict. */
+static const char *const our_headers[] = { "X-Amends-Status", "X-Amends-Rules", "X-Amends-Tally",
+					   "X-Amends-Draft", "X-Amends-Escalate", "X-Amends-Limits" };
+
+bool milter_is_our_header(const char *name)
+{
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(our_headers); i++)
+		if (strcasecmp(name, our_headers[i]) == 0)
+			return true;
+	return false;
+}
+
+static void remember_forged(struct milter_msg *m, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < m->n_forged; i++)
+		if (strcasecmp(m->forged[i].name, name) == 0) {
+			m->forged[i].count++;
+			return;
+		}
+	/* The last slots are kept for our own names (each takes at most one). */
+	if (m->n_forged == MILTER_FORGED_NAMES_MAX ||
+	    (m->n_forged >= MILTER_FORGED_NAMES_MAX - UTIL_ARRAY_LEN(our_headers) &&
+	     !milter_is_our_header(name))) {
+		m->forged_overflow++;
+		return;
+	}
+	m->forged[m->n_forged].name = util_strdup(name);
+	if (!m->forged[m->n_forged].name) {
+		m->forged_overflow++;
+		return;
+	}
+	m->forged[m->n_forged++].count = 1;
+}
+
+int milter_collect_header(struct milter_msg *m, const char *name, const char *value)
+{
+	if (util_ascii_casestarts(name, MILTER_FORGED_PREFIX))
+		remember_forged(m, name);
+	if (strcasecmp(name, "Subject") == 0)
+		m->subject_count++;
+	/* Past the cap we keep reading headers (for forged ones) but stop collecting. */
+	if (!m->truncated) {
+		strbuf_puts(&m->raw, name);
+		strbuf_append(&m->raw, ": ", 2);
+		strbuf_puts(&m->raw, value);
+		strbuf_append(&m->raw, "\r\n", 2);
+		if (m->raw.truncated)
+			m->truncated = true;
+		if (m->raw.oom)
+			return -1;
+	}
+	return 0;
+}
+
+void milter_collect_eoh(struct milter_msg *m)
+{
+	if (!m->truncated)
+		strbuf_append(&m->raw, "\r\n", 2);
+	m->in_body = true;
+}
+
+int milter_collect_body(struct milter_msg *m, const unsigned char *chunk, size_t len)
+{
+	if (m->truncated)
+		return 0;
+	strbuf_append(&m->raw, (const char *)chunk, len);
+	if (m->raw.oom)
+		return -1;
+	if (m->raw.truncated)
+		m->truncated = true;
+	return 0;
+}
+
 /* ---- per-connection / per-message state ---------------------------------------------------- */
 
 static void conn_reset_message(struct conn *c)
 {
-	generation_unref(c->gen);
+	milter_generation_unref(c->gen);
 	c->gen = NULL;
 	free(c->envfrom);
 	c->envfrom = NULL;
-	strbuf_free(&c->raw);
-	for (size_t i = 0; i < c->n_forged; i++)
-		free(c->forged[i].name);
-	c->n_forged = 0;
-	c->forged_overflow = 0;
-	c->in_body = false;
-	c->truncated = false;
-	c->subject_count = 0;
+	milter_msg_reset(&c->msg);
+}
+
+/* Free a connection context (the message in progress too). */
+static void conn_free(struct conn *c)
+{
+	conn_reset_message(c);
+	free(c);
+	atomic_fetch_sub(&conns_live, 1);
 }
 
 static struct conn *conn_get(SMFICTX *ctx)
 {
-	struct conn *c = smfi_getpriv(ctx);
+	struct conn *c = mta->getpriv(ctx);
 
 	if (c)
 		return c;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
-	if (smfi_setpriv(ctx, c) != MI_SUCCESS) {
-		free(c);
+	atomic_fetch_add(&conns_live, 1);
+	if (mta->setpriv(ctx, c) != MI_SUCCESS) {
+		conn_free(c);
 		return NULL;
 	}
 	return c;
@@ -199,13 +349,13 @@ static int conn_begin_message(struct conn *c)
 	c->gen = generation_get();
 	if (!c->gen)
 		return -1;
-	strbuf_init(&c->raw, c->gen->cfg->limits.max_scan_bytes);
+	milter_msg_begin(&c->msg, c->gen->cfg->limits.max_scan_bytes);
 	return 0;
 }
 
 static const char *queue_id(SMFICTX *ctx)
 {
-	const char *q = smfi_getsymval(ctx, "i");
+	const char *q = mta->getsymval(ctx, "i");
 
 	return q ? q : "NOQUEUE";
 }
@@ -291,42 +441,6 @@ static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
 	return SMFIS_CONTINUE;
 }
 
-/* The names pipeline.c adds. A flood of other X-Amends-* names must not use up the slots these
- * need: a forged X-Amends-Status left in place would sit above ours and forge the verdict. */
-static const char *const our_headers[] = { "X-Amends-Status", "X-Amends-Rules", "X-Amends-Tally",
-					   "X-Amends-Draft", "X-Amends-Escalate", "X-Amends-Limits" };
-
-static bool is_our_header(const char *name)
-{
-	for (size_t i = 0; i < UTIL_ARRAY_LEN(our_headers); i++)
-		if (strcasecmp(name, our_headers[i]) == 0)
-			return true;
-	return false;
-}
-
-static void remember_forged(struct conn *c, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < c->n_forged; i++)
-		if (strcasecmp(c->forged[i].name, name) == 0) {
-			c->forged[i].count++;
-			return;
-		}
-	/* The last slots are kept for our own names (each takes at most one). */
-	if (c->n_forged == FORGED_NAMES_MAX ||
-	    (c->n_forged >= FORGED_NAMES_MAX - UTIL_ARRAY_LEN(our_headers) && !is_our_header(name))) {
-		c->forged_overflow++;
-		return;
-	}
-	c->forged[c->n_forged].name = util_strdup(name);
-	if (!c->forged[c->n_forged].name) {
-		c->forged_overflow++;
-		return;
-	}
-	c->forged[c->n_forged++].count = 1;
-}
-
 static sfsistat hdr_reply(struct conn *c, sfsistat rc)
 {
 	return (c && c->noreply_hdr && rc == SMFIS_CONTINUE) ? SMFIS_NOREPLY : rc;
@@ -334,90 +448,70 @@ static sfsistat hdr_reply(struct conn *c, sfsistat rc)
 
 static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
 {
-	struct conn *c = smfi_getpriv(ctx);
+	struct conn *c = mta->getpriv(ctx);
 
 	if (!c || !c->gen)
 		return hdr_reply(c, SMFIS_CONTINUE);
-	if (util_ascii_casestarts(name, FORGED_PREFIX))
-		remember_forged(c, name);
-	if (strcasecmp(name, "Subject") == 0)
-		c->subject_count++;
-	/* Past the cap we keep reading headers (for forged ones) but stop collecting. */
-	if (!c->truncated) {
-		strbuf_puts(&c->raw, name);
-		strbuf_append(&c->raw, ": ", 2);
-		strbuf_puts(&c->raw, value);
-		strbuf_append(&c->raw, "\r\n", 2);
-		if (c->raw.truncated)
-			c->truncated = true;
-		if (c->raw.oom)
-			return fail_open(ctx, "out of memory collecting headers");
-	}
+	if (milter_collect_header(&c->msg, name, value) < 0)
+		return fail_open(ctx, "out of memory collecting headers");
 	return hdr_reply(c, SMFIS_CONTINUE);
 }
 
 static sfsistat cb_eoh(SMFICTX *ctx)
 {
-	struct conn *c = smfi_getpriv(ctx);
+	struct conn *c = mta->getpriv(ctx);
 
-	if (c && c->gen && !c->truncated)
-		strbuf_append(&c->raw, "\r\n", 2);
-	if (c)
-		c->in_body = true;
+	if (c && c->gen)
+		milter_collect_eoh(&c->msg);
 	return SMFIS_CONTINUE;
 }
 
 static sfsistat cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 {
-	struct conn *c = smfi_getpriv(ctx);
+	struct conn *c = mta->getpriv(ctx);
 
 	if (!c || !c->gen)
 		return SMFIS_CONTINUE;
-	if (!c->truncated) {
-		strbuf_append(&c->raw, (const char *)chunk, len);
-		if (c->raw.oom)
-			return fail_open(ctx, "out of memory collecting the body");
-		if (c->raw.truncated)
-			c->truncated = true;
-	}
+	if (milter_collect_body(&c->msg, chunk, len) < 0)
+		return fail_open(ctx, "out of memory collecting the body");
 	/* Past the cap: SKIP asks the MTA for no more body. Not when the MTA expects no reply to
 	 * body chunks (SMFIP_NR_BODY): an unasked-for reply would be read as the answer to the
 	 * next command. libmilter turns SKIP into CONTINUE where SKIP was not negotiated. */
-	if (c->truncated)
+	if (c->msg.truncated)
 		return c->noreply_body ? SMFIS_NOREPLY : SMFIS_SKIP;
 	return (c->noreply_body) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 }
 
 /* Delete every incoming X-Amends-* header, last occurrence first so indexes stay valid. */
-static void delete_forged(SMFICTX *ctx, struct conn *c, const char *qid)
+static void delete_forged(SMFICTX *ctx, const struct milter_msg *m, const char *qid)
 {
-	for (size_t i = 0; i < c->n_forged; i++) {
-		for (int idx = c->forged[i].count; idx >= 1; idx--) {
-			if (smfi_chgheader(ctx, c->forged[i].name, idx, NULL) != MI_SUCCESS)
-				log_warn("%s: could not delete forged %s[%d]", qid, c->forged[i].name, idx);
+	for (size_t i = 0; i < m->n_forged; i++) {
+		for (int idx = m->forged[i].count; idx >= 1; idx--) {
+			if (mta->chgheader(ctx, m->forged[i].name, idx, NULL) != MI_SUCCESS)
+				log_warn("%s: could not delete forged %s[%d]", qid, m->forged[i].name, idx);
 			else
 				stats_inc(STATS_FORGED_HEADERS_REMOVED);
 		}
 	}
-	if (c->forged_overflow)
+	if (m->forged_overflow)
 		log_warn("%s: %zu more forged X-Amends-* header names than can be tracked", qid,
-			 c->forged_overflow);
+			 m->forged_overflow);
 }
 
-static void apply_result(SMFICTX *ctx, struct conn *c, const struct pipeline_result *res,
-			 const char *qid)
+static void apply_result(SMFICTX *ctx, const struct milter_msg *m,
+			 const struct pipeline_result *res, const char *qid)
 {
 	for (size_t i = 0; i < res->n_add; i++)
-		if (smfi_addheader(ctx, res->add[i].name, res->add[i].value) != MI_SUCCESS)
+		if (mta->addheader(ctx, res->add[i].name, res->add[i].value) != MI_SUCCESS)
 			log_warn("%s: could not add %s", qid, res->add[i].name);
-	if (res->new_subject && c->subject_count == 1 &&
-	    smfi_chgheader(ctx, "Subject", 1, res->new_subject) != MI_SUCCESS)
+	if (res->new_subject && m->subject_count == 1 &&
+	    mta->chgheader(ctx, "Subject", 1, res->new_subject) != MI_SUCCESS)
 		log_warn("%s: could not tag the subject", qid);
 }
 
 static sfsistat cb_eom(SMFICTX *ctx)
 {
-	struct conn *c = smfi_getpriv(ctx);
+	struct conn *c = mta->getpriv(ctx);
 	const char *qid = queue_id(ctx);
 	struct pipeline_result res;
 	struct pipeline_input in;
@@ -426,8 +520,8 @@ static sfsistat cb_eom(SMFICTX *ctx)
 
 	if (!c || !c->gen)
 		return fail_open(ctx, "no message state at end of message");
-	delete_forged(ctx, c, qid);
-	if (c->raw.oom) {
+	delete_forged(ctx, &c->msg, qid);
+	if (c->msg.raw.oom) {
 		rc = fail_open(ctx, "out of memory");
 		goto out;
 	}
@@ -437,17 +531,17 @@ static sfsistat cb_eom(SMFICTX *ctx)
 	env.drafter = c->gen->drafter;
 	in.queue_id = qid;
 	in.envfrom = c->envfrom ? c->envfrom : "";
-	in.raw = c->raw.s ? c->raw.s : "";
-	in.raw_len = c->raw.len;
-	in.truncated = c->truncated;
-	if (c->truncated)
+	in.raw = c->msg.raw.s ? c->msg.raw.s : "";
+	in.raw_len = c->msg.raw.len;
+	in.truncated = c->msg.truncated;
+	if (c->msg.truncated)
 		stats_inc(STATS_MESSAGES_OVERSIZE);
 	if (pipeline_run(&env, &in, 0, &res) < 0) {
 		pipeline_result_free(&res);
 		rc = fail_open(ctx, "the pipeline failed");
 		goto out;
 	}
-	apply_result(ctx, c, &res, qid);
+	apply_result(ctx, &c->msg, &res, qid);
 	pipeline_result_free(&res);
 out:
 	conn_reset_message(c);
@@ -456,7 +550,7 @@ out:
 
 static sfsistat cb_abort(SMFICTX *ctx)
 {
-	struct conn *c = smfi_getpriv(ctx);
+	struct conn *c = mta->getpriv(ctx);
 
 	if (c)
 		conn_reset_message(c);
@@ -465,12 +559,11 @@ static sfsistat cb_abort(SMFICTX *ctx)
 
 static sfsistat cb_close(SMFICTX *ctx)
 {
-	struct conn *c = smfi_getpriv(ctx);
+	struct conn *c = mta->getpriv(ctx);
 
 	if (c) {
-		conn_reset_message(c);
-		free(c);
-		smfi_setpriv(ctx, NULL);
+		conn_free(c);
+		mta->setpriv(ctx, NULL);
 	}
 	return SMFIS_CONTINUE;
 }

@@ -23,14 +23,21 @@
  * most one timeout. Updates during an outage are dropped: the call returns -1, the caller counts
  * it and accepts the mail (no queue: a replayed tally could double-count after a partial write).
  *
+ * Replies are decoded by the tally_redis_decode_* functions (tally_redis.h): a reply of the
+ * wrong shape is an error, never a made-up count; hiredis's reader is guarded against a
+ * reply that announces a huge array (tally_redis_reader_guard).
+ *
  * OWNERSHIP  the shared state (address, script hashes, backoff) belongs to the tally; each
  *            thread's context belongs to its connection and is freed by conn_free().
  * DIAGNOSTICS  -1 with "redis down: ...", "redis timeout: ...", "redis error: ..." in tally_error().
  */
 #include "tally_int.h"
+#include "tally_redis.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <hiredis/hiredis.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -344,6 +351,7 @@ static int rd_connect(struct tally *t, struct rd_conn *rc)
 		rc->c = redisConnectWithTimeout(s->host, s->port, tv);
 	if (!rc->c || rc->c->err)
 		return rd_io_fail(s, rc, "connect");
+	tally_redis_reader_guard(rc->c->reader);
 	if (redisSetTimeout(rc->c, tv) != REDIS_OK)
 		return rd_io_fail(s, rc, "set timeout");
 	/* R7.2: keepalive on every new TCP context (a dead peer is noticed between messages). */
@@ -365,20 +373,6 @@ static int rd_connect(struct tally *t, struct rd_conn *rc)
 	return 0;
 }
 
-/* rd_server_state_error - a reply error that means the server cannot work right now */
-static bool rd_server_state_error(const char *msg)
-{
-	static const char *const down[] = {
-		"LOADING", "BUSY", "MASTERDOWN", "OOM", "READONLY", "NOAUTH", "WRONGPASS", "MISCONF"
-	};
-	size_t i;
-
-	for (i = 0; i < UTIL_ARRAY_LEN(down); i++)
-		if (strncmp(msg, down[i], strlen(down[i])) == 0)
-			return true;
-	return false;
-}
-
 /* rd_command - one command; the reply (never an error reply) in *out. 0, -1, or 1 = NOSCRIPT */
 static int rd_command(struct tally *t, struct rd_conn *rc, struct rd_args *a, redisReply **out)
 {
@@ -395,18 +389,21 @@ static int rd_command(struct tally *t, struct rd_conn *rc, struct rd_args *a, re
 	r = redisCommandArgv(rc->c, a->n, a->v, a->len);
 	if (!r)
 		return rd_io_fail(s, rc, a->v[0]);
-	if (r->type == REDIS_REPLY_ERROR) {
-		if (strncmp(r->str, "NOSCRIPT", 8) == 0) {
-			freeReplyObject(r);
-			return 1;
-		}
+	switch (tally_redis_reply_status(r)) {
+	case TALLY_REDIS_NOSCRIPT:
+		freeReplyObject(r);
+		return 1;
+	case TALLY_REDIS_ERROR:
+	case TALLY_REDIS_DOWN:
 		tally_set_error("redis error: %s: %.200s", a->v[0], r->str);
 		/* the hiredis rule: a fresh context after any error */
 		rd_drop(rc);
-		if (rd_server_state_error(r->str))
+		if (tally_redis_reply_status(r) == TALLY_REDIS_DOWN)
 			rd_mark_down(s);
 		freeReplyObject(r);
 		return -1;
+	case TALLY_REDIS_OK:
+		break;
 	}
 	if (s->backoff_ms)   /* racy read is fine: rd_mark_up takes the lock */
 		rd_mark_up(s);
@@ -434,14 +431,10 @@ static int rd_sha(struct tally *t, struct rd_conn *rc, enum rd_script which, cha
 	rd_args_free(&a);
 	if (rv != 0)
 		return -1;
-	if (r->type != REDIS_REPLY_STRING || r->len != 40) {
-		freeReplyObject(r);
-		tally_set_error("redis error: unexpected SCRIPT LOAD reply");
-		return -1;
-	}
-	memcpy(sha, r->str, 40);
-	sha[40] = '\0';
+	rv = tally_redis_decode_sha(r, sha);
 	freeReplyObject(r);
+	if (rv < 0)
+		return -1;
 	pthread_mutex_lock(&s->lock);
 	memcpy(s->sha[which], sha, 41);
 	pthread_mutex_unlock(&s->lock);
@@ -501,12 +494,97 @@ static char *rd_key(const struct tally *t, const char *sender, const char *suffi
 	return strbuf_take(&b);
 }
 
-/* ---- reply decoding ------------------------------------------------------------------------- */
+/* ---- reply decoding (tally_redis.h) --------------------------------------------------------- */
 
-/* rd_num - an integer reply, or a string holding a number (scores come back as strings) */
-static bool rd_num(const redisReply *r, long long *v)
+static const redisReplyObjectFunctions *rd_hiredis_fn;   /* hiredis's own, from its first reader */
+static redisReplyObjectFunctions rd_guarded_fn;
+static pthread_once_t rd_guard_once = PTHREAD_ONCE_INIT;
+
+static void *rd_create_array(const redisReadTask *task, int elements)
+{
+	if (elements > TALLY_REDIS_ARRAY_MAX)
+		return NULL;   /* hiredis reports "Out of memory" and the reply fails */
+	return rd_hiredis_fn->createArray(task, elements);
+}
+
+static void rd_guard_init(void)
+{
+	redisReader *r = redisReaderCreate();
+
+	/* every reader of hiredis 0.14 starts with the same static table: borrow it */
+	if (!r)
+		return;
+	rd_hiredis_fn = r->fn;
+	redisReaderFree(r);
+	if (rd_hiredis_fn) {
+		rd_guarded_fn = *rd_hiredis_fn;
+		rd_guarded_fn.createArray = rd_create_array;
+	}
+}
+
+void tally_redis_reader_guard(redisReader *r)
+{
+	pthread_once(&rd_guard_once, rd_guard_init);
+	/* a reader with other functions than hiredis's is not ours to change */
+	if (r && rd_hiredis_fn && r->fn == rd_hiredis_fn)
+		r->fn = &rd_guarded_fn;
+}
+
+/* Error replies that mean the server cannot work right now (back off, do not hammer it). */
+static bool rd_server_state_error(const char *msg)
+{
+	static const char *const down[] = {
+		"LOADING", "BUSY", "MASTERDOWN", "OOM", "READONLY", "NOAUTH", "WRONGPASS", "MISCONF"
+	};
+	size_t i;
+
+	for (i = 0; i < UTIL_ARRAY_LEN(down); i++)
+		if (strncmp(msg, down[i], strlen(down[i])) == 0)
+			return true;
+	return false;
+}
+
+enum tally_redis_status tally_redis_reply_status(const redisReply *r)
+{
+	if (r->type != REDIS_REPLY_ERROR)
+		return TALLY_REDIS_OK;
+	if (strncmp(r->str, "NOSCRIPT", 8) == 0)
+		return TALLY_REDIS_NOSCRIPT;
+	return rd_server_state_error(r->str) ? TALLY_REDIS_DOWN : TALLY_REDIS_ERROR;
+}
+
+/* rd_number_syntax - s[0..len) is -?DIGITS[.DIGITS][(e|E)[+-]DIGITS]; *integral when only
+ * -?DIGITS. strtoll and strtod alone would also take " 1", "+1", "0x1p4", "inf" and "nan". */
+static bool rd_number_syntax(const char *s, size_t len, bool *integral)
+{
+	size_t i = 0, d;
+
+	if (i < len && s[i] == '-')
+		i++;
+	for (d = i; i < len && isdigit((unsigned char)s[i]); i++)
+		;
+	if (i == d)
+		return false;
+	*integral = i == len;
+	if (i < len && s[i] == '.')
+		for (i++; i < len && isdigit((unsigned char)s[i]); i++)
+			;
+	if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+		i++;
+		if (i < len && (s[i] == '+' || s[i] == '-'))
+			i++;
+		for (d = i; i < len && isdigit((unsigned char)s[i]); i++)
+			;
+		if (i == d)
+			return false;
+	}
+	return i == len;
+}
+
+bool tally_redis_decode_num(const redisReply *r, long long *v)
 {
 	char buf[64];
+	bool integral;
 	char *end;
 	double d;
 
@@ -514,50 +592,216 @@ static bool rd_num(const redisReply *r, long long *v)
 		*v = r->integer;
 		return true;
 	}
-	if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len >= sizeof(buf))
+	if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len >= sizeof(buf) ||
+	    !rd_number_syntax(r->str, r->len, &integral))
 		return false;
 	memcpy(buf, r->str, r->len);
 	buf[r->len] = '\0';
 	errno = 0;
-	*v = strtoll(buf, &end, 10);
-	if (!errno && *end == '\0')
-		return true;
+	if (integral) {
+		*v = strtoll(buf, &end, 10);
+		return errno == 0;
+	}
 	d = strtod(buf, &end);   /* "1.7e+09" style, should a server ever format it so */
-	if (*end != '\0' || d < -9e18 || d > 9e18)
+	if (errno || d < -9e18 || d > 9e18)
 		return false;
 	*v = (long long)d;
 	return true;
 }
 
-static int rd_bad_reply(redisReply *r, const char *what)
+static int rd_bad(const char *what)
 {
 	tally_set_error("redis error: unexpected reply to %s", what);
-	freeReplyObject(r);
 	return -1;
 }
 
-/* rd_parse_counts - {cat, n, first, last, ...} into out; frees r */
-static int rd_parse_counts(redisReply *r, struct tally_counts *out)
+static int rd_oom(void)
 {
+	tally_set_error("out of memory");
+	return -1;
+}
+
+/* rd_name - a string element usable as a C string of at most max bytes (no NUL inside) */
+static bool rd_name(const redisReply *e, size_t max)
+{
+	return e->type == REDIS_REPLY_STRING && e->len > 0 && e->len <= max &&
+	       memchr(e->str, '\0', e->len) == NULL;
+}
+
+int tally_redis_decode_counts(const redisReply *r, struct tally_counts *out)
+{
+	size_t i, start = out->n;
 	long long n, first, last;
-	size_t i;
 
 	if (r->type != REDIS_REPLY_ARRAY || r->elements % 4)
-		return rd_bad_reply(r, "counts");
+		return rd_bad("counts");
 	for (i = 0; i < r->elements; i += 4) {
 		const redisReply *c = r->element[i];
 
-		if (c->type != REDIS_REPLY_STRING || !rd_num(r->element[i + 1], &n) ||
-		    !rd_num(r->element[i + 2], &first) || !rd_num(r->element[i + 3], &last))
-			return rd_bad_reply(r, "counts");
+		if (!rd_name(c, TALLY_CATEGORY_MAX) || !tally_redis_decode_num(r->element[i + 1], &n) ||
+		    n < 0 || n > INT_MAX || !tally_redis_decode_num(r->element[i + 2], &first) ||
+		    !tally_redis_decode_num(r->element[i + 3], &last)) {
+			rd_bad("counts");
+			goto fail;
+		}
 		if (tally_counts_push(out, c->str, c->len, (int)n, (time_t)first, (time_t)last) < 0) {
-			freeReplyObject(r);
-			tally_set_error("out of memory");
-			return -1;
+			rd_oom();
+			goto fail;
 		}
 	}
-	freeReplyObject(r);
 	return 0;
+fail:
+	/* "on error, out as it was": a half-read reply must not pass for the sender's counts */
+	while (out->n > start)
+		free(out->v[--out->n].category);
+	return -1;
+}
+
+int tally_redis_decode_seen(const redisReply *r, time_t *first, time_t *last)
+{
+	long long f, l;
+
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+		return rd_bad("HMGET");
+	if (r->element[0]->type == REDIS_REPLY_NIL && r->element[1]->type == REDIS_REPLY_NIL)
+		return 0;
+	if (!tally_redis_decode_num(r->element[0], &f) || !tally_redis_decode_num(r->element[1], &l))
+		return rd_bad("HMGET");
+	*first = (time_t)f;
+	*last = (time_t)l;
+	return 1;
+}
+
+/* rd_split_incident - parse one stored incident ("ts SEP message-id SEP subject SEP categories
+ * SEP rules", see rd_incident); false when it is not one (no fields are allocated then) */
+static bool rd_split_incident(const char *s, size_t len, struct tally_incident *in)
+{
+	const char *f[5], *end = s + len;
+	size_t flen[5];
+	const char *p = s, *q;
+	char num[32];
+	bool integral;
+	int i;
+
+	/* what rd_incident stores has no NUL and no separator beyond the four */
+	if (memchr(s, '\0', len))
+		return false;
+	for (i = 0; i < 5; i++) {
+		q = i < 4 ? memchr(p, RD_SEP, (size_t)(end - p)) : end;
+		if (!q)
+			return false;
+		f[i] = p;
+		flen[i] = (size_t)(q - p);
+		p = q + (i < 4);
+	}
+	if (memchr(f[4], RD_SEP, flen[4]))
+		return false;
+	if (flen[0] == 0 || flen[0] >= sizeof(num) || !rd_number_syntax(f[0], flen[0], &integral) ||
+	    !integral)
+		return false;
+	memcpy(num, f[0], flen[0]);
+	num[flen[0]] = '\0';
+	errno = 0;
+	in->when = (time_t)strtoll(num, NULL, 10);
+	if (errno)
+		return false;
+	in->message_id = util_strndup(f[1], flen[1]);
+	in->subject = util_strndup(f[2], flen[2]);
+	in->categories = util_strndup(f[3], flen[3]);
+	in->rules = util_strndup(f[4], flen[4]);
+	return true;
+}
+
+int tally_redis_decode_history(const redisReply *r, size_t max, struct tally_history *out)
+{
+	size_t i, room;
+
+	if (r->type != REDIS_REPLY_ARRAY)
+		return rd_bad("LRANGE");
+	room = r->elements < max ? r->elements : max;
+	out->v = calloc(room ? room : 1, sizeof(*out->v));
+	if (!out->v)
+		return rd_oom();
+	for (i = 0; i < r->elements && out->n < max; i++) {
+		const redisReply *e = r->element[i];
+		struct tally_incident *in = &out->v[out->n];
+
+		if (e->type != REDIS_REPLY_STRING || !rd_split_incident(e->str, e->len, in))
+			continue;   /* a foreign value under our key: skip it, keep the rest */
+		out->n++;
+		if (!in->message_id || !in->subject || !in->categories || !in->rules) {
+			tally_history_free(out);
+			return rd_oom();
+		}
+	}
+	return 0;
+}
+
+int tally_redis_decode_top(const redisReply *r, struct tally_sender_summary **out, size_t *nout)
+{
+	long long total, last;
+	size_t i;
+
+	if (r->type != REDIS_REPLY_ARRAY || r->elements % 3)
+		return rd_bad("top");
+	*out = calloc(r->elements / 3 + 1, sizeof(**out));
+	if (!*out)
+		return rd_oom();
+	for (i = 0; i < r->elements; i += 3) {
+		struct tally_sender_summary *s = &(*out)[*nout];
+
+		if (!rd_name(r->element[i], TALLY_SENDER_MAX) ||
+		    !tally_redis_decode_num(r->element[i + 1], &total) || total < 0 ||
+		    total > INT_MAX || !tally_redis_decode_num(r->element[i + 2], &last)) {
+			rd_bad("top");
+			goto fail;
+		}
+		s->sender = util_strndup(r->element[i]->str, r->element[i]->len);
+		if (!s->sender) {
+			rd_oom();
+			goto fail;
+		}
+		s->total = (int)total;
+		s->last_seen = (time_t)last;
+		(*nout)++;
+	}
+	return 0;
+fail:
+	tally_top_free(*out, *nout);
+	*out = NULL;
+	*nout = 0;
+	return -1;
+}
+
+int tally_redis_decode_int(const redisReply *r, long long *v)
+{
+	if (r->type != REDIS_REPLY_INTEGER)
+		return rd_bad("script");
+	*v = r->integer;
+	return 0;
+}
+
+int tally_redis_decode_sha(const redisReply *r, char sha[41])
+{
+	size_t i;
+
+	if (r->type != REDIS_REPLY_STRING || r->len != 40)
+		return rd_bad("SCRIPT LOAD");
+	for (i = 0; i < 40; i++)
+		if (!isdigit((unsigned char)r->str[i]) && (r->str[i] < 'a' || r->str[i] > 'f'))
+			return rd_bad("SCRIPT LOAD");
+	memcpy(sha, r->str, 40);
+	sha[40] = '\0';
+	return 0;
+}
+
+/* rd_parse_counts - decode a counts reply into out and free the reply */
+static int rd_parse_counts(redisReply *r, struct tally_counts *out)
+{
+	int rv = tally_redis_decode_counts(r, out);
+
+	freeReplyObject(r);
+	return rv;
 }
 
 /* ---- operations ----------------------------------------------------------------------------- */
@@ -631,7 +875,6 @@ static int rd_counts(struct tally *t, void *conn, const char *sender, time_t now
 static int rd_seen(struct tally *t, void *conn, const char *sender, time_t *first, time_t *last)
 {
 	struct rd_args a = { .n = 0 };
-	long long f, l;
 	redisReply *r;
 	int rv;
 
@@ -643,47 +886,9 @@ static int rd_seen(struct tally *t, void *conn, const char *sender, time_t *firs
 	rd_args_free(&a);
 	if (rv != 0)
 		return -1;
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
-		return rd_bad_reply(r, "HMGET");
-	if (r->element[0]->type == REDIS_REPLY_NIL) {
-		freeReplyObject(r);
-		return 0;
-	}
-	if (!rd_num(r->element[0], &f) || !rd_num(r->element[1], &l))
-		return rd_bad_reply(r, "HMGET");
-	*first = (time_t)f;
-	*last = (time_t)l;
+	rv = tally_redis_decode_seen(r, first, last);
 	freeReplyObject(r);
-	return 1;
-}
-
-/* rd_split_incident - parse one stored incident; false when malformed */
-static bool rd_split_incident(const char *s, size_t len, struct tally_incident *in)
-{
-	const char *f[5], *end = s + len;
-	size_t flen[5];
-	const char *p = s, *q;
-	char num[32];
-	int i;
-
-	for (i = 0; i < 5; i++) {
-		q = i < 4 ? memchr(p, RD_SEP, (size_t)(end - p)) : end;
-		if (!q)
-			return false;
-		f[i] = p;
-		flen[i] = (size_t)(q - p);
-		p = q + (i < 4);
-	}
-	if (flen[0] == 0 || flen[0] >= sizeof(num))
-		return false;
-	memcpy(num, f[0], flen[0]);
-	num[flen[0]] = '\0';
-	in->when = (time_t)strtoll(num, NULL, 10);
-	in->message_id = util_strndup(f[1], flen[1]);
-	in->subject = util_strndup(f[2], flen[2]);
-	in->categories = util_strndup(f[3], flen[3]);
-	in->rules = util_strndup(f[4], flen[4]);
-	return true;
+	return rv;
 }
 
 static int rd_history(struct tally *t, void *conn, const char *sender, size_t max,
@@ -691,7 +896,6 @@ static int rd_history(struct tally *t, void *conn, const char *sender, size_t ma
 {
 	struct rd_args a = { .n = 0 };
 	redisReply *r;
-	size_t i;
 	int rv;
 
 	rd_arg_str(&a, "LRANGE");
@@ -702,29 +906,9 @@ static int rd_history(struct tally *t, void *conn, const char *sender, size_t ma
 	rd_args_free(&a);
 	if (rv != 0)
 		return -1;
-	if (r->type != REDIS_REPLY_ARRAY)
-		return rd_bad_reply(r, "LRANGE");
-	out->v = calloc(r->elements ? r->elements : 1, sizeof(*out->v));
-	if (!out->v) {
-		freeReplyObject(r);
-		tally_set_error("out of memory");
-		return -1;
-	}
-	for (i = 0; i < r->elements && out->n < max; i++) {
-		const redisReply *e = r->element[i];
-		struct tally_incident *in = &out->v[out->n];
-
-		if (e->type != REDIS_REPLY_STRING || !rd_split_incident(e->str, e->len, in))
-			continue;   /* a foreign value under our key: skip it, keep the rest */
-		out->n++;
-		if (!in->message_id || !in->subject || !in->categories || !in->rules) {
-			freeReplyObject(r);
-			tally_set_error("out of memory");
-			return -1;
-		}
-	}
+	rv = tally_redis_decode_history(r, max, out);
 	freeReplyObject(r);
-	return 0;
+	return rv;
 }
 
 /* rd_int_script - run a script whose reply is an integer */
@@ -738,11 +922,9 @@ static int rd_int_script(struct tally *t, void *conn, enum rd_script which, stru
 	rd_args_free(a);
 	if (rv < 0)
 		return -1;
-	if (r->type != REDIS_REPLY_INTEGER)
-		return rd_bad_reply(r, "script");
-	*v = r->integer;
+	rv = tally_redis_decode_int(r, v);
 	freeReplyObject(r);
-	return 0;
+	return rv;
 }
 
 static int rd_claim(struct tally *t, void *conn, const char *sender, const char *kind, time_t now)
@@ -789,8 +971,6 @@ static int rd_top(struct tally *t, void *conn, size_t n, time_t now,
 {
 	struct rd_args a;
 	redisReply *r;
-	long long total, last;
-	size_t i;
 	int rv;
 
 	rd_args_script(&a, 1);
@@ -803,32 +983,9 @@ static int rd_top(struct tally *t, void *conn, size_t n, time_t now,
 	rd_args_free(&a);
 	if (rv < 0)
 		return -1;
-	if (r->type != REDIS_REPLY_ARRAY || r->elements % 3)
-		return rd_bad_reply(r, "top");
-	*out = calloc(r->elements / 3 + 1, sizeof(**out));
-	if (!*out) {
-		freeReplyObject(r);
-		tally_set_error("out of memory");
-		return -1;
-	}
-	for (i = 0; i < r->elements; i += 3) {
-		struct tally_sender_summary *s = &(*out)[*nout];
-
-		if (r->element[i]->type != REDIS_REPLY_STRING || !rd_num(r->element[i + 1], &total) ||
-		    !rd_num(r->element[i + 2], &last))
-			return rd_bad_reply(r, "top");
-		s->sender = util_strndup(r->element[i]->str, r->element[i]->len);
-		if (!s->sender) {
-			freeReplyObject(r);
-			tally_set_error("out of memory");
-			return -1;
-		}
-		s->total = (int)total;
-		s->last_seen = (time_t)last;
-		(*nout)++;
-	}
+	rv = tally_redis_decode_top(r, out, nout);
 	freeReplyObject(r);
-	return 0;
+	return rv;
 }
 
 static int rd_reset(struct tally *t, void *conn, const char *sender)

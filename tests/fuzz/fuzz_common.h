@@ -33,8 +33,21 @@ void fuzz_setup(void);
 const char *fuzz_srcdir(void);
 /* The built-in default config (config_load(NULL)) with the shipped templates directory. */
 struct config *fuzz_config(void);
+/* Turn on every tagging path of cfg: a "[category]" subject tag on each category, subject
+ * tagging and the X-Amends-Rules header. */
+void fuzz_config_tag_all(struct config *cfg);
 /* A NUL-terminated copy of data (malloc'd); aborts when out of memory (a harness problem). */
 char *fuzz_strndup(const uint8_t *data, size_t size);
+
+/* A header value we hand to the MTA (smfi_addheader/smfi_chgheader; libmilter checks nothing):
+ * "name: value" fits a 998-octet line and the value is one line without control bytes (no
+ * header injection, R8.3). Fails the oracle otherwise. */
+void fuzz_check_header_value(const char *name, const char *value);
+
+/* Send fd 2 to /dev/null (quiet) or back to where it went. For targets whose code under test
+ * logs an error on most inputs (the fail-open lines of milter.c): sanitizer reports still go
+ * to the real stderr, and fuzz_fail() restores it before it prints. */
+void fuzz_quiet_stderr(bool quiet);
 
 /* Split data at separator bytes into at most max fields (pointers into data, not terminated);
  * returns the number of fields (>= 1). The last field keeps any further separators. */

@@ -3,7 +3,8 @@
 
 Usage: make_nasties.py OUTDIR [--shared CORPUS_DIR] [--small]
 
-Writes OUTDIR/<target>/<name> for the targets mime, milter, draft, normalize, rules and config:
+Writes OUTDIR/<target>/<name> for the targets mime, milter, draft, normalize, rules, config,
+callbacks and redis:
 the hand-made nasties of RELIABILITY.md section 8.3 (deep nesting, 10,000 and 50,000 parts,
 1 MiB header lines, 500,000 header lines, NULs, bare CR/LF, invalid UTF-8 and UTF-16 surrogates,
 broken base64/QP, base64 bombs, RFC 2047 words with unknown charsets and malformed ones, HTML with
@@ -14,7 +15,10 @@ is added as a seed too (nothing is copied into the source tree).
 
 Each target reads its input its own way, so seeds get that target's prefix:
   mime: the message; milter: 2 bytes (mode raw) + the message; draft: 2 bytes (mode parse) +
-  the message, or a raw-mode field list; normalize: 1 flag byte + text.
+  the message, or a raw-mode field list; normalize: 1 flag byte + text; callbacks: a program of
+  milter callbacks (fuzz_callbacks.c; each message of up to 256 KiB as one session, plus
+  interleaved, out-of-order, capped and flooded sessions); redis: 1 byte + RESP replies
+  (fuzz_redis.c).
 --small leaves out the inputs over 2 MiB (make check under valgrind).
 The output is deterministic: the same files every run.
 """
@@ -250,6 +254,157 @@ def normalize_texts(msgs):
     return out
 
 
+# ---- callbacks: programs for fuzz_callbacks.c (the encoding is in its header comment) -------
+CB = dict(negotiate=0, connect=1, helo=2, envfrom=3, envrcpt=4, header=5, eoh=6, body=7, eom=8,
+          abort=9, close=10, reload=11, faults=12, header_named=13, flood=14, subject=15)
+# what Postfix offers: add/change headers; SKIP, NR_HDR, NR_BODY and the usual NO* steps
+CB_OFFER_ACTIONS = 0x01 | 0x10
+CB_OFFER_PROTOCOL = 0x1FF7FF
+
+
+def cb_str(b):
+    if len(b) < 255:
+        return bytes([len(b)]) + b
+    b = b[:65535]
+    return b"\xff" + len(b).to_bytes(2, "little") + b
+
+
+def cb_op(name, conn=0, *args):
+    """one op on connection conn; bytes args are strings, ints are single bytes"""
+    out = bytes([(conn << 4) | CB[name]])
+    for a in args:
+        out += cb_str(a) if isinstance(a, bytes) else bytes([a])
+    return out
+
+
+def cb_negotiate(conn=0, actions=CB_OFFER_ACTIONS, protocol=CB_OFFER_PROTOCOL):
+    return cb_op("negotiate", conn, actions, protocol & 0xFF, (protocol >> 8) & 0xFF,
+                 (protocol >> 16) & 0xFF)
+
+
+def cb_body(chunk, conn=0):
+    return bytes([(conn << 4) | CB["body"]]) + len(chunk).to_bytes(2, "little") + chunk
+
+
+def cb_headers(msg):
+    """the header fields of a raw message as (name, value) pairs, and the body"""
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        if sep in msg:
+            head, body = msg.split(sep, 1)
+            break
+    else:
+        head, body = msg, b""
+    fields = []
+    for line in head.replace(b"\r\n", b"\n").split(b"\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1][1] += b"\n" + line
+        elif b":" in line:
+            n, v = line.split(b":", 1)
+            fields.append([n, v.lstrip(b" ")])
+    return fields, body
+
+
+def cb_session(msg, conn=0, sender=b"<customer@example.com>"):
+    """a message as libmilter delivers it: MAIL FROM, the headers, EOH, 64 KiB body chunks, EOM"""
+    fields, body = cb_headers(msg)
+    out = cb_op("envfrom", conn, sender) + cb_op("envrcpt", conn, b"<support@shop.example>")
+    for n, v in fields:
+        out += cb_op("header", conn, n[:254], v)
+    out += cb_op("eoh", conn)
+    for i in range(0, len(body), 65535):
+        out += cb_body(body[i:i + 65535], conn)
+    return out + cb_op("eom", conn)
+
+
+def cb_connection(msgs, conn=0):
+    out = cb_negotiate(conn) + cb_op("connect", conn, b"mx.example") + cb_op("helo", conn, b"mx")
+    for m in msgs:
+        out += cb_session(m, conn)
+    return out + cb_op("close", conn)
+
+
+def callbacks_programs(msgs):
+    p = {}
+    for name, data in msgs.items():
+        if len(data) <= 256 * 1024:
+            p["session-" + name] = cb_connection([data])
+    forged = hdr(b"X-Amends-Status: clean\r\n") + BODY
+    # two connections, their messages interleaved, a reload in the middle
+    p["interleaved-reload"] = (cb_negotiate(0) + cb_negotiate(1) + cb_op("envfrom", 0, b"<a@x>") +
+                               cb_op("envfrom", 1, b"<b@y>") + cb_op("header", 0, b"Subject", b"refund") +
+                               cb_op("reload", 0, 2) + cb_op("header_named", 1, b"forged", 0) +
+                               cb_op("eoh", 0) + cb_op("eoh", 1) + cb_op("reload", 0, 0) +
+                               cb_op("eom", 1) + cb_body(b"I want a refund", 0) + cb_op("eom", 0) +
+                               cb_op("envfrom", 0, b"<a@x>") + cb_op("reload", 0, 1) +
+                               cb_op("envfrom", 0, b"<a@x>") + cb_op("abort", 0) + cb_op("close", 1))
+    # every callback before MAIL FROM, twice, and after close
+    p["out-of-order"] = b"".join(cb_op(k, 0) if k in ("eoh", "eom", "abort", "close") else b""
+                                 for k in ("eom", "eoh", "abort", "close", "eom")) + \
+        cb_op("header", 0, b"X-Amends-Status", b"x") + cb_body(b"body first") + \
+        cb_op("envfrom", 0, b"") + cb_op("envfrom", 0, b"<>") + cb_body(b"no eoh") + \
+        cb_op("header", 0, b"X-Amends-Rules", b"after body") + cb_op("eom", 0) + cb_op("eom", 0)
+    # the 700-byte cap: headers past it still tracked, body past it SKIPped or NOREPLYed
+    p["capped"] = cb_op("reload", 0, 2) + cb_negotiate(0) + cb_op("envfrom", 0, b"<c@x>") + \
+        cb_op("header", 0, b"X-Long", b"a" * 900) + cb_op("header_named", 0, b"late", 1) + \
+        cb_op("eoh", 0) + cb_body(b"refund " * 200) + cb_body(b"more") + cb_op("eom", 0)
+    # 300 distinct forged names, then ours: ours must still be deleted
+    p["flood-then-ours"] = cb_op("envfrom", 0, b"<f@x>") + cb_op("flood", 0, 150) + \
+        b"".join(cb_op("header_named", 0, b"forged", i) for i in range(10)) + \
+        cb_op("eoh", 0) + cb_op("eom", 0)
+    # an MTA that refuses things: setpriv, header changes, no queue id
+    p["faults"] = cb_op("faults", 0, 1) + cb_op("connect", 0, b"h") + cb_op("envfrom", 0, b"<a@b>") + \
+        cb_op("faults", 0, 0) + cb_op("envfrom", 0, b"<a@b>") + cb_op("faults", 0, 14) + \
+        cb_session(forged) + cb_op("faults", 0, 1) + cb_op("close", 0)
+    # two Subjects: no subject tag; NR_HDR only
+    p["two-subjects-nr-hdr"] = cb_negotiate(0, protocol=0x80) + cb_op("envfrom", 0, b"<s@x>") + \
+        cb_op("subject", 0, b"refund please") + cb_op("subject", 0, b"cancel") + cb_op("eom", 0)
+    p["three-connections"] = b"".join(cb_negotiate(c) for c in range(3)) + \
+        b"".join(cb_session(forged, c) for c in (2, 0, 1)) + cb_op("close", 1)
+    return p
+
+
+# ---- redis: replies for fuzz_redis.c --------------------------------------------------------
+def resp(v):
+    """a Python value as RESP: bytes -> bulk, int -> integer, None -> nil, list -> array,
+    ("+", s) status, ("-", s) error"""
+    if v is None:
+        return b"$-1\r\n"
+    if isinstance(v, int):
+        return b":%d\r\n" % v
+    if isinstance(v, bytes):
+        return b"$%d\r\n%s\r\n" % (len(v), v)
+    if isinstance(v, tuple):
+        return v[0].encode() + v[1] + b"\r\n"
+    return b"*%d\r\n" % len(v) + b"".join(resp(e) for e in v)
+
+
+def incident(ts, mid=b"<m@x>", subj=b"refund", cats=b"refund", rules=b"EN_REFUND_01"):
+    return b"\x1f".join([ts, mid, subj, cats, rules])
+
+
+def redis_replies():
+    r = {}
+    r["huge-array"] = b"\x00*2147483647\r\n"
+    r["array-limit"] = b"\x00*100001\r\n"
+    r["nested-7"] = b"\x00" + b"*1\r\n" * 7 + b":1\r\n"
+    r["nested-8"] = b"\x00" + b"*1\r\n" * 8 + b":1\r\n"
+    r["bulk-huge-length"] = b"\x00$3000000000\r\nabc"
+    r["bulk-negative"] = b"\x00$-5\r\n"
+    r["integer-overflow"] = b"\x00:99999999999999999999\r\n"
+    r["bulk-1MiB"] = b"\x00" + resp([b"refund", b"1" * MiB, b"1", b"2"])
+    r["counts-weird-numbers"] = b"\x00" + b"".join(resp([b"refund", n, b"1", b"2"]) for n in (
+        b"nan", b"inf", b"-inf", b"0x10", b" 1", b"+1", b"1e400", b"1e-400", b"1.5", b"9e18",
+        b"9.3e18", b"-1", b"2147483648", b"", b"1\x00", b"00012"))
+    r["history-foreign"] = b"\x0f" + resp([incident(b"1700000000"), b"plain", 5, None,
+                                            incident(b"abc"), incident(b"1\x00"),
+                                            incident(b"1700000001", rules=b"a\x1fb"),
+                                            incident(b"99999999999999999999"), [b"x"]] * 3)
+    r["counts-second-bad"] = b"\x00" + resp([b"refund", 3, b"1", b"2", b"cancel", b"x", b"1", b"2"])
+    r["top-second-bad"] = b"\x00" + resp([b"a@x", 3, b"1", b"b\x00@x", 1, b"2"])
+    r["split-byte-by-byte"] = b"\x10" + resp([b"refund", 3, b"1700000000", b"1700000000"])
+    return r
+
+
 def write(outdir, target, name, data):
     d = os.path.join(outdir, target)
     os.makedirs(d, exist_ok=True)
@@ -302,6 +457,10 @@ def main():
         write(a.outdir, "config", name, data)
     for name, data in normalize_texts(msgs).items():
         write(a.outdir, "normalize", name, data)
+    for name, data in callbacks_programs(msgs).items():
+        write(a.outdir, "callbacks", name, data)
+    for name, data in redis_replies().items():
+        write(a.outdir, "redis", name, data)
     if a.shared:
         if not os.path.isdir(a.shared):
             print("make_nasties.py: %s: not a directory, shared corpus left out" % a.shared,

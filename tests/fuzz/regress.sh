@@ -22,7 +22,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${top_builddir:=$(pwd)}"
 export top_srcdir top_builddir
 PYTHON3=${PYTHON3:-python3}
-ALL_TARGETS="mime normalize rules config draft milter"
+ALL_TARGETS="mime normalize rules config draft milter callbacks redis"
 targets=${*:-$ALL_TARGETS}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/amends-fuzz-regress.XXXXXX") || exit 99

@@ -11,7 +11,7 @@
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 top_builddir=${top_builddir:-.}
 export top_srcdir top_builddir
-for t in mime normalize rules config draft milter; do
+for t in mime normalize rules config draft milter callbacks redis; do
 	if [ ! -x "$top_builddir/tests/fuzz/replay_$t" ]; then
 		echo "FAIL: $top_builddir/tests/fuzz/replay_$t not built"
 		exit 1
