@@ -120,7 +120,8 @@ struct rules_scan {
 	bool grouped;
 };
 #define RULES_LEAD_MAX_POS 4096       /* places of one rule's leads; more: it is searched */
-#define RULES_LEAD_MAX_PAIRS (1u << 18)   /* places of all rules in one message */
+#define RULES_LEAD_MAX_PAIRS (1u << 16)   /* places of all rules in one message (12 bytes each,
+                                            * per thread: 768 KiB at most) */
 
 struct ruleset {
 	atomic_int refs;
