@@ -267,6 +267,10 @@ static void get_string_list(struct cfgctx *x, const config_setting_t *sec, const
 		}
 		(*dst)[(*n)++] = util_strdup(v);
 	}
+	if (!*n) {          /* nothing usable: no list (callers that fill in defaults test n) */
+		free(*dst);
+		*dst = NULL;
+	}
 }
 
 /* Reject settings a section does not know: a typo must not pass silently. */
