@@ -16,7 +16,8 @@
  *   \s              " " or "\n": the texts rules see are normalized, and normalization turns
  *                   every white space character into one of the two (test_normalize checks
  *                   each code point PCRE2's \s matches);
- *   classes, . , \w \S \d \p{..} ...: nothing.
+ *   other classes, . , \w \S \p{..} ...: nothing (a small class of plain characters: its
+ *                   members, see LEADS; \d is [0-9] after normalize_pattern).
  * It gives up on the whole rule (no prefilter: the rule always runs) for anything it does not
  * fully understand: the x flag, inline options (?i), conditionals, recursion, callouts, verbs,
  * backreferences and numeric escapes (\1 \g \k \x \o \c), \Q..\E, \K, a "{" that is not a
@@ -24,15 +25,18 @@
  * AN_MIN_BYTES gets no prefilter either (a short anchor skips nothing).
  *
  * LEADS  The same walk also keeps, for every piece, the strings that every match of it STARTS
- * with: an atom's own set; a sequence's exact prefix run times the leads of the first piece that
- * is not exact (an optional piece, x? x* x{0,n}, adds its leads and the walk goes on to the next
- * piece: "(?:very\s+)?sorry" -> {very, sorry}); an alternation's union; a piece that proves
- * nothing ends the sequence with the prefix run so far (nothing when that may be empty). When
- * the leads of the whole pattern are good anchors (none empty, the shortest >= AN_MIN_BYTES),
- * they ARE the rule's anchors and r->lead is set: the scan then also records where each lead
- * occurs, and match.c tries the rule's anchored code at those places only, instead of a search
- * of the whole text (the leftmost match starts at one of them). 164 of the 212 shipped rules
- * and 932 of 1,000 generated ones have leads.
+ * with, each marked "complete" when it is a whole match of the piece (so that what follows can
+ * be appended: "no\s*receipt" -> {"no ", "no\n", "noreceipt"}); "" complete means the piece
+ * may match nothing. An atom's leads are its exact set; a sequence appends each piece's leads
+ * to its complete strings, and stops when none is left; an alternation is the union; x? adds
+ * "", x* x+ x{n,m} leave their strings incomplete; a piece that proves nothing leaves them
+ * incomplete too. When the leads of the whole pattern are good anchors (none empty; each at
+ * least AN_MIN_BYTES, or starting with a digit, since digits are rare in prose), they ARE the
+ * rule's anchors and r->lead is set: the scan then also records where each lead occurs, and
+ * match.c tries the rule's anchored code at those places only, instead of a search of the whole
+ * text (the leftmost match starts at one of them). 197 of the 212 shipped rules and 967 of
+ * 1,000 generated ones have leads. A small class of plain characters (['’], [£$€], [0-9]) is
+ * the exact set of its members, for anchors and leads alike.
  *
  * CASE  Caseless matching: ASCII letters are lowercased in the anchors and ASCII is lowercased
  * while scanning, so the prefilter does not depend on the text being case-folded at all (a
@@ -58,6 +62,7 @@
 #include "rules_parse.h"
 #include "util.h"
 
+#include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,7 +77,6 @@
 struct aset {
 	bool any;             /* proves nothing */
 	bool exact;           /* v is every string the piece can match, else anchors */
-	bool opt;             /* leads only: the piece may also match "" (see LEADS) */
 	size_t n;
 	char **v;
 	size_t *len;
@@ -235,211 +239,178 @@ static void set_alt(struct an_parser *ps, struct aset *a, struct aset *b)
 
 /* ---- leads (see LEADS in the file comment) -------------------------------------------------- */
 
-static bool set_has_empty(const struct aset *s)
+/* A lead set: strings every match of a piece starts with. A string is "complete" when it is a
+ * whole match of the piece, so that what follows the piece can be appended to it; "" complete
+ * means the piece may match nothing. any: nothing is known. */
+struct lset {
+	bool any;
+	size_t n;
+	char **v;
+	size_t *len;
+	bool *fin;            /* complete */
+};
+
+static void ls_clear(struct lset *l)
 {
-	for (size_t k = 0; k < s->n; k++)
-		if (s->len[k] == 0)
+	for (size_t k = 0; k < l->n; k++)
+		free(l->v[k]);
+	free(l->v);
+	free(l->len);
+	free(l->fin);
+	memset(l, 0, sizeof(*l));
+}
+
+static void ls_any(struct lset *l)
+{
+	ls_clear(l);
+	l->any = true;
+}
+
+static void ls_move(struct lset *dst, struct lset *src)
+{
+	ls_clear(dst);
+	*dst = *src;
+	memset(src, 0, sizeof(*src));
+}
+
+/* Add s (fin: complete). A string already there stays, complete only if both are (an
+ * incomplete one says more: the match may go on in ways not known). Too many: any. */
+static void ls_add(struct an_parser *ps, struct lset *l, const char *s, size_t len, bool fin)
+{
+	if (l->any)
+		return;
+	for (size_t k = 0; k < l->n; k++)
+		if (l->len[k] == len && !memcmp(l->v[k], s, len)) {
+			l->fin[k] = l->fin[k] && fin;
+			return;
+		}
+	if (l->n >= AN_MAX_SET || len > AN_MAX_LEN) {
+		ls_any(l);
+		return;
+	}
+	{
+		char **v = realloc(l->v, (l->n + 1) * sizeof(*v));
+		size_t *ln = v ? realloc(l->len, (l->n + 1) * sizeof(*ln)) : NULL;
+		bool *f = ln ? realloc(l->fin, (l->n + 1) * sizeof(*f)) : NULL;
+		char *c = f ? malloc(len + 1) : NULL;
+
+		if (v)
+			l->v = v;
+		if (ln)
+			l->len = ln;
+		if (f)
+			l->fin = f;
+		if (!c) {
+			ps->oom = true;
+			return;
+		}
+		memcpy(c, s, len);
+		c[len] = '\0';
+		l->v[l->n] = c;
+		l->len[l->n] = len;
+		l->fin[l->n++] = fin;
+	}
+}
+
+static void ls_single(struct an_parser *ps, struct lset *l, const char *s, size_t len)
+{
+	ls_clear(l);
+	ls_add(ps, l, s, len, true);
+}
+
+/* The leads of an atom from its anchor set: an exact set is whole matches, else nothing. */
+static void ls_from_atom(struct an_parser *ps, struct lset *l, const struct aset *a)
+{
+	ls_clear(l);
+	if (a->any || !a->exact) {
+		l->any = true;
+		return;
+	}
+	for (size_t k = 0; k < a->n; k++)
+		ls_add(ps, l, a->v[k], a->len[k], true);
+}
+
+/* Every string incomplete (the piece may go on); an empty one then says nothing. */
+static void ls_open(struct lset *l)
+{
+	for (size_t k = 0; !l->any && k < l->n; k++) {
+		if (!l->len[k]) {
+			ls_any(l);
+			return;
+		}
+		l->fin[k] = false;
+	}
+}
+
+/* a := a | b (b consumed) */
+static void ls_alt(struct an_parser *ps, struct lset *a, struct lset *b)
+{
+	if (b->any)
+		ls_any(a);
+	for (size_t k = 0; !a->any && k < b->n; k++)
+		ls_add(ps, a, b->v[k], b->len[k], b->fin[k]);
+	ls_clear(b);
+}
+
+/* s := s followed by a piece with leads l: incomplete strings stay, complete ones take each
+ * lead of l appended (those of l that are complete stay complete). When that grows too big,
+ * the complete strings are cut there (open): still leads, no longer extendable. */
+static void ls_then(struct an_parser *ps, struct lset *s, const struct lset *l)
+{
+	struct lset r = { 0 };
+
+	if (s->any)
+		return;
+	if (l->any) {
+		ls_open(s);
+		return;
+	}
+	for (size_t i = 0; i < s->n && !r.any; i++) {
+		if (!s->fin[i]) {
+			ls_add(ps, &r, s->v[i], s->len[i], false);
+			continue;
+		}
+		for (size_t j = 0; j < l->n && !r.any; j++) {
+			char buf[2 * AN_MAX_LEN];
+
+			if (s->len[i] + l->len[j] > AN_MAX_LEN) {
+				ls_any(&r);
+				break;
+			}
+			memcpy(buf, s->v[i], s->len[i]);
+			memcpy(buf + s->len[i], l->v[j], l->len[j]);
+			ls_add(ps, &r, buf, s->len[i] + l->len[j], l->fin[j]);
+		}
+	}
+	if (r.any) {
+		ls_clear(&r);
+		ls_open(s);
+		return;
+	}
+	ls_move(s, &r);
+}
+
+/* Does s still have a complete string (is the walk of a sequence worth going on)? */
+static bool ls_extendable(const struct lset *s)
+{
+	for (size_t k = 0; !s->any && k < s->n; k++)
+		if (s->fin[k])
 			return true;
 	return false;
 }
 
-/* dst := a copy of src */
-static void set_copy(struct an_parser *ps, struct aset *dst, const struct aset *src)
-{
-	set_clear(dst);
-	dst->any = src->any;
-	dst->exact = src->exact;
-	dst->opt = src->opt;
-	for (size_t k = 0; k < src->n; k++)
-		if (set_add(dst, src->v[k], src->len[k]) < 0)
-			ps->oom = true;
-}
-
-/* An exact set as leads: "" leaves the set and makes it optional. */
-static void lead_of_exact(struct aset *s)
-{
-	size_t k = 0;
-
-	if (s->any || !s->exact)
-		return;
-	while (k < s->n) {
-		if (s->len[k] == 0) {
-			free(s->v[k]);
-			s->v[k] = s->v[s->n - 1];
-			s->len[k] = s->len[s->n - 1];
-			s->n--;
-			s->opt = true;
-		} else {
-			k++;
-		}
-	}
-	s->exact = false;   /* with n == 0 and opt: the piece matches only "" */
-}
-
-/* a := a | b as leads (b is consumed); exact only when both are */
-static void lead_alt(struct an_parser *ps, struct aset *a, struct aset *b)
-{
-	bool opt;
-
-	if (a->exact && b->exact) {
-		set_alt(ps, a, b);
-		return;
-	}
-	lead_of_exact(a);
-	lead_of_exact(b);
-	opt = a->opt || b->opt;
-	if (a->any || b->any || a->n + b->n > AN_MAX_SET) {
-		set_any(a);
-		set_clear(b);
-		return;
-	}
-	for (size_t k = 0; k < b->n; k++)
-		if (set_add(a, b->v[k], b->len[k]) < 0)
-			ps->oom = true;
-	a->opt = opt;
-	set_clear(b);
-}
-
-/* out := the leads of pre (exact) followed by leads l (not exact, not optional): the product
- * when it is small, else pre itself when it has no "", else nothing */
-static void lead_product(struct an_parser *ps, const struct aset *pre, const struct aset *l,
-			 struct aset *out)
-{
-	struct aset r = { 0 };
-
-	set_clear(out);
-	if (l->any) {
-		set_any(out);
-		return;
-	}
-	if (pre->n * l->n <= AN_MAX_SET) {
-		bool fits = true;
-
-		for (size_t i = 0; fits && i < pre->n; i++)
-			for (size_t j = 0; fits && j < l->n; j++) {
-				char buf[2 * AN_MAX_LEN];
-
-				if (pre->len[i] + l->len[j] > AN_MAX_LEN) {
-					fits = false;
-					break;
-				}
-				memcpy(buf, pre->v[i], pre->len[i]);
-				memcpy(buf + pre->len[i], l->v[j], l->len[j]);
-				if (set_add(&r, buf, pre->len[i] + l->len[j]) < 0)
-					ps->oom = true;
-			}
-		if (fits) {
-			set_move(out, &r);
-			return;
-		}
-		set_clear(&r);
-	}
-	if (set_has_empty(pre)) {
-		set_any(out);
-		return;
-	}
-	set_copy(ps, out, pre);
-	out->exact = false;
-}
-
-/* The leads of a sequence, fed one piece at a time. */
-struct lead_seq {
-	struct aset pre;      /* exact: what the pieces so far match (all of them exact) */
-	struct aset acc;      /* leads of the matches in which an optional piece is not empty */
-	struct aset res;
-	bool done;
-};
-
-/* res := acc | pre, the sequence going on with something that proves nothing */
-static void lead_seq_close(struct an_parser *ps, struct lead_seq *ls)
-{
-	ls->done = true;
-	if (set_has_empty(&ls->pre)) {
-		set_any(&ls->res);
-		return;
-	}
-	set_copy(ps, &ls->res, &ls->pre);
-	ls->res.exact = false;
-	if (ls->acc.n || ls->acc.any)
-		lead_alt(ps, &ls->res, &ls->acc);
-}
-
-static void lead_seq_feed(struct an_parser *ps, struct lead_seq *ls, struct aset *l)
-{
-	struct aset x = { 0 };
-
-	if (ls->done)
-		return;
-	if (l->any) {
-		lead_seq_close(ps, ls);
-		return;
-	}
-	if (l->exact) {
-		struct aset lc = { 0 };
-
-		set_copy(ps, &lc, l);
-		if (!exact_product(ps, &ls->pre, &lc)) {
-			set_clear(&lc);
-			lead_seq_close(ps, ls);
-		}
-		return;
-	}
-	lead_product(ps, &ls->pre, l, &x);
-	if (x.any) {
-		ls->done = true;
-		set_move(&ls->res, &x);
-		return;
-	}
-	if (!ls->acc.n && !ls->acc.any)
-		set_move(&ls->acc, &x);
-	else
-		lead_alt(ps, &ls->acc, &x);
-	if (!l->opt) {
-		ls->done = true;
-		set_move(&ls->res, &ls->acc);
-	}
-}
-
-/* The sequence ended: its leads (exact when every piece was). */
-static void lead_seq_end(struct an_parser *ps, struct lead_seq *ls, struct aset *out)
-{
-	if (!ls->done) {
-		if (!ls->acc.n && !ls->acc.any) {
-			set_move(&ls->res, &ls->pre);    /* exact */
-		} else {
-			lead_of_exact(&ls->pre);
-			if (ls->pre.any && !ls->pre.opt) {
-				set_any(&ls->res);
-			} else {
-				bool opt = ls->pre.opt || ls->acc.opt;
-
-				set_move(&ls->res, &ls->acc);
-				if (ls->pre.n)
-					lead_alt(ps, &ls->res, &ls->pre);
-				ls->res.opt = opt;
-			}
-		}
-	}
-	set_move(out, &ls->res);
-	set_clear(&ls->pre);
-	set_clear(&ls->acc);
-}
-
 /* The leads of x quantified {min,max} (max -1: unbounded), from the leads of x. */
-static void lead_quantify(struct an_parser *ps, struct aset *l, long min, long max)
+static void ls_quantify(struct an_parser *ps, struct lset *l, long min, long max)
 {
 	if (max == 0) {
-		set_exact1(ps, l, "", 0);
+		ls_single(ps, l, "", 0);
 	} else if (min == 0) {
-		if (max == 1 && l->exact && l->n < AN_MAX_SET) {
-			if (set_add(l, "", 0) < 0)
-				ps->oom = true;
-		} else if (!l->any) {
-			lead_of_exact(l);
-			l->opt = true;
-		}
+		if (max != 1)
+			ls_open(l);       /* x* x{0,n}: x may repeat after any of its strings */
+		if (!l->any)
+			ls_add(ps, l, "", 0, true);
 	} else if (!(min == 1 && max == 1)) {
-		lead_of_exact(l);
+		ls_open(l);
 	}
 }
 
@@ -531,7 +502,7 @@ static bool quantifier(struct an_parser *ps, long *min, long *max)
 	return true;
 }
 
-static void parse_alt(struct an_parser *ps, struct aset *out, struct aset *lead, int depth);
+static void parse_alt(struct an_parser *ps, struct aset *out, struct lset *lead, int depth);
 
 /* Past the class at p[i] == '['; gives up on anything odd. */
 static void skip_class(struct an_parser *ps)
@@ -544,8 +515,75 @@ static void skip_class(struct an_parser *ps)
 		ps->i = (size_t)j;
 }
 
+/* A class at p[i] == '[': a small one of plain members (['’], [£$€], [0-9]) is the exact set
+ * of its characters, anything else (negation, POSIX names, escapes other than an escaped
+ * punctuation character, ranges other than digits, more than AN_CLASS_MAX members) nothing. */
+#define AN_CLASS_MAX 12
+
+static void parse_class(struct an_parser *ps, struct aset *out)
+{
+	const char *p = ps->p;
+	size_t n = ps->n, i = ps->i + 1;
+	struct aset r = { .exact = true };
+	bool plain = true;
+	int members = 0;
+
+	skip_class(ps);
+	if (ps->fail) {
+		set_any(out);
+		return;
+	}
+	if (i < n && (p[i] == '^' || p[i] == ']'))
+		plain = false;
+	while (plain && i < ps->i - 1 && !ps->oom) {
+		size_t clen = 1;
+		uint32_t cp = (unsigned char)p[i];
+		struct aset one = { 0 };
+
+		if (p[i] == '\\') {
+			if (i + 1 >= n || isalnum((unsigned char)p[i + 1]) || (unsigned char)p[i + 1] >= 0x80) {
+				plain = false;
+				break;
+			}
+			i++;
+			cp = (unsigned char)p[i];
+		} else if (p[i] == '[') {
+			plain = false;       /* [:alpha:] and the like */
+			break;
+		} else if (i + 2 < ps->i - 1 && p[i + 1] == '-') {
+			if (p[i] >= '0' && p[i] <= '9' && p[i + 2] >= p[i] && p[i + 2] <= '9') {
+				for (char d = p[i]; d <= p[i + 2]; d++, members++)
+					if (set_add(&r, &d, 1) < 0)
+						ps->oom = true;
+				i += 3;
+				continue;
+			}
+			plain = false;
+			break;
+		} else if ((unsigned char)p[i] >= 0x80) {
+			clen = utf8_seq(p, n, i, &cp);
+		}
+		lit_char(ps, &one, i, clen, cp);
+		if (one.any || ++members > AN_CLASS_MAX) {
+			set_clear(&one);
+			plain = false;
+			break;
+		}
+		if (set_add(&r, one.v[0], one.len[0]) < 0)
+			ps->oom = true;
+		set_clear(&one);
+		i += clen;
+	}
+	if (!plain || !r.n || members > AN_CLASS_MAX) {
+		set_clear(&r);
+		set_any(out);
+		return;
+	}
+	set_move(out, &r);
+}
+
 /* A group at p[i] == '('. */
-static void parse_group(struct an_parser *ps, struct aset *out, struct aset *lead, int depth)
+static void parse_group(struct an_parser *ps, struct aset *out, struct lset *lead, int depth)
 {
 	const char *p = ps->p;
 	size_t n = ps->n, i = ps->i + 1;
@@ -585,7 +623,7 @@ static void parse_group(struct an_parser *ps, struct aset *out, struct aset *lea
 			}
 			ps->i = (size_t)(e - p) + 1;
 			set_exact1(ps, out, "", 0);
-			set_exact1(ps, lead, "", 0);
+			ls_single(ps, lead, "", 0);
 			return;
 		} else {
 			ps->fail = true;   /* options, conditionals, recursion, callouts, (?P=..) */
@@ -601,7 +639,7 @@ static void parse_group(struct an_parser *ps, struct aset *out, struct aset *lea
 	ps->i++;
 	if (zero_width) {
 		set_exact1(ps, out, "", 0);
-		set_exact1(ps, lead, "", 0);
+		ls_single(ps, lead, "", 0);
 	}
 }
 
@@ -660,7 +698,7 @@ static void parse_escape(struct an_parser *ps, struct aset *out)
 }
 
 /* One atom and its quantifier: its anchors (out) and its leads. */
-static void parse_piece(struct an_parser *ps, struct aset *out, struct aset *lead, int depth)
+static void parse_piece(struct an_parser *ps, struct aset *out, struct lset *lead, int depth)
 {
 	const char *p = ps->p;
 	unsigned char c = (unsigned char)p[ps->i];
@@ -669,8 +707,7 @@ static void parse_piece(struct an_parser *ps, struct aset *out, struct aset *lea
 	if (c == '(') {
 		parse_group(ps, out, lead, depth);
 	} else if (c == '[') {
-		skip_class(ps);
-		set_any(out);
+		parse_class(ps, out);
 	} else if (c == '\\') {
 		parse_escape(ps, out);
 	} else if (c == '.') {
@@ -690,10 +727,10 @@ static void parse_piece(struct an_parser *ps, struct aset *out, struct aset *lea
 		ps->i += clen;
 	}
 	if (c != '(')
-		set_copy(ps, lead, out);   /* an atom: what it matches is what it starts with */
+		ls_from_atom(ps, lead, out);   /* an atom: what it matches is what it starts with */
 	if (ps->fail || !quantifier(ps, &min, &max))
 		return;
-	lead_quantify(ps, lead, min, max);
+	ls_quantify(ps, lead, min, max);
 	if (max == 0) {
 		set_exact1(ps, out, "", 0);
 	} else if (min == 0) {
@@ -710,20 +747,21 @@ static void parse_piece(struct an_parser *ps, struct aset *out, struct aset *lea
 
 /* A sequence up to "|", ")" or the end: the exact run being built (cur) and the best anchor
  * set of the runs and pieces before it (best). Exact all along: the exact set. */
-static void parse_seq(struct an_parser *ps, struct aset *out, struct aset *lead, int depth)
+static void parse_seq(struct an_parser *ps, struct aset *out, struct lset *lead, int depth)
 {
 	struct aset best = { .any = true }, cur = { 0 };
-	struct lead_seq ls = { 0 };
 	bool all_exact = true;
 
 	set_exact1(ps, &cur, "", 0);
-	set_exact1(ps, &ls.pre, "", 0);
+	ls_single(ps, lead, "", 0);
 	while (ps->i < ps->n && !ps->fail && !ps->oom && ps->p[ps->i] != '|' && ps->p[ps->i] != ')') {
-		struct aset piece = { 0 }, pl = { 0 };
+		struct aset piece = { 0 };
+		struct lset pl = { 0 };
 
 		parse_piece(ps, &piece, &pl, depth);
-		lead_seq_feed(ps, &ls, &pl);
-		set_clear(&pl);
+		if (ls_extendable(lead))
+			ls_then(ps, lead, &pl);
+		ls_clear(&pl);
 		if (exact_product(ps, &cur, &piece))
 			continue;
 		all_exact = false;
@@ -735,7 +773,6 @@ static void parse_seq(struct an_parser *ps, struct aset *out, struct aset *lead,
 			set_exact1(ps, &cur, "", 0);
 		}
 	}
-	lead_seq_end(ps, &ls, lead);
 	if (all_exact) {
 		set_move(out, &cur);
 		set_clear(&best);
@@ -745,62 +782,75 @@ static void parse_seq(struct an_parser *ps, struct aset *out, struct aset *lead,
 	set_move(out, &best);
 }
 
-static void parse_alt(struct an_parser *ps, struct aset *out, struct aset *lead, int depth)
+static void parse_alt(struct an_parser *ps, struct aset *out, struct lset *lead, int depth)
 {
 	parse_seq(ps, out, lead, depth);
 	while (ps->i < ps->n && !ps->fail && !ps->oom && ps->p[ps->i] == '|') {
-		struct aset branch = { 0 }, bl = { 0 };
+		struct aset branch = { 0 };
+		struct lset bl = { 0 };
 
 		ps->i++;
 		parse_seq(ps, &branch, &bl, depth);
 		set_alt(ps, out, &branch);
-		lead_alt(ps, lead, &bl);
+		ls_alt(ps, lead, &bl);
 	}
+}
+
+/* Are these leads good anchors? Each at least AN_MIN_BYTES long, or starting with a digit:
+ * digits are rare in prose, so even "3" is a place worth trying, not a scan of every word
+ * ("\d+ din", "$\d+"). Not when nothing is known or a lead is empty. */
+static bool ls_good(const struct lset *l)
+{
+	if (l->any || !l->n)
+		return false;
+	for (size_t k = 0; k < l->n; k++)
+		if (l->len[k] < AN_MIN_BYTES &&
+		    !(l->len[k] > 0 && l->v[k][0] >= '0' && l->v[k][0] <= '9'))
+			return false;
+	return true;
 }
 
 int rules_anchors_compute(struct rule *r, const char *np, size_t n)
 {
 	struct an_parser ps = { .p = np, .n = n, .caseless = (r->options & PCRE2_CASELESS) != 0 };
-	struct aset s = { 0 }, lead = { 0 };
-	struct aset *use = &s;
+	struct aset s = { 0 };
+	struct lset lead = { 0 };
 
 	r->lead = false;
 	if (r->options & PCRE2_EXTENDED)
 		return 0;
 	parse_alt(&ps, &s, &lead, 0);
-	if (ps.oom) {
+	if (ps.oom || ps.fail || ps.i != n) {
 		set_clear(&s);
-		set_clear(&lead);
-		return -1;
-	}
-	if (ps.fail || ps.i != n) {
-		set_clear(&s);
-		set_clear(&lead);
-		return 0;
+		ls_clear(&lead);
+		return ps.oom ? -1 : 0;
 	}
 	/* Leads, when there are good ones, are anchors too (every match contains its lead), and
-	 * they also say where a match can start (match.c tries only there). */
-	lead_of_exact(&lead);
-	if (!lead.any && !lead.opt && lead.n && set_score(&lead) >= AN_MIN_BYTES) {
-		use = &lead;
+	 * they also say where a match can start (match.c tries only there). An empty lead (the
+	 * pattern may match "") makes the score 0. */
+	if (ls_good(&lead)) {
 		r->lead = true;
+		r->anchors = lead.v;
+		r->anchor_len = lead.len;
+		r->n_anchors = lead.n;
+		free(lead.fin);
+		memset(&lead, 0, sizeof(lead));
+		set_clear(&s);
 	} else {
+		ls_clear(&lead);
 		set_to_anchors(&s);
 		if (set_score(&s) < AN_MIN_BYTES) {
 			set_clear(&s);
-			set_clear(&lead);
 			return 0;
 		}
+		r->anchors = s.v;
+		r->anchor_len = s.len;
+		r->n_anchors = s.n;
+		memset(&s, 0, sizeof(s));
 	}
 	/* Caseless scanning lowercases ASCII: so must the anchors of case-sensitive rules. */
-	for (size_t k = 0; k < use->n; k++)
-		util_ascii_lower(use->v[k]);
-	r->anchors = use->v;
-	r->anchor_len = use->len;
-	r->n_anchors = use->n;
-	memset(use, 0, sizeof(*use));
-	set_clear(&s);
-	set_clear(&lead);
+	for (size_t k = 0; k < r->n_anchors; k++)
+		util_ascii_lower(r->anchors[k]);
 	return 0;
 }
 

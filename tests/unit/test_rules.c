@@ -337,7 +337,7 @@ static void test_prefilter(void **state)
 		{ "/abc(def)?ghij/", "abcdefghij|abcghij", true },
 		{ "/ab+cdef/", "cdef", false },
 		{ "/a\\.b\\.cd/", "a.b.cd", true },
-		{ "/[abc]xyz/", "xyz", false },
+		{ "/[abc]xyz/", "axyz|bxyz|cxyz", true },       /* a small class: its members */
 		{ "/\\x41bcd/", NULL, false },
 		{ "/(?i)abcd/", NULL, false },
 		{ "/(?i:ab)cdef/", NULL, false },
@@ -349,7 +349,7 @@ static void test_prefilter(void **state)
 		{ "/\\pLabcd/", "abcd", false },
 		{ "/money back/x", NULL, false },
 		{ "/foo\\Qbarbaz\\E/", NULL, false },
-		{ "/abc\\d+defg/", "abc", true },
+		{ "/abc\\d+defg/", "abc0|abc1|abc2|abc3|abc4|abc5|abc6|abc7|abc8|abc9", true },
 		{ "/(?:refund|return)ed money/", "refunded money|returned money", true },
 		{ "/\\b(?:a|b)\\b long one$/", "a long one|b long one", true },
 		{ "/money(?= back)/", "money", true },
@@ -367,8 +367,10 @@ static void test_prefilter(void **state)
 		{ "/\\12abcdef/", NULL, false },
 		{ "/(abc)\\1/", NULL, false },
 		{ "/refund|ok/", NULL, false },                     /* a branch with only a short literal */
-		{ "/refund|\\d+ back/", "refund| back", false },
-		{ "/refund|\\d+/", NULL, false },                   /* a branch proves nothing */
+		{ "/refund|\\d+ back/", "refund|0|1|2|3|4|5|6|7|8|9", true },  /* digits lead */
+		{ "/refund|\\d+/", "refund|0|1|2|3|4|5|6|7|8|9", true },
+		{ "/refund|\\w+/", NULL, false },                  /* a branch proves nothing */
+		{ "/[^abc]xyz|[a-z]qqq/", "xyz|qqq", false },      /* negated, letter range: anchors */
 		{ "/(?:money )?back pay/", "money back pay|back pay", true },
 		{ "/(?:money )*back/", "money |back", true },
 		{ "/(?:abc)?/", NULL, false },
