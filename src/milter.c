@@ -289,8 +289,11 @@ int milter_collect_header(struct milter_msg *m, const char *name, const char *va
 
 void milter_collect_eoh(struct milter_msg *m)
 {
-	if (!m->truncated)
+	if (!m->truncated) {
 		strbuf_append(&m->raw, "\r\n", 2);
+		if (m->raw.truncated)      /* the blank line itself can reach the cap */
+			m->truncated = true;
+	}
 	m->in_body = true;
 }
 
