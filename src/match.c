@@ -78,6 +78,7 @@
 #define MATCH_JIT_STACK_START (32 * 1024)
 #define MATCH_JIT_STACK_MAX (1024 * 1024)
 #define MATCH_LEAD_CLOCK_EVERY 8      /* tries at the leads between two clock reads */
+#define MATCH_LEAD_MIN_GAP 16         /* bytes per lead place below which a search is cheaper */
 #define MATCH_BUDGET_STOP (-10000)    /* not a PCRE2 code: the rule's time budget ran out */
 
 struct match_tls {
@@ -383,6 +384,10 @@ static int match_leads(struct run *st, size_t i, const char *s, size_t len, stru
 		st->oom = 1;
 		return match_windowed(r, s, len, t, bud, 0);
 	}
+	/* Places denser than one per MATCH_LEAD_MIN_GAP bytes (digits in a log) cost more as
+	 * tries than one JIT search: search, when the rule has the JIT code for it. */
+	if (r->jit_partial && n > len / MATCH_LEAD_MIN_GAP)
+		return match_windowed(r, s, len, t, bud, 0);
 	for (size_t k = 0; k < n && pos[k] < len; k++) {
 		int rc = pcre2_match(r->lead_code, (PCRE2_SPTR)s, len, pos[k], 0, t->md, t->mc);
 		long long now;

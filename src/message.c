@@ -979,19 +979,16 @@ static size_t skip_cfws(const char *f, size_t n, size_t v)
 	return v;
 }
 
-/* Is the media type at v one whose body is never read (attachments: walk_tree decodes only
- * text/plain and text/html)? */
-static bool is_binary_type(const char *v, size_t n)
+/* Is the media type (the top-level name, len bytes, as in "image" of image/png) one whose
+ * body is never read (walk_tree decodes only text/plain and text/html)? */
+static bool is_binary_media(const char *type, size_t len)
 {
-	static const char *const types[] = { "application/", "image/", "audio/", "video/",
-					     "font/", "model/" };
+	static const char *const types[] = { "application", "image", "audio", "video", "font",
+					     "model" };
 
-	for (size_t i = 0; i < UTIL_ARRAY_LEN(types); i++) {
-		size_t l = strlen(types[i]);
-
-		if (n > l && !strncasecmp(v, types[i], l))
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(types); i++)
+		if (len == strlen(types[i]) && !strncasecmp(type, types[i], len))
 			return true;
-	}
 	return false;
 }
 
@@ -1005,7 +1002,11 @@ static void scan_content_type(const char *f, size_t n, struct scan_ct *ct)
 		return;
 	ct->fields++;
 	v = skip_cfws(f, n, (size_t)(colon - f) + 1);
-	ct->binary = is_binary_type(f + v, n - v);
+	{
+		const char *slash = memchr(f + v, '/', n - v);
+
+		ct->binary = slash && slash + 1 < f + n && is_binary_media(f + v, (size_t)(slash - f - v));
+	}
 	if (n - v >= 10 && !strncasecmp(f + v, "multipart/", 10)) {
 		ct->kind = SCAN_MULTIPART;
 		ct_boundaries(f + v, n - v, ct);
@@ -1508,10 +1509,8 @@ static bool is_empty_binary(GMimePart *part)
 	const char *type = ct ? g_mime_content_type_get_media_type(ct) : NULL;
 	GMimeDataWrapper *w;
 	GMimeStream *st;
-	char mt[24];
 
-	if (!type || snprintf(mt, sizeof(mt), "%s/", type) >= (int)sizeof(mt) ||
-	    !is_binary_type(mt, strlen(mt) + 1))
+	if (!type || !is_binary_media(type, strlen(type)))
 		return false;
 	w = g_mime_part_get_content(part);
 	st = w ? g_mime_data_wrapper_get_stream(w) : NULL;
@@ -1872,6 +1871,7 @@ static int parse_once(const char *raw, size_t len, const struct message_limits *
 		*agrees = false;
 		goto out;
 	}
+	m->bodies_left_out = res->dropped;
 	if (fill_defaults(m) < 0 || join_bodies(m) < 0)
 		goto out;
 	rc = 0;

@@ -82,6 +82,7 @@ struct message {
 	size_t n_headers;
 	struct message_part *parts;
 	size_t n_parts;
+	size_t bodies_left_out;     /* attachment bodies GMime was not given (message.c, scan) */
 	char *body_new;             /* new_text of every part, joined by "\n" (rule target body) */
 	size_t body_new_len;
 	char *body_quoted;          /* quoted_text of every part, joined (rule target quoted) */

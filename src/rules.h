@@ -119,7 +119,7 @@ struct rules_scan {
 	size_t gcap;
 	bool grouped;
 };
-#define RULES_LEAD_MAX_POS 16384      /* places of one rule's leads (a try is ~0.1 us); more: searched */
+#define RULES_LEAD_MAX_POS 4096       /* places of one rule's leads (a try is ~0.1 us); more: searched */
 #define RULES_LEAD_MAX_PAIRS (1u << 16)   /* places of all rules in one message (12 bytes each,
                                             * per thread: 768 KiB at most) */
 

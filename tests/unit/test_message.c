@@ -621,9 +621,13 @@ static void test_attachment_bodies_left_out(void **state)
 		assert_int_equal(m->n_parts, whole->n_parts);
 		assert_string_equal(m->body_new, whole->body_new);
 		assert_int_equal(m->limits_hit, whole->limits_hit);
+		assert_int_equal(whole->bodies_left_out, 0);
 		if (i == 0) {
 			assert_int_equal(m->n_parts, 2);
 			assert_string_equal(m->body_new, "before\nafter");
+			assert_int_equal(m->bodies_left_out, 2);   /* the PDF and the PNG */
+		} else {
+			assert_int_equal(m->bodies_left_out, 0);   /* parsed again whole */
 		}
 		message_free(whole);
 		message_free(m);
