@@ -12,6 +12,7 @@
 #include <string.h>
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <utf8proc.h>
 #include "normalize.h"
 
 #define ZWNJ "\u200C"
@@ -459,30 +460,6 @@ static void test_rule_meets_text(void **state)
 	}
 }
 
-static int utf8_put(char *o, uint32_t cp)
-{
-	if (cp < 0x80) {
-		o[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		o[0] = (char)(0xC0 | (cp >> 6));
-		o[1] = (char)(0x80 | (cp & 0x3F));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		o[0] = (char)(0xE0 | (cp >> 12));
-		o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-		o[2] = (char)(0x80 | (cp & 0x3F));
-		return 3;
-	}
-	o[0] = (char)(0xF0 | (cp >> 18));
-	o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-	o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-	o[3] = (char)(0x80 | (cp & 0x3F));
-	return 4;
-}
-
 /* The prefilter (rules_anchors.c) takes a pattern's \s to be " " or "\n" and its \d to be [0-9]:
  * on normalized text, every character PCRE2's \s (UTF+UCP) matches must have become a space or
  * a line end (or gone), and every one \d matches an ASCII digit. Checked for every code point. */
@@ -507,7 +484,7 @@ static void test_classes_after_normalization(void **state)
 
 		if (cp >= 0xD800 && cp <= 0xDFFF)
 			continue;
-		n = (size_t)utf8_put(one, cp);
+		n = (size_t)utf8proc_encode_char((utf8proc_int32_t)cp, (utf8proc_uint8_t *)one);
 		is_sp = pcre2_match(sp, (PCRE2_SPTR)one, n, 0, 0, md, NULL) >= 0;
 		is_dg = pcre2_match(dg, (PCRE2_SPTR)one, n, 0, 0, md, NULL) >= 0;
 		if (!is_sp && !is_dg)

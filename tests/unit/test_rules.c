@@ -553,6 +553,25 @@ static void test_load_dir(void **state)
 
 /* ---- lint --------------------------------------------------------------------------------- */
 
+/* What lint says of a one-rule set with pattern pat (malloc'd). */
+static char *lint_of(const char *pat)
+{
+	char text[256], *s;
+	struct diag d;
+	struct ruleset *rs;
+
+	snprintf(text, sizeof(text), "rule R\ncategory refund\nmatch %s\n", pat);
+	rs = load(text, &d);
+	assert_non_null(rs);
+	diag_free(&d);
+	diag_init(&d);
+	rules_lint(rs, cfg, &d);
+	s = diag_string(&d);
+	diag_free(&d);
+	rules_unref(rs);
+	return s;
+}
+
 static void test_lint(void **state)
 {
 	static const struct {
@@ -588,43 +607,20 @@ static void test_lint(void **state)
 	};
 
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
-		char text[256], *s;
-		struct diag d;
-		struct ruleset *rs;
-		bool nested, probe;
+		char *s = lint_of(cases[i].pat);
+		bool nested = strstr(s, "nested unbounded quantifiers") != NULL;
+		bool probe = strstr(s, "on the probe") != NULL;
 
-		snprintf(text, sizeof(text), "rule R\ncategory refund\nmatch %s\n", cases[i].pat);
-		rs = load(text, &d);
-		assert_non_null(rs);
-		diag_free(&d);
-		diag_init(&d);
-		rules_lint(rs, cfg, &d);
-		s = diag_string(&d);
-		nested = strstr(s, "nested unbounded quantifiers") != NULL;
-		probe = strstr(s, "on the probe") != NULL;
 		if (nested != cases[i].nested || (cases[i].probe >= 0 && probe != cases[i].probe))
 			fail_msg("case %zu %s: lint said:\n%s", i, cases[i].pat, s);
 		free(s);
-		diag_free(&d);
-		rules_unref(rs);
 	}
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(alts); i++) {
-		char text[256], *s;
-		struct diag d;
-		struct ruleset *rs;
+		char *s = lint_of(alts[i].pat);
 
-		snprintf(text, sizeof(text), "rule R\ncategory refund\nmatch %s\n", alts[i].pat);
-		rs = load(text, &d);
-		assert_non_null(rs);
-		diag_free(&d);
-		diag_init(&d);
-		rules_lint(rs, cfg, &d);
-		s = diag_string(&d);
 		if ((strstr(s, "alternatives that can match the same text") != NULL) != alts[i].warned)
 			fail_msg("alternatives case %zu %s: lint said:\n%s", i, alts[i].pat, s);
 		free(s);
-		diag_free(&d);
-		rules_unref(rs);
 	}
 }
 
