@@ -29,14 +29,25 @@
  * be appended: "no\s*receipt" -> {"no ", "no\n", "noreceipt"}); "" complete means the piece
  * may match nothing. An atom's leads are its exact set; a sequence appends each piece's leads
  * to its complete strings, and stops when none is left; an alternation is the union; x? adds
- * "", x* x+ x{n,m} leave their strings incomplete; a piece that proves nothing leaves them
- * incomplete too. When the leads of the whole pattern are good anchors (none empty; each at
- * least AN_MIN_BYTES, or starting with a digit, since digits are rare in prose), they ARE the
+ * "", x* x{n,m} leave their strings incomplete, x+ of a small x is spelled out (x, xx, xxx...:
+ * ls_plus); a piece that proves nothing leaves them incomplete too. A set that grows past
+ * AN_MAX_SET is cut to shorter strings (ls_shrink), and a lead that has another as its prefix
+ * is dropped (ls_minimize). When the leads of the whole pattern are good anchors (none empty;
+ * each at least AN_MIN_BYTES, or with a digit in it, since digits are rare in prose), they ARE the
  * rule's anchors and r->lead is set: the scan then also records where each lead occurs, and
  * match.c tries the rule's anchored code at those places only, instead of a search of the whole
- * text (the leftmost match starts at one of them). 197 of the 212 shipped rules and 967 of
+ * text (the leftmost match starts at one of them). 210 of the 212 shipped rules and 967 of
  * 1,000 generated ones have leads. A small class of plain characters (['’], [£$€], [0-9]) is
  * the exact set of its members, for anchors and leads alike.
+ *
+ * SPACE  Every text the rules see comes from normalize_text(), which turns a run of white space
+ * into one " " or one "\n" (fuzz_normalize checks that no two white space characters follow each
+ * other). So a white-space atom repeated (\s+, \s*, " +") matches at most one character here,
+ * and for the leads the walk reads \s+ as \s and \s* as \s?: "i\s+have" leads with "i have",
+ * where "i " alone would be too short to be worth anything. (Not for the anchors: their longer
+ * exact strings would overflow the sets of alternations, and a set that overflows proves
+ * nothing.) The scan reads "\n" as " " (scan_fold), so \s is the one string " " and a run of
+ * \s does not double the strings of a set at every step.
  *
  * CASE  Caseless matching: ASCII letters are lowercased in the anchors and ASCII is lowercased
  * while scanning, so the prefilter does not depend on the text being case-folded at all (a
@@ -67,10 +78,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define AN_MAX_SET 128        /* strings in one set; more proves nothing (or picks another side) */
+#define AN_MAX_SET 256        /* strings in one set; more proves nothing (or picks another side) */
 #define AN_MAX_LEN 48         /* bytes of one exact string; a longer piece becomes anchors */
 #define AN_MAX_DEPTH 64       /* group nesting followed; deeper: give up (bounded stack) */
 #define AN_MIN_BYTES 3        /* shortest useful anchor */
+
+/* What the scan compares: ASCII lowercased, and "\n" read as " " (see SPACE). */
+static inline unsigned char scan_fold(unsigned char c)
+{
+	return c == '\n' ? ' ' : (unsigned char)((unsigned)c - 'A' < 26u ? c + ('a' - 'A') : c);
+}
 
 /* ---- string sets -------------------------------------------------------------------------- */
 
@@ -237,6 +254,14 @@ static void set_alt(struct an_parser *ps, struct aset *a, struct aset *b)
 	set_clear(b);
 }
 
+static bool has_digit(const char *s, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		if (s[k] >= '0' && s[k] <= '9')
+			return true;
+	return false;
+}
+
 /* ---- leads (see LEADS in the file comment) -------------------------------------------------- */
 
 /* A lead set: strings every match of a piece starts with. A string is "complete" when it is a
@@ -273,8 +298,61 @@ static void ls_move(struct lset *dst, struct lset *src)
 	memset(src, 0, sizeof(*src));
 }
 
+#define LS_BUILD_MAX (4 * AN_MAX_SET)
+
+static void ls_add(struct an_parser *ps, struct lset *l, const char *s, size_t len, bool fin);
+
+/* How many distinct strings the set has when each is cut to at most cut bytes. */
+static size_t ls_count_cut(const struct lset *l, size_t cut)
+{
+	size_t n = 0;
+
+	for (size_t k = 0; k < l->n; k++) {
+		size_t lk = l->len[k] < cut ? l->len[k] : cut, j;
+
+		for (j = 0; j < k; j++) {
+			size_t lj = l->len[j] < cut ? l->len[j] : cut;
+
+			if (lj == lk && !memcmp(l->v[j], l->v[k], lk))
+				break;
+		}
+		n += j == k;
+	}
+	return n;
+}
+
+/* A set grown past AN_MAX_SET: cut every string to the longest length (at least AN_MIN_BYTES)
+ * at which at most half of AN_MAX_SET distinct ones remain, cut ones incomplete. A lead's
+ * prefix is a lead too, so this keeps the set true, only less precise. None: any. */
+static void ls_shrink(struct an_parser *ps, struct lset *l)
+{
+	size_t lo = AN_MIN_BYTES, hi = AN_MAX_LEN;
+	struct lset r = { 0 };
+
+	if (l->any || l->n <= AN_MAX_SET)
+		return;
+	if (ls_count_cut(l, lo) > AN_MAX_SET / 2) {
+		ls_any(l);
+		return;
+	}
+	while (lo < hi) {          /* the count only grows with the cut: the largest that fits */
+		size_t mid = (lo + hi + 1) / 2;
+
+		if (ls_count_cut(l, mid) <= AN_MAX_SET / 2)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	for (size_t k = 0; k < l->n && !r.any; k++)
+		ls_add(ps, &r, l->v[k], l->len[k] < lo ? l->len[k] : lo,
+		       l->len[k] <= lo && l->fin[k]);
+	ls_move(l, &r);
+}
+
 /* Add s (fin: complete). A string already there stays, complete only if both are (an
- * incomplete one says more: the match may go on in ways not known). Too many: any. */
+ * incomplete one says more: the match may go on in ways not known). A set may grow past
+ * AN_MAX_SET while it is built (ls_then, ls_alt cut it back when done), not past LS_BUILD_MAX:
+ * then it is any. */
 static void ls_add(struct an_parser *ps, struct lset *l, const char *s, size_t len, bool fin)
 {
 	if (l->any)
@@ -284,7 +362,11 @@ static void ls_add(struct an_parser *ps, struct lset *l, const char *s, size_t l
 			l->fin[k] = l->fin[k] && fin;
 			return;
 		}
-	if (l->n >= AN_MAX_SET || len > AN_MAX_LEN) {
+	if (len > AN_MAX_LEN) {
+		ls_any(l);
+		return;
+	}
+	if (l->n >= LS_BUILD_MAX) {
 		ls_any(l);
 		return;
 	}
@@ -350,6 +432,7 @@ static void ls_alt(struct an_parser *ps, struct lset *a, struct lset *b)
 	for (size_t k = 0; !a->any && k < b->n; k++)
 		ls_add(ps, a, b->v[k], b->len[k], b->fin[k]);
 	ls_clear(b);
+	ls_shrink(ps, a);
 }
 
 /* s := s followed by a piece with leads l: incomplete strings stay, complete ones take each
@@ -387,6 +470,12 @@ static void ls_then(struct an_parser *ps, struct lset *s, const struct lset *l)
 		ls_open(s);
 		return;
 	}
+	ls_shrink(ps, &r);
+	if (r.any) {
+		ls_clear(&r);
+		ls_open(s);
+		return;
+	}
 	ls_move(s, &r);
 }
 
@@ -399,6 +488,45 @@ static bool ls_extendable(const struct lset *s)
 	return false;
 }
 
+/* Is x small enough to be spelled out under a + (x x x... as below)? Every string complete and
+ * not empty, at most LS_PLUS_MAX of them. */
+#define LS_PLUS_MAX 4
+static bool ls_repeatable(const struct lset *l)
+{
+	if (l->any || !l->n || l->n > LS_PLUS_MAX)
+		return false;
+	for (size_t k = 0; k < l->n; k++)
+		if (!l->fin[k] || !l->len[k])
+			return false;
+	return true;
+}
+
+/* x{1,max} (max -1: unbounded) of a small x: a match is x, xx, or starts with xxx, so the leads
+ * are X and X.X complete and X.X.X incomplete (complete when max is 3): "f+u+c+k+" leads with
+ * "fuck", "ffuck", "fffu"..., where "f" alone would be too short a lead to be any use. */
+static void ls_plus(struct an_parser *ps, struct lset *l, long max)
+{
+	struct lset one = { 0 }, r = { 0 }, rep = { 0 };
+
+	for (size_t k = 0; k < l->n; k++) {
+		ls_add(ps, &one, l->v[k], l->len[k], true);
+		ls_add(ps, &rep, l->v[k], l->len[k], true);
+	}
+	for (long times = 1; times <= 3 && (max < 0 || times <= max) && !r.any; times++) {
+		if (times > 1)
+			ls_then(ps, &rep, &one);
+		if (times == 3 && max != 3)
+			ls_open(&rep);
+		for (size_t k = 0; !rep.any && k < rep.n; k++)
+			ls_add(ps, &r, rep.v[k], rep.len[k], rep.fin[k]);
+		if (rep.any)
+			ls_any(&r);
+	}
+	ls_clear(&one);
+	ls_clear(&rep);
+	ls_move(l, &r);
+}
+
 /* The leads of x quantified {min,max} (max -1: unbounded), from the leads of x. */
 static void ls_quantify(struct an_parser *ps, struct lset *l, long min, long max)
 {
@@ -409,6 +537,8 @@ static void ls_quantify(struct an_parser *ps, struct lset *l, long min, long max
 			ls_open(l);       /* x* x{0,n}: x may repeat after any of its strings */
 		if (!l->any)
 			ls_add(ps, l, "", 0, true);
+	} else if (min == 1 && max != 1 && ls_repeatable(l)) {
+		ls_plus(ps, l, max);
 	} else if (!(min == 1 && max == 1)) {
 		ls_open(l);
 	}
@@ -445,8 +575,7 @@ static void lit_char(struct an_parser *ps, struct aset *s, size_t i, size_t clen
 		set_any(s);
 		return;
 	}
-	if (clen == 1 && c >= 'A' && c <= 'Z')
-		c = (char)(c - 'A' + 'a');
+	c = (char)scan_fold((unsigned char)c);
 	if (clen == 1)
 		set_exact1(ps, s, &c, 1);
 	else
@@ -673,10 +802,8 @@ static void parse_escape(struct an_parser *ps, struct aset *out)
 		set_exact1(ps, out, "", 0);
 	} else if (d == 's') {
 		/* in normalized text every white space is " " or "\n" (normalize.c; test_normalize
-		 * checks every code point \s matches) */
+		 * checks every code point \s matches), and the scan reads "\n" as " " */
 		set_exact1(ps, out, " ", 1);
-		if (set_add(out, "\n", 1) < 0)
-			ps->oom = true;
 	} else if (strchr("sSdDwWhHvVRXntrfea", d) || (d == 'N' && (i + 2 >= n || p[i + 2] != '{'))) {
 		set_any(out);
 	} else if ((d == 'p' || d == 'P') && i + 2 < n) {
@@ -695,6 +822,17 @@ static void parse_escape(struct an_parser *ps, struct aset *out)
 	} else {
 		ps->fail = true;       /* \Q \E \G \K \x \o \c \g \k digits ...: not worth the risk */
 	}
+}
+
+/* Does this exact set match only white space (\s, " ", [ \n])? */
+static bool set_is_space(const struct aset *s)
+{
+	if (s->any || !s->exact || !s->n)
+		return false;
+	for (size_t k = 0; k < s->n; k++)
+		if (s->len[k] != 1 || (s->v[k][0] != ' ' && s->v[k][0] != '\n'))
+			return false;
+	return true;
 }
 
 /* One atom and its quantifier: its anchors (out) and its leads. */
@@ -730,7 +868,11 @@ static void parse_piece(struct an_parser *ps, struct aset *out, struct lset *lea
 		ls_from_atom(ps, lead, out);   /* an atom: what it matches is what it starts with */
 	if (ps->fail || !quantifier(ps, &min, &max))
 		return;
-	ls_quantify(ps, lead, min, max);
+	/* Normalized text has no two white space characters in a row (a run is one " " or one
+	 * "\n": see SPACE in the file comment), so \s+ is \s and \s* is \s? there. For the
+	 * leads only: as anchors, the longer exact strings would overflow alternations. */
+	ls_quantify(ps, lead, min,
+		    min <= 1 && max != 0 && max != 1 && set_is_space(out) ? 1 : max);
 	if (max == 0) {
 		set_exact1(ps, out, "", 0);
 	} else if (min == 0) {
@@ -796,16 +938,45 @@ static void parse_alt(struct an_parser *ps, struct aset *out, struct lset *lead,
 	}
 }
 
-/* Are these leads good anchors? Each at least AN_MIN_BYTES long, or starting with a digit:
- * digits are rare in prose, so even "3" is a place worth trying, not a scan of every word
- * ("\d+ din", "$\d+"). Not when nothing is known or a lead is empty. */
+/* Drop each lead that another lead is a prefix of: every match it starts also starts with the
+ * shorter one, which the scan finds at the same place ("fuck" covers "fuckk"). */
+static void ls_minimize(struct an_parser *ps, struct lset *l)
+{
+	bool *drop;
+	size_t w = 0;
+
+	if (l->any || l->n < 2)
+		return;
+	drop = calloc(l->n, sizeof(*drop));
+	if (!drop) {
+		ps->oom = true;
+		return;
+	}
+	for (size_t k = 0; k < l->n; k++)
+		for (size_t j = 0; j < l->n && !drop[k]; j++)
+			drop[k] = j != k && l->len[j] < l->len[k] && !memcmp(l->v[j], l->v[k], l->len[j]);
+	for (size_t k = 0; k < l->n; k++) {
+		if (drop[k]) {
+			free(l->v[k]);
+			continue;
+		}
+		l->v[w] = l->v[k];
+		l->len[w] = l->len[k];
+		l->fin[w++] = l->fin[k];
+	}
+	l->n = w;
+	free(drop);
+}
+
+/* Are these leads good anchors? Each at least AN_MIN_BYTES long, or with a digit in it:
+ * digits are rare in prose, so even "3" or "$5" is a place worth trying, not a scan of every
+ * word ("\d+ din", "[$£]\s?\d+"). Not when nothing is known or a lead is empty. */
 static bool ls_good(const struct lset *l)
 {
 	if (l->any || !l->n)
 		return false;
 	for (size_t k = 0; k < l->n; k++)
-		if (l->len[k] < AN_MIN_BYTES &&
-		    !(l->len[k] > 0 && l->v[k][0] >= '0' && l->v[k][0] <= '9'))
+		if (l->len[k] < AN_MIN_BYTES && !has_digit(l->v[k], l->len[k]))
 			return false;
 	return true;
 }
@@ -828,6 +999,12 @@ int rules_anchors_compute(struct rule *r, const char *np, size_t n)
 	/* Leads, when there are good ones, are anchors too (every match contains its lead), and
 	 * they also say where a match can start (match.c tries only there). An empty lead (the
 	 * pattern may match "") makes the score 0. */
+	ls_minimize(&ps, &lead);
+	if (ps.oom) {
+		set_clear(&s);
+		ls_clear(&lead);
+		return -1;
+	}
 	if (ls_good(&lead)) {
 		r->lead = true;
 		r->anchors = lead.v;
@@ -848,9 +1025,11 @@ int rules_anchors_compute(struct rule *r, const char *np, size_t n)
 		r->n_anchors = s.n;
 		memset(&s, 0, sizeof(s));
 	}
-	/* Caseless scanning lowercases ASCII: so must the anchors of case-sensitive rules. */
+	/* The scan folds ASCII case and reads "\n" as " " (scan_fold): so must the anchors, those
+	 * of case-sensitive rules too. */
 	for (size_t k = 0; k < r->n_anchors; k++)
-		util_ascii_lower(r->anchors[k]);
+		for (char *c = r->anchors[k]; *c; c++)
+			*c = (char)scan_fold((unsigned char)*c);
 	return 0;
 }
 
@@ -879,11 +1058,6 @@ struct ac {
 struct rules_prefilter {
 	struct ac *ac[RULES_TARGET_COUNT];
 };
-
-static inline unsigned char ascii_lower(unsigned char c)
-{
-	return (unsigned char)((unsigned)c - 'A' < 26u ? c + ('a' - 'A') : c);
-}
 
 static size_t edge_slot(const struct ac *a, uint64_t key)
 {
@@ -1294,7 +1468,7 @@ int rules_prefilter_scan(const struct ruleset *rs, enum rules_target t, const ch
 		return -1;
 	sc->grouped = false;
 	for (size_t i = 0; i < len; i++) {
-		st = ac_next(a, st, ascii_lower((unsigned char)s[i]));
+		st = ac_next(a, st, scan_fold((unsigned char)s[i]));
 		/* Every place a lead ends: the rules it leads may start at its first byte. */
 		for (uint32_t u = a->node[st].lout; u; u = a->node[a->node[u].fail].lout) {
 			uint32_t id = (uint32_t)a->node[u].pat;
@@ -1407,7 +1581,7 @@ bool rules_anchors_in(const struct rule *r, const char *s, size_t len)
 		for (size_t i = 0; al <= len && i <= len - al; i++) {
 			size_t j = 0;
 
-			while (j < al && ascii_lower((unsigned char)s[i + j]) == (unsigned char)a[j])
+			while (j < al && scan_fold((unsigned char)s[i + j]) == (unsigned char)a[j])
 				j++;
 			if (j == al)
 				return true;

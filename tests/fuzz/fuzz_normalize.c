@@ -7,6 +7,8 @@
  *  - normalize_text returns valid UTF-8 without NUL, *outlen is its length, and it is
  *    idempotent: normalize(normalize(x)) == normalize(x) (the rules and the text meet in one
  *    canonical form; a second pass that changes it means the form is not canonical);
+ *  - its white space is " " or "\n" and never two in a row (PCRE2's own \s decides what white
+ *    space is): the rule prefilter reads \s+ as one character (rules_anchors.c, SPACE);
  *  - normalize_pattern_flags never fails, and when the input compiles with
  *    UTF|UCP|CASELESS|MATCH_INVALID_UTF (+EXTENDED) the normalized pattern compiles too.
  *
@@ -26,6 +28,34 @@
 /* PCRE2 compile error 120, "regular expression is too large" (ERR20) */
 #define FUZZ_PCRE2_TOO_LARGE 120
 
+/* Two white space characters in a row, or one that is neither " " nor "\n". */
+static void check_space(const char *a, size_t n)
+{
+	static pcre2_code *re;
+	pcre2_match_data *md;
+	int rc;
+
+	if (!re) {
+		int err;
+		PCRE2_SIZE off;
+
+		re = pcre2_compile((PCRE2_SPTR) "\\s\\s|[^\\S \\n]", PCRE2_ZERO_TERMINATED,
+				   PCRE2_UTF | PCRE2_UCP, &err, &off, NULL);
+		FUZZ_CHECK(re != NULL, "white space pattern does not compile");
+	}
+	md = pcre2_match_data_create_from_pattern(re, NULL);
+	FUZZ_CHECK(md != NULL, "out of memory");
+	rc = pcre2_match(re, (PCRE2_SPTR)a, n, 0, 0, md, NULL);
+	if (rc >= 0) {
+		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+
+		fprintf(stderr, "white space at byte %zu: \"%.40s\"\n", (size_t)ov[0], a + ov[0]);
+		fuzz_fail("normalized text has white space other than one \" \" or \"\\n\"");
+	}
+	FUZZ_CHECK(rc == PCRE2_ERROR_NOMATCH, "white space check failed: %d", rc);
+	pcre2_match_data_free(md);
+}
+
 static void check_text(const char *s, size_t len, bool keep_newlines)
 {
 	size_t n1 = 0, n2 = 0;
@@ -34,6 +64,7 @@ static void check_text(const char *s, size_t len, bool keep_newlines)
 	FUZZ_CHECK(a != NULL, "normalize_text failed on %zu bytes", len);
 	FUZZ_CHECK(strlen(a) == n1, "outlen %zu but strlen %zu", n1, strlen(a));
 	FUZZ_CHECK(util_utf8_valid(a, n1), "normalized text is not valid UTF-8");
+	check_space(a, n1);
 	char *b = normalize_text(a, n1, keep_newlines, &n2);
 	FUZZ_CHECK(b != NULL, "normalize_text failed on its own output");
 	if (n1 != n2 || memcmp(a, b, n1) != 0) {

@@ -7,7 +7,10 @@
  * comes with no errors and only compiled, named, categorised rules. A ruleset of up to 8 rules
  * is also linted (same diagnostic rules) and run over the input's own normalized text under the
  * default match limits, so a pattern the fuzzer writes meets text it writes (ReDoS shows up as
- * a libFuzzer timeout). Lint may add file-less warnings about the whole set (no JIT).
+ * a libFuzzer timeout). Lint may add file-less warnings about the whole set (no JIT). The run
+ * is repeated without the prefilter (no anchors, no lead places: every rule searched): when
+ * neither run met a limit, both must give the same hits at the same offsets, so a wrong anchor
+ * or lead (rules_anchors.c) shows up as a finding.
  *
  * OWNERSHIP  Everything is freed before returning.
  */
@@ -56,6 +59,36 @@ static void check_ruleset(const struct ruleset *rs, const struct config *cfg)
 	}
 }
 
+/* The hits of a run with the prefilter (mr) and of one without it must be the same, unless a
+ * limit or the deadline stopped a rule in either (then they may differ by that rule). */
+static void same_without_prefilter(const struct ruleset *rs, const struct match_subjects *subj,
+				   const struct match_limits *lim, const struct match_result *mr)
+{
+	struct match_limits all = *lim;
+	struct match_result m2;
+
+	if (mr->n_limit_rules || mr->deadline_hit)
+		return;
+	all.no_prefilter = true;
+	memset(&m2, 0, sizeof(m2));
+	FUZZ_CHECK(match_run(rs, subj, &all, &m2) == 0, "match_run without prefilter failed");
+	if (!m2.n_limit_rules && !m2.deadline_hit) {
+		FUZZ_CHECK(m2.n_hits == mr->n_hits, "%zu hits with the prefilter, %zu without",
+			   mr->n_hits, m2.n_hits);
+		for (size_t i = 0; i < mr->n_hits; i++) {
+			const struct match_hit *a = &mr->hits[i], *b = &m2.hits[i];
+
+			if (a->rule != b->rule || a->target != b->target || a->offset != b->offset ||
+			    a->length != b->length || a->header_index != b->header_index)
+				fuzz_fail("hit %zu: rule %s at %zu+%zu with the prefilter, rule %s at "
+					  "%zu+%zu without", i, rs->rules[a->rule].name,
+					  (size_t)a->offset, (size_t)a->length, rs->rules[b->rule].name,
+					  (size_t)b->offset, (size_t)b->length);
+		}
+	}
+	match_result_free(&m2);
+}
+
 static void match_self(const struct ruleset *rs, const struct config *cfg, const uint8_t *data,
 		       size_t size)
 {
@@ -85,6 +118,7 @@ static void match_self(const struct ruleset *rs, const struct config *cfg, const
 		FUZZ_CHECK(h->rule < rs->n_rules, "hit of rule %zu", h->rule);
 		FUZZ_CHECK(h->offset <= n && h->length <= n - h->offset, "hit outside its text");
 	}
+	same_without_prefilter(rs, &subj, &lim, &mr);
 	match_result_free(&mr);
 	free(text);
 }

@@ -507,6 +507,29 @@ static void test_classes_after_normalization(void **state)
 	pcre2_code_free(dg);
 }
 
+/* utf8proc orders combining marks before it strips control characters: a control character
+ * between two marks must not leave them out of order (found by fuzz_normalize). */
+static void test_control_between_marks(void **state)
+{
+	static const char with[] = "\xc4\xb0\x00\xcc\xb1 a\xcc\x87\x01\xcc\xb1";
+	size_t n1, n2, n3;
+	char *a = normalize_text(with, sizeof(with) - 1, false, &n1);
+	char *b = normalize_text(a, n1, false, &n2);
+	char *c = normalize_text("\xc4\xb0\xcc\xb1 a\xcc\xb1\xcc\x87", 10, false, &n3);
+
+	(void)state;
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(c);
+	assert_int_equal(n1, n2);
+	assert_memory_equal(a, b, n1);
+	assert_int_equal(n1, n3);
+	assert_memory_equal(a, c, n1);   /* i, U+0331 (class 220), U+0307 (230) */
+	free(a);
+	free(b);
+	free(c);
+}
+
 static void test_persian_space_variant(void **state)
 {
 	/* the space-separated form stays different; a rule covers it with \s? */
@@ -546,6 +569,7 @@ int main(void)
 		cmocka_unit_test(test_pattern_quantifier_meaning),
 		cmocka_unit_test(test_rule_meets_text),
 		cmocka_unit_test(test_persian_space_variant),
+		cmocka_unit_test(test_control_between_marks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
