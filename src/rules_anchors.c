@@ -57,8 +57,10 @@
  * proves nothing, because PCRE2 would match its other cases too.
  *
  * SCAN  rules_prefilter_scan() runs a text of one target once through that target's automaton
- * (root transitions in a table, the rest in one open-addressing hash of (state, byte); each
- * state's nearest accepting suffix precomputed) and marks the rules any of whose anchors
+ * (the shallowest AC_DENSE_ROWS states have full rows over byte classes, fail links followed in
+ * advance, so a text byte costs one lookup there; the deeper edges are in one open-addressing
+ * hash of (state, byte); each state's nearest accepting suffix precomputed; on the bench's big
+ * mails the rows halved the scan) and marks the rules any of whose anchors
  * occurs: linear in the text plus the anchors found. For lead rules it records every place a
  * lead occurs (at most RULES_LEAD_MAX_POS per rule: a rule with more is marked 2, "occurs,
  * places not kept", and searched as any other); rules_scan_leads() hands them out per rule,
@@ -269,7 +271,7 @@ static bool has_digit(const char *s, size_t n)
  * means the piece may match nothing. any: nothing is known. */
 struct lset {
 	bool any;
-	size_t n;
+	size_t n, cap;
 	char **v;
 	size_t *len;
 	bool *fin;            /* complete */
@@ -300,59 +302,51 @@ static void ls_move(struct lset *dst, struct lset *src)
 
 #define LS_BUILD_MAX (4 * AN_MAX_SET)
 
-static void ls_add(struct an_parser *ps, struct lset *l, const char *s, size_t len, bool fin);
-
-/* How many distinct strings the set has when each is cut to at most cut bytes. */
-static size_t ls_count_cut(const struct lset *l, size_t cut)
+/* Append s (fin: complete) without looking for it first (ls_dedupe afterwards); past
+ * LS_BUILD_MAX strings, or a string past AN_MAX_LEN, the set is any. */
+static void ls_push(struct an_parser *ps, struct lset *l, const char *s, size_t len, bool fin)
 {
-	size_t n = 0;
+	char *c;
 
-	for (size_t k = 0; k < l->n; k++) {
-		size_t lk = l->len[k] < cut ? l->len[k] : cut, j;
-
-		for (j = 0; j < k; j++) {
-			size_t lj = l->len[j] < cut ? l->len[j] : cut;
-
-			if (lj == lk && !memcmp(l->v[j], l->v[k], lk))
-				break;
-		}
-		n += j == k;
-	}
-	return n;
-}
-
-/* A set grown past AN_MAX_SET: cut every string to the longest length (at least AN_MIN_BYTES)
- * at which at most half of AN_MAX_SET distinct ones remain, cut ones incomplete. A lead's
- * prefix is a lead too, so this keeps the set true, only less precise. None: any. */
-static void ls_shrink(struct an_parser *ps, struct lset *l)
-{
-	size_t lo = AN_MIN_BYTES, hi = AN_MAX_LEN;
-	struct lset r = { 0 };
-
-	if (l->any || l->n <= AN_MAX_SET)
+	if (l->any)
 		return;
-	if (ls_count_cut(l, lo) > AN_MAX_SET / 2) {
+	if (len > AN_MAX_LEN || l->n >= LS_BUILD_MAX) {
 		ls_any(l);
 		return;
 	}
-	while (lo < hi) {          /* the count only grows with the cut: the largest that fits */
-		size_t mid = (lo + hi + 1) / 2;
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? 2 * l->cap : 8;
+		char **v = realloc(l->v, ncap * sizeof(*v));
+		size_t *ln = v ? realloc(l->len, ncap * sizeof(*ln)) : NULL;
+		bool *f = ln ? realloc(l->fin, ncap * sizeof(*f)) : NULL;
 
-		if (ls_count_cut(l, mid) <= AN_MAX_SET / 2)
-			lo = mid;
-		else
-			hi = mid - 1;
+		if (v)
+			l->v = v;
+		if (ln)
+			l->len = ln;
+		if (f)
+			l->fin = f;
+		if (!f) {
+			ps->oom = true;
+			return;
+		}
+		l->cap = ncap;
 	}
-	for (size_t k = 0; k < l->n && !r.any; k++)
-		ls_add(ps, &r, l->v[k], l->len[k] < lo ? l->len[k] : lo,
-		       l->len[k] <= lo && l->fin[k]);
-	ls_move(l, &r);
+	c = malloc(len + 1);
+	if (!c) {
+		ps->oom = true;
+		return;
+	}
+	memcpy(c, s, len);
+	c[len] = '\0';
+	l->v[l->n] = c;
+	l->len[l->n] = len;
+	l->fin[l->n++] = fin;
 }
 
 /* Add s (fin: complete). A string already there stays, complete only if both are (an
- * incomplete one says more: the match may go on in ways not known). A set may grow past
- * AN_MAX_SET while it is built (ls_then, ls_alt cut it back when done), not past LS_BUILD_MAX:
- * then it is any. */
+ * incomplete one says more: the match may go on in ways not known). For small sets: ls_then
+ * and ls_alt, which make big ones, push and then dedupe. */
 static void ls_add(struct an_parser *ps, struct lset *l, const char *s, size_t len, bool fin)
 {
 	if (l->any)
@@ -362,36 +356,151 @@ static void ls_add(struct an_parser *ps, struct lset *l, const char *s, size_t l
 			l->fin[k] = l->fin[k] && fin;
 			return;
 		}
-	if (len > AN_MAX_LEN) {
-		ls_any(l);
-		return;
-	}
-	if (l->n >= LS_BUILD_MAX) {
-		ls_any(l);
-		return;
-	}
-	{
-		char **v = realloc(l->v, (l->n + 1) * sizeof(*v));
-		size_t *ln = v ? realloc(l->len, (l->n + 1) * sizeof(*ln)) : NULL;
-		bool *f = ln ? realloc(l->fin, (l->n + 1) * sizeof(*f)) : NULL;
-		char *c = f ? malloc(len + 1) : NULL;
+	ls_push(ps, l, s, len, fin);
+}
 
-		if (v)
-			l->v = v;
-		if (ln)
-			l->len = ln;
-		if (f)
-			l->fin = f;
-		if (!c) {
-			ps->oom = true;
-			return;
-		}
-		memcpy(c, s, len);
-		c[len] = '\0';
-		l->v[l->n] = c;
-		l->len[l->n] = len;
-		l->fin[l->n++] = fin;
+/* One string of a set, for sorting. */
+struct ls_ent {
+	const char *s;
+	size_t len, i;
+};
+
+/* Byte order, a prefix before what it starts; equal strings by their place in the set. */
+static int ls_ent_cmp(const void *pa, const void *pb)
+{
+	const struct ls_ent *a = pa, *b = pb;
+	int c = memcmp(a->s, b->s, a->len < b->len ? a->len : b->len);
+
+	if (c)
+		return c;
+	if (a->len != b->len)
+		return a->len < b->len ? -1 : 1;
+	return a->i < b->i ? -1 : a->i > b->i;
+}
+
+/* The strings of l sorted (ls_ent_cmp); NULL when out of memory. The caller frees. */
+static struct ls_ent *ls_sorted(struct an_parser *ps, const struct lset *l)
+{
+	struct ls_ent *e = malloc((l->n ? l->n : 1) * sizeof(*e));
+
+	if (!e) {
+		ps->oom = true;
+		return NULL;
 	}
+	for (size_t k = 0; k < l->n; k++)
+		e[k] = (struct ls_ent){ l->v[k], l->len[k], k };
+	qsort(e, l->n, sizeof(*e), ls_ent_cmp);
+	return e;
+}
+
+#define LS_DEDUPE_SMALL 32
+
+/* Merge equal strings (complete only if all were), keeping the first one's place. */
+static void ls_dedupe(struct an_parser *ps, struct lset *l)
+{
+	struct ls_ent *e;
+	bool *drop;
+	size_t w = 0;
+
+	if (l->any || l->n < 2)
+		return;
+	if (l->n <= LS_DEDUPE_SMALL) {
+		/* few strings (the usual case): compare each with those kept before it */
+		for (size_t k = 0; k < l->n; k++) {
+			size_t j;
+
+			for (j = 0; j < w; j++)
+				if (l->len[j] == l->len[k] && !memcmp(l->v[j], l->v[k], l->len[k]))
+					break;
+			if (j < w) {
+				l->fin[j] = l->fin[j] && l->fin[k];
+				free(l->v[k]);
+				continue;
+			}
+			l->v[w] = l->v[k];
+			l->len[w] = l->len[k];
+			l->fin[w++] = l->fin[k];
+		}
+		l->n = w;
+		return;
+	}
+	e = ls_sorted(ps, l);
+	drop = calloc(l->n, sizeof(*drop));
+	if (!e || !drop) {
+		free(e);
+		free(drop);
+		ps->oom = true;
+		return;
+	}
+	for (size_t k = 1, first = 0; k < l->n; k++) {
+		if (e[k].len == e[first].len && !memcmp(e[k].s, e[first].s, e[k].len)) {
+			l->fin[e[first].i] = l->fin[e[first].i] && l->fin[e[k].i];
+			drop[e[k].i] = true;
+		} else {
+			first = k;
+		}
+	}
+	for (size_t k = 0; k < l->n; k++) {
+		if (drop[k]) {
+			free(l->v[k]);
+			continue;
+		}
+		l->v[w] = l->v[k];
+		l->len[w] = l->len[k];
+		l->fin[w++] = l->fin[k];
+	}
+	l->n = w;
+	free(e);
+	free(drop);
+}
+
+/* How many distinct strings the sorted set e has when each is cut to at most cut bytes:
+ * strings with the same first cut bytes are next to each other in byte order. */
+static size_t ls_count_cut(const struct ls_ent *e, size_t n, size_t cut)
+{
+	size_t count = n ? 1 : 0;
+
+	for (size_t k = 1; k < n; k++) {
+		size_t a = e[k - 1].len < cut ? e[k - 1].len : cut, b = e[k].len < cut ? e[k].len : cut;
+
+		count += a != b || memcmp(e[k - 1].s, e[k].s, a);
+	}
+	return count;
+}
+
+/* A set grown past AN_MAX_SET: cut every string to the longest length (at least AN_MIN_BYTES)
+ * at which at most half of AN_MAX_SET distinct ones remain, cut ones incomplete. A lead's
+ * prefix is a lead too, so this keeps the set true, only less precise. None: any. */
+static void ls_shrink(struct an_parser *ps, struct lset *l)
+{
+	size_t lo = AN_MIN_BYTES, hi = AN_MAX_LEN;
+	struct lset r = { 0 };
+	struct ls_ent *e;
+
+	if (l->any || l->n <= AN_MAX_SET)
+		return;
+	e = ls_sorted(ps, l);
+	if (!e)
+		return;
+	if (ls_count_cut(e, l->n, lo) > AN_MAX_SET / 2) {
+		free(e);
+		ls_any(l);
+		return;
+	}
+	while (lo < hi) {          /* the count only grows with the cut: the largest that fits */
+		size_t mid = (lo + hi + 1) / 2;
+
+		if (ls_count_cut(e, l->n, mid) <= AN_MAX_SET / 2)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	free(e);
+	for (size_t k = 0; k < l->n && !r.any; k++)
+		ls_push(ps, &r, l->v[k], l->len[k] < lo ? l->len[k] : lo,
+			l->len[k] <= lo && l->fin[k]);
+	ls_dedupe(ps, &r);
+	ls_move(l, &r);
 }
 
 static void ls_single(struct an_parser *ps, struct lset *l, const char *s, size_t len)
@@ -430,8 +539,9 @@ static void ls_alt(struct an_parser *ps, struct lset *a, struct lset *b)
 	if (b->any)
 		ls_any(a);
 	for (size_t k = 0; !a->any && k < b->n; k++)
-		ls_add(ps, a, b->v[k], b->len[k], b->fin[k]);
+		ls_push(ps, a, b->v[k], b->len[k], b->fin[k]);
 	ls_clear(b);
+	ls_dedupe(ps, a);
 	ls_shrink(ps, a);
 }
 
@@ -450,7 +560,7 @@ static void ls_then(struct an_parser *ps, struct lset *s, const struct lset *l)
 	}
 	for (size_t i = 0; i < s->n && !r.any; i++) {
 		if (!s->fin[i]) {
-			ls_add(ps, &r, s->v[i], s->len[i], false);
+			ls_push(ps, &r, s->v[i], s->len[i], false);
 			continue;
 		}
 		for (size_t j = 0; j < l->n && !r.any; j++) {
@@ -462,7 +572,7 @@ static void ls_then(struct an_parser *ps, struct lset *s, const struct lset *l)
 			}
 			memcpy(buf, s->v[i], s->len[i]);
 			memcpy(buf + s->len[i], l->v[j], l->len[j]);
-			ls_add(ps, &r, buf, s->len[i] + l->len[j], l->fin[j]);
+			ls_push(ps, &r, buf, s->len[i] + l->len[j], l->fin[j]);
 		}
 	}
 	if (r.any) {
@@ -470,6 +580,7 @@ static void ls_then(struct an_parser *ps, struct lset *s, const struct lset *l)
 		ls_open(s);
 		return;
 	}
+	ls_dedupe(ps, &r);
 	ls_shrink(ps, &r);
 	if (r.any) {
 		ls_clear(&r);
@@ -1040,10 +1151,17 @@ struct ac_node {
 	uint32_t out;          /* nearest accepting state on the fail chain, itself included; 0 none */
 	uint32_t lout;         /* the same, among states whose anchor is a lead of some rule */
 	int32_t pat;           /* anchor id accepted here, or -1 */
+	uint32_t row;          /* its row in ac.dense, or AC_NO_ROW */
 };
+
+#define AC_NO_ROW UINT32_MAX
+#define AC_DENSE_ROWS 1024     /* shallowest states with a full transition row (see SCAN) */
 
 struct ac {
 	uint32_t root[256];    /* child of the root per (lowercased) byte; 0 = stay at the root */
+	unsigned char cls[256]; /* class of each text byte (scan_fold applied); 0: in no anchor */
+	uint32_t n_cls;
+	uint32_t *dense;       /* row x class -> next state, fail links already followed */
 	struct ac_node *node;
 	size_t n_node, cap_node;
 	uint64_t *ekey;        /* edges: key (state << 8 | byte) + 1, 0 = empty */
@@ -1118,7 +1236,7 @@ static int64_t node_new(struct ac *a)
 		a->node = nv;
 		a->cap_node = ncap;
 	}
-	a->node[a->n_node] = (struct ac_node){ .pat = -1 };
+	a->node[a->n_node] = (struct ac_node){ .pat = -1, .row = AC_NO_ROW };
 	return (int64_t)a->n_node++;
 }
 
@@ -1169,6 +1287,70 @@ static uint32_t ac_next(const struct ac *a, uint32_t s, unsigned char c)
 			return v;
 		s = a->node[s].fail;
 	}
+}
+
+/* The next state from s on text byte raw: a table lookup from a state with a row; from a deeper
+ * one the edges, then its fail chain until a state with a row (the root has one). */
+static inline uint32_t ac_step(const struct ac *a, uint32_t s, unsigned char raw)
+{
+	unsigned char c;
+
+	if (a->node[s].row != AC_NO_ROW)
+		return a->dense[(size_t)a->node[s].row * a->n_cls + a->cls[raw]];
+	c = scan_fold(raw);
+	for (;;) {
+		uint32_t v = edge_get(a, s, c);
+
+		if (v)
+			return v;
+		s = a->node[s].fail;
+		if (a->node[s].row != AC_NO_ROW)
+			return a->dense[(size_t)a->node[s].row * a->n_cls + a->cls[raw]];
+	}
+}
+
+/* Full transition rows for the root and the first AC_DENSE_ROWS - 1 states in breadth-first
+ * order (bfs: every state but the root, by depth), over byte classes: the bytes of the anchors
+ * each have one, every other byte is class 0 and leads back to the root. A state's fail target
+ * is shallower, so its row is filled before the state's own. */
+static int ac_dense(struct ac *a, const uint32_t *bfs, size_t n_bfs)
+{
+	unsigned char used[256] = { 0 }, rep[256];
+	size_t rows = n_bfs + 1 < AC_DENSE_ROWS ? n_bfs + 1 : AC_DENSE_ROWS;
+
+	for (int c = 0; c < 256; c++)
+		used[c] = a->root[c] != 0;
+	for (size_t k = 0; k < a->ecap; k++)
+		if (a->ekey[k])
+			used[(a->ekey[k] - 1) & 0xFF] = 1;
+	a->n_cls = 1;
+	rep[0] = 0;
+	{
+		unsigned char of[256] = { 0 };
+
+		for (int c = 0; c < 256; c++)
+			if (used[c]) {
+				of[c] = (unsigned char)a->n_cls;
+				rep[a->n_cls++] = (unsigned char)c;
+			}
+		for (int b = 0; b < 256; b++)
+			a->cls[b] = of[scan_fold((unsigned char)b)];
+	}
+	a->dense = calloc(rows * a->n_cls, sizeof(*a->dense));
+	if (!a->dense)
+		return -1;
+	for (size_t r = 0; r < rows; r++) {
+		uint32_t st = r ? bfs[r - 1] : 0, *row = a->dense + r * a->n_cls;
+
+		a->node[st].row = (uint32_t)r;
+		for (uint32_t k = 1; k < a->n_cls; k++) {
+			uint32_t v = st ? edge_get(a, st, rep[k]) : a->root[rep[k]];
+
+			row[k] = v || !st ? v
+				: a->dense[(size_t)a->node[a->node[st].fail].row * a->n_cls + k];
+		}
+	}
+	return 0;
 }
 
 /* Fail and output links, breadth first (children are found through the edge table). */
@@ -1222,6 +1404,8 @@ static int ac_link(struct ac *a)
 			queue[qt++] = v;
 		}
 	}
+	if (ac_dense(a, queue, qt) < 0)
+		goto oom;
 	free(queue);
 	free(coff);
 	free(cl);
@@ -1240,6 +1424,7 @@ static void ac_free(struct ac *a)
 	if (!a)
 		return;
 	free(a->node);
+	free(a->dense);
 	free(a->ekey);
 	free(a->eval);
 	free(a->pat_off);
@@ -1468,7 +1653,7 @@ int rules_prefilter_scan(const struct ruleset *rs, enum rules_target t, const ch
 		return -1;
 	sc->grouped = false;
 	for (size_t i = 0; i < len; i++) {
-		st = ac_next(a, st, scan_fold((unsigned char)s[i]));
+		st = ac_step(a, st, (unsigned char)s[i]);
 		/* Every place a lead ends: the rules it leads may start at its first byte. */
 		for (uint32_t u = a->node[st].lout; u; u = a->node[a->node[u].fail].lout) {
 			uint32_t id = (uint32_t)a->node[u].pat;
