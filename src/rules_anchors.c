@@ -1152,7 +1152,12 @@ struct ac_node {
 	uint32_t lout;         /* the same, among states whose anchor is a lead of some rule */
 	int32_t pat;           /* anchor id accepted here, or -1 */
 	uint32_t row;          /* its row in ac.dense, or AC_NO_ROW */
+	uint32_t kid;          /* its only child, when kid_c >= 0 */
+	int16_t kid_c;         /* the byte to it; AC_NO_KIDS, or AC_KIDS: several (in the hash) */
 };
+
+#define AC_NO_KIDS (-1)
+#define AC_KIDS (-2)
 
 #define AC_NO_ROW UINT32_MAX
 #define AC_DENSE_ROWS 1024     /* shallowest states with a full transition row (see SCAN) */
@@ -1236,7 +1241,7 @@ static int64_t node_new(struct ac *a)
 		a->node = nv;
 		a->cap_node = ncap;
 	}
-	a->node[a->n_node] = (struct ac_node){ .pat = -1, .row = AC_NO_ROW };
+	a->node[a->n_node] = (struct ac_node){ .pat = -1, .row = AC_NO_ROW, .kid_c = AC_NO_KIDS };
 	return (int64_t)a->n_node++;
 }
 
@@ -1269,6 +1274,12 @@ static int64_t ac_insert(struct ac *a, const char *s, size_t len)
 				a->ekey[k] = key;
 				a->eval[k] = nx;
 				a->n_edge++;
+				if (a->node[st].kid_c == AC_NO_KIDS) {
+					a->node[st].kid_c = c;
+					a->node[st].kid = nx;
+				} else {
+					a->node[st].kid_c = AC_KIDS;
+				}
 			}
 		}
 		st = nx;
@@ -1290,7 +1301,8 @@ static uint32_t ac_next(const struct ac *a, uint32_t s, unsigned char c)
 }
 
 /* The next state from s on text byte raw: a table lookup from a state with a row; from a deeper
- * one the edges, then its fail chain until a state with a row (the root has one). */
+ * one its edge (most deep states have one child, kept in the node; the others are in the hash),
+ * then its fail chain until a state with a row (the root has one). */
 static inline uint32_t ac_step(const struct ac *a, uint32_t s, unsigned char raw)
 {
 	unsigned char c;
@@ -1299,11 +1311,17 @@ static inline uint32_t ac_step(const struct ac *a, uint32_t s, unsigned char raw
 		return a->dense[(size_t)a->node[s].row * a->n_cls + a->cls[raw]];
 	c = scan_fold(raw);
 	for (;;) {
-		uint32_t v = edge_get(a, s, c);
+		const struct ac_node *nd = &a->node[s];
 
-		if (v)
-			return v;
-		s = a->node[s].fail;
+		if (nd->kid_c == c)
+			return nd->kid;
+		if (nd->kid_c == AC_KIDS) {
+			uint32_t v = edge_get(a, s, c);
+
+			if (v)
+				return v;
+		}
+		s = nd->fail;
 		if (a->node[s].row != AC_NO_ROW)
 			return a->dense[(size_t)a->node[s].row * a->n_cls + a->cls[raw]];
 	}
