@@ -30,9 +30,10 @@
  * may match nothing. An atom's leads are its exact set; a sequence appends each piece's leads
  * to its complete strings, and stops when none is left; an alternation is the union; x? adds
  * "", x* x{n,m} leave their strings incomplete, x+ of a small x is spelled out (x, xx, xxx...:
- * ls_plus); a piece that proves nothing leaves them incomplete too. A set that grows past
- * AN_MAX_SET is cut to shorter strings (ls_shrink), and a lead that has another as its prefix
- * is dropped (ls_minimize). When the leads of the whole pattern are good anchors (none empty;
+ * ls_plus); a piece that proves nothing leaves them incomplete too. Leads stop at AN_LEAD_MAX
+ * bytes. A sequence whose leads would grow past AN_MAX_SET keeps the ones it has when they are
+ * good (whole words), else they are cut to shorter strings (ls_shrink); a lead that has another
+ * as its prefix is dropped (ls_minimize). When the leads of the whole pattern are good anchors (none empty;
  * each at least AN_MIN_BYTES, or with a digit in it, since digits are rare in prose), they ARE the
  * rule's anchors and r->lead is set: the scan then also records where each lead occurs, and
  * match.c tries the rule's anchored code at those places only, instead of a search of the whole
@@ -84,6 +85,8 @@
 #define AN_MAX_LEN 48         /* bytes of one exact string; a longer piece becomes anchors */
 #define AN_MAX_DEPTH 64       /* group nesting followed; deeper: give up (bounded stack) */
 #define AN_MIN_BYTES 3        /* shortest useful anchor */
+#define AN_LEAD_MAX 16        /* leads are not extended past this: more says little, and long
+			       * leads only grow the automaton */
 
 /* What the scan compares: ASCII lowercased, and "\n" read as " " (see SPACE). */
 static inline unsigned char scan_fold(unsigned char c)
@@ -548,6 +551,15 @@ static void ls_alt(struct an_parser *ps, struct lset *a, struct lset *b)
 /* s := s followed by a piece with leads l: incomplete strings stay, complete ones take each
  * lead of l appended (those of l that are complete stay complete). When that grows too big,
  * the complete strings are cut there (open): still leads, no longer extendable. */
+/* Is every string at least AN_MIN_BYTES long or with a digit in it (see ls_good)? */
+static bool ls_all_good(const struct lset *l)
+{
+	for (size_t k = 0; !l->any && k < l->n; k++)
+		if (l->len[k] < AN_MIN_BYTES && !has_digit(l->v[k], l->len[k]))
+			return false;
+	return !l->any;
+}
+
 static void ls_then(struct an_parser *ps, struct lset *s, const struct lset *l)
 {
 	struct lset r = { 0 };
@@ -559,20 +571,19 @@ static void ls_then(struct an_parser *ps, struct lset *s, const struct lset *l)
 		return;
 	}
 	for (size_t i = 0; i < s->n && !r.any; i++) {
-		if (!s->fin[i]) {
+		if (!s->fin[i] || s->len[i] >= AN_LEAD_MAX) {
 			ls_push(ps, &r, s->v[i], s->len[i], false);
 			continue;
 		}
 		for (size_t j = 0; j < l->n && !r.any; j++) {
 			char buf[2 * AN_MAX_LEN];
+			size_t n = s->len[i] + l->len[j];
 
-			if (s->len[i] + l->len[j] > AN_MAX_LEN) {
-				ls_any(&r);
-				break;
-			}
 			memcpy(buf, s->v[i], s->len[i]);
 			memcpy(buf + s->len[i], l->v[j], l->len[j]);
-			ls_push(ps, &r, buf, s->len[i] + l->len[j], l->fin[j]);
+			/* long enough: the rest of the piece is left to PCRE2 */
+			ls_push(ps, &r, buf, n > AN_LEAD_MAX ? AN_LEAD_MAX : n,
+				n <= AN_LEAD_MAX && l->fin[j]);
 		}
 	}
 	if (r.any) {
@@ -581,6 +592,14 @@ static void ls_then(struct an_parser *ps, struct lset *s, const struct lset *l)
 		return;
 	}
 	ls_dedupe(ps, &r);
+	/* Too many: when the strings so far are good leads on their own (whole words, say), keep
+	 * them as they are; cut the longer ones only when they are not (a short word before a
+	 * big alternation: "i" or "we" before a list of verbs). */
+	if (r.n > AN_MAX_SET && ls_all_good(s)) {
+		ls_clear(&r);
+		ls_open(s);
+		return;
+	}
 	ls_shrink(ps, &r);
 	if (r.any) {
 		ls_clear(&r);
@@ -1084,12 +1103,7 @@ static void ls_minimize(struct an_parser *ps, struct lset *l)
  * word ("\d+ din", "[$£]\s?\d+"). Not when nothing is known or a lead is empty. */
 static bool ls_good(const struct lset *l)
 {
-	if (l->any || !l->n)
-		return false;
-	for (size_t k = 0; k < l->n; k++)
-		if (l->len[k] < AN_MIN_BYTES && !has_digit(l->v[k], l->len[k]))
-			return false;
-	return true;
+	return !l->any && l->n && ls_all_good(l);
 }
 
 int rules_anchors_compute(struct rule *r, const char *np, size_t n)

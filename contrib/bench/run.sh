@@ -15,6 +15,8 @@
 # which measures saturation: their latency is mostly queueing. Then, when BENCH_VARIANTS has
 # "latency", a fixed-rate phase measures latency below saturation: for BENCH_ROUNDS rounds,
 #   null-rate, amends-rate   null and amends (shipped packs, as above), alternating, open-loop
+#                 (and amends-normal-rate, sqlite_synchronous=normal, when amends-normal runs:
+#                 what the fsync per tally commit adds to the latency)
 #                 at BENCH_RATE msg/s over the same BENCH_CONNS connections, Poisson arrivals
 #                 from BENCH_SEED (both servers get the same arrival times and message order);
 #                 latency from each message's scheduled arrival to the reply at EOM
@@ -193,6 +195,9 @@ if [[ " $variants " == *" latency "* ]]; then
 	for r in $(seq "$rounds"); do
 		run_one "$r" null-rate "$rate"
 		run_one "$r" amends-rate "$rate"
+		if [[ " $variants " == *" amends-normal "* ]]; then
+			run_one "$r" amends-normal-rate "$rate"
+		fi
 	done
 fi
 echo "bench: load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -50,6 +50,11 @@ def print_fixed(fixed, by_round):
     rate = med([a["offered"] for a, _ in pairs])
     print("\np99 added latency at %.0f msg/s (amends p99 - null p99 within each round, median): "
           "**%.2f ms** (rounds: %s)" % (rate, med(diffs), ", ".join("%.2f" % d for d in diffs)))
+    normal = [rnd["amends-normal-rate"]["p99_ms"] - rnd["null-rate"]["p99_ms"]
+              for rnd in by_round.values() if "amends-normal-rate" in rnd and "null-rate" in rnd]
+    if normal:
+        print("The same with sqlite_synchronous=normal (no fsync per tally commit): %.2f ms "
+              "(rounds: %s)" % (med(normal), ", ".join("%.2f" % d for d in normal)))
     print("This is a difference of two tails, not the p99 of per-message differences: the "
           "servers ran one after the other, so no message was timed on both.")
     if missed:
