@@ -280,7 +280,9 @@ static int norm_text_cps(struct norm_out *o, const int32_t *cp, size_t n, bool k
 	return 0;
 }
 
-char *normalize_text(const char *s, size_t len, bool keep_newlines, size_t *outlen)
+/* norm_text - normalize_text, and once more when the marks came out of order (retry: the
+ * first pass; the second one, whose input has no control characters left, is final) */
+static char *norm_text(const char *s, size_t len, bool keep_newlines, size_t *outlen, bool retry)
 {
 	char *clean = NULL;
 	int32_t *cp = NULL;
@@ -309,10 +311,10 @@ char *normalize_text(const char *s, size_t len, bool keep_newlines, size_t *outl
 	}
 	free(cp);
 	o.s[o.len] = '\0';
-	if (o.misordered) {
+	if (o.misordered && retry) {
 		/* rare (a control character between combining marks): once more puts them in
 		 * canonical order, so that normalizing is idempotent (fuzz_normalize checks it) */
-		char *again = normalize_text(o.s, o.len, keep_newlines, &o.len);
+		char *again = norm_text(o.s, o.len, keep_newlines, &o.len, false);
 
 		free(o.s);
 		o.s = again;
@@ -322,6 +324,11 @@ char *normalize_text(const char *s, size_t len, bool keep_newlines, size_t *outl
 	if (outlen)
 		*outlen = o.len;
 	return o.s;
+}
+
+char *normalize_text(const char *s, size_t len, bool keep_newlines, size_t *outlen)
+{
+	return norm_text(s, len, keep_newlines, outlen, true);
 }
 
 /* ---- patterns ----------------------------------------------------------------------------- */

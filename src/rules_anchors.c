@@ -396,6 +396,23 @@ static struct ls_ent *ls_sorted(struct an_parser *ps, const struct lset *l)
 	return e;
 }
 
+/* Remove the strings marked in drop, keeping the order of the others. */
+static void ls_compact(struct lset *l, const bool *drop)
+{
+	size_t w = 0;
+
+	for (size_t k = 0; k < l->n; k++) {
+		if (drop[k]) {
+			free(l->v[k]);
+			continue;
+		}
+		l->v[w] = l->v[k];
+		l->len[w] = l->len[k];
+		l->fin[w++] = l->fin[k];
+	}
+	l->n = w;
+}
+
 #define LS_DEDUPE_SMALL 32
 
 /* Merge equal strings (complete only if all were), keeping the first one's place. */
@@ -403,28 +420,21 @@ static void ls_dedupe(struct an_parser *ps, struct lset *l)
 {
 	struct ls_ent *e;
 	bool *drop;
-	size_t w = 0;
 
 	if (l->any || l->n < 2)
 		return;
 	if (l->n <= LS_DEDUPE_SMALL) {
-		/* few strings (the usual case): compare each with those kept before it */
-		for (size_t k = 0; k < l->n; k++) {
-			size_t j;
+		/* few strings (the usual case): compare each with the ones kept before it */
+		bool small[LS_DEDUPE_SMALL] = { false };
 
-			for (j = 0; j < w; j++)
-				if (l->len[j] == l->len[k] && !memcmp(l->v[j], l->v[k], l->len[k]))
-					break;
-			if (j < w) {
-				l->fin[j] = l->fin[j] && l->fin[k];
-				free(l->v[k]);
-				continue;
-			}
-			l->v[w] = l->v[k];
-			l->len[w] = l->len[k];
-			l->fin[w++] = l->fin[k];
-		}
-		l->n = w;
+		for (size_t k = 1; k < l->n; k++)
+			for (size_t j = 0; j < k && !small[k]; j++)
+				if (!small[j] && l->len[j] == l->len[k] &&
+				    !memcmp(l->v[j], l->v[k], l->len[k])) {
+					l->fin[j] = l->fin[j] && l->fin[k];
+					small[k] = true;
+				}
+		ls_compact(l, small);
 		return;
 	}
 	e = ls_sorted(ps, l);
@@ -443,16 +453,7 @@ static void ls_dedupe(struct an_parser *ps, struct lset *l)
 			first = k;
 		}
 	}
-	for (size_t k = 0; k < l->n; k++) {
-		if (drop[k]) {
-			free(l->v[k]);
-			continue;
-		}
-		l->v[w] = l->v[k];
-		l->len[w] = l->len[k];
-		l->fin[w++] = l->fin[k];
-	}
-	l->n = w;
+	ls_compact(l, drop);
 	free(e);
 	free(drop);
 }
@@ -1073,7 +1074,6 @@ static void parse_alt(struct an_parser *ps, struct aset *out, struct lset *lead,
 static void ls_minimize(struct an_parser *ps, struct lset *l)
 {
 	bool *drop;
-	size_t w = 0;
 
 	if (l->any || l->n < 2)
 		return;
@@ -1085,16 +1085,7 @@ static void ls_minimize(struct an_parser *ps, struct lset *l)
 	for (size_t k = 0; k < l->n; k++)
 		for (size_t j = 0; j < l->n && !drop[k]; j++)
 			drop[k] = j != k && l->len[j] < l->len[k] && !memcmp(l->v[j], l->v[k], l->len[j]);
-	for (size_t k = 0; k < l->n; k++) {
-		if (drop[k]) {
-			free(l->v[k]);
-			continue;
-		}
-		l->v[w] = l->v[k];
-		l->len[w] = l->len[k];
-		l->fin[w++] = l->fin[k];
-	}
-	l->n = w;
+	ls_compact(l, drop);
 	free(drop);
 }
 
@@ -1347,6 +1338,8 @@ static inline uint32_t ac_step(const struct ac *a, uint32_t s, unsigned char raw
  * is shallower, so its row is filled before the state's own. */
 static int ac_dense(struct ac *a, const uint32_t *bfs, size_t n_bfs)
 {
+	/* anchors are folded (scan_fold: no A-Z, no "\n"), so at most 229 byte values are used:
+	 * with class 0, the classes fit an unsigned char */
 	unsigned char used[256] = { 0 }, rep[256];
 	size_t rows = n_bfs + 1 < AC_DENSE_ROWS ? n_bfs + 1 : AC_DENSE_ROWS;
 
