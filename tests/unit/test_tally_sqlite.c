@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "tally_contract.h"
@@ -243,6 +245,53 @@ static void test_synchronous_normal(void **state)
 	tally_close(t);
 }
 
+/* The WAL is folded back into the database file by the checkpoint thread, not by a message's
+ * commit (the writer's automatic checkpoint is off): without that thread the file would keep
+ * its size until the last connection closes. Records enough WAL pages to cross the threshold,
+ * then waits (at most 15 s) for the file to grow. */
+static void test_checkpoint_thread(void **state)
+{
+	struct tc_fix *f = *state;
+	struct tally *t;
+	char *err = NULL, path[512], wal[600];
+	struct stat st0, st;
+	int waited = 0;
+
+	free(f->cfg->tally.sqlite_synchronous);
+	f->cfg->tally.sqlite_synchronous = util_strdup("normal");
+	t = tally_open(f->cfg, &err);
+	assert_non_null(t);
+	db_path(f, path, sizeof(path));
+	assert_int_equal(stat(path, &st0), 0);
+	for (int i = 0; i < 600; i++) {
+		char who[64];
+
+		snprintf(who, sizeof(who), "c%03d-with-a-longer-local-part@x.example", i);
+		assert_int_equal(tc_record(t, who, TC_T0 + i, "refund", NULL), 0);
+	}
+	for (;;) {
+		assert_int_equal(stat(path, &st), 0);
+		if (st.st_size > st0.st_size || waited >= 150)
+			break;
+		usleep(100 * 1000);
+		waited++;
+	}
+	assert_true(st.st_size > st0.st_size);
+	/* and the WAL did not grow without bound meanwhile (600 records are ~5,000 pages) */
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	assert_int_equal(stat(wal, &st), 0);
+	assert_true(st.st_size < 64 * 1024 * 1024);
+	{
+		struct tally_counts c;
+
+		assert_int_equal(tally_counts(t, "c599-with-a-longer-local-part@x.example",
+					      TC_T0 + 600, &c), 0);
+		assert_int_equal(tally_count_of(&c, "refund"), 1);
+		tally_counts_free(&c);
+	}
+	tally_close(t);
+}
+
 /* ---- sender keys ---------------------------------------------------------------------------- */
 
 static void test_sender_key(void **state)
@@ -443,7 +492,7 @@ int main(void)
 		T(tc_test_bad_input),
 		T(test_schema), T(test_newer_schema_refused), T(test_reopen_keeps_data),
 		T(test_bad_specs), T(test_locked), T(test_full_disk), T(test_synchronous_normal),
-		T(test_group_commit),
+		T(test_group_commit), T(test_checkpoint_thread),
 		cmocka_unit_test(test_sender_key),
 		cmocka_unit_test(test_clock),
 	};
