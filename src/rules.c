@@ -169,14 +169,6 @@ static pcre2_code *compile_one(const char *pat, size_t len, uint32_t options, in
 	return code;
 }
 
-static bool leads_have_digit(const struct rule *r)
-{
-	for (size_t k = 0; k < r->n_anchors; k++)
-		if (r->anchor_len[k] && r->anchors[k][0] >= '0' && r->anchors[k][0] <= '9')
-			return true;
-	return false;
-}
-
 /* A rule whose matches all start with one of its anchors (r->lead) gets a second code compiled
  * PCRE2_ANCHORED: match.c runs it at each place an anchor occurs. (Anchoring at match time would
  * turn JIT off; compiled anchored, its JIT code is also less than half the size.) A lead code
@@ -250,8 +242,8 @@ int rules_compile_rule(struct rules_builder *b, struct rule *r)
 	/* A lead rule is searched in windows (PARTIAL_HARD) only when its leads occur in too many
 	 * places (rules.h, RULES_LEAD_MAX_POS): its JIT code is for complete matches only, which
 	 * is less than half the size (the interpreter takes the rare windowed search). Not so when
-	 * a lead is a digit: log lines and tables can hold thousands of them. */
-	partial = !r->lead || leads_have_digit(r);
+	 * a lead has a digit in it: log lines and tables can hold thousands of those. */
+	partial = !r->lead || r->lead_digit;
 	if (!atomic_load(&rules_jit_off) &&
 	    pcre2_jit_compile(r->code, partial ? PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD
 			      : PCRE2_JIT_COMPLETE) == 0 &&

@@ -100,6 +100,7 @@ struct rule {
 	/* lead: every match STARTS with one of the anchors (rules_anchors.c, LEADS); match.c then
 	 * tries lead_code (compiled anchored, JIT) only where an anchor occurs */
 	bool lead;
+	bool lead_digit;           /* some lead has a digit in it: its places can be thousands */
 	pcre2_code *lead_code;
 };
 

@@ -637,15 +637,13 @@ static bool ls_repeatable(const struct lset *l)
  * "fuck", "ffuck", "fffu"..., where "f" alone would be too short a lead to be any use. */
 static void ls_plus(struct an_parser *ps, struct lset *l, long max)
 {
-	struct lset one = { 0 }, r = { 0 }, rep = { 0 };
+	struct lset r = { 0 }, rep = { 0 };
 
-	for (size_t k = 0; k < l->n; k++) {
-		ls_add(ps, &one, l->v[k], l->len[k], true);
-		ls_add(ps, &rep, l->v[k], l->len[k], true);
-	}
+	for (size_t k = 0; k < l->n; k++)
+		ls_push(ps, &rep, l->v[k], l->len[k], true);
 	for (long times = 1; times <= 3 && (max < 0 || times <= max) && !r.any; times++) {
 		if (times > 1)
-			ls_then(ps, &rep, &one);
+			ls_then(ps, &rep, l);
 		if (times == 3 && max != 3)
 			ls_open(&rep);
 		for (size_t k = 0; !rep.any && k < rep.n; k++)
@@ -653,7 +651,6 @@ static void ls_plus(struct an_parser *ps, struct lset *l, long max)
 		if (rep.any)
 			ls_any(&r);
 	}
-	ls_clear(&one);
 	ls_clear(&rep);
 	ls_move(l, &r);
 }
@@ -1103,7 +1100,7 @@ int rules_anchors_compute(struct rule *r, const char *np, size_t n)
 	struct aset s = { 0 };
 	struct lset lead = { 0 };
 
-	r->lead = false;
+	r->lead = r->lead_digit = false;
 	if (r->options & PCRE2_EXTENDED)
 		return 0;
 	parse_alt(&ps, &s, &lead, 0);
@@ -1123,6 +1120,8 @@ int rules_anchors_compute(struct rule *r, const char *np, size_t n)
 	}
 	if (ls_good(&lead)) {
 		r->lead = true;
+		for (size_t k = 0; k < lead.n && !r->lead_digit; k++)
+			r->lead_digit = has_digit(lead.v[k], lead.len[k]);
 		r->anchors = lead.v;
 		r->anchor_len = lead.len;
 		r->n_anchors = lead.n;
@@ -1141,11 +1140,8 @@ int rules_anchors_compute(struct rule *r, const char *np, size_t n)
 		r->n_anchors = s.n;
 		memset(&s, 0, sizeof(s));
 	}
-	/* The scan folds ASCII case and reads "\n" as " " (scan_fold): so must the anchors, those
-	 * of case-sensitive rules too. */
-	for (size_t k = 0; k < r->n_anchors; k++)
-		for (char *c = r->anchors[k]; *c; c++)
-			*c = (char)scan_fold((unsigned char)*c);
+	/* Already folded as the scan reads text (lit_char applies scan_fold to every literal,
+	 * those of case-sensitive rules too). */
 	return 0;
 }
 

@@ -324,6 +324,38 @@ static char *anchors_of(const struct ruleset *rs, char *buf, size_t size)
 
 /* Every match must contain one anchor: a wrong one loses matches, so each case is checked by
  * hand, and test_match runs the corpus with and without the prefilter. */
+/* A rule with a digit in a lead keeps its JIT code for windowed searches (rules.c): in a log
+ * or a table its places can be too many to try one by one (match.c). */
+static void test_lead_digit(void **state)
+{
+	static const struct {
+		const char *pat;
+		bool digit;
+	} cases[] = {
+		{ "/\\$\\d+ off/", true },        /* leads "$0".."$9": a digit, not first */
+		{ "/\\d+ days late/", true },
+		{ "/refund (?:me|now)/", false },
+		{ "/refund|\\w+/", false },          /* no leads at all */
+	};
+
+	(void)state;
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+		char text[256];
+		struct diag d;
+		struct ruleset *rs;
+
+		snprintf(text, sizeof(text), "rule R\ncategory refund\nmatch %s\n", cases[i].pat);
+		rs = load(text, &d);
+		assert_non_null(rs);
+		if (rs->rules[0].lead_digit != cases[i].digit)
+			fail_msg("%s: lead_digit %d", cases[i].pat, rs->rules[0].lead_digit);
+		if (cases[i].digit && rs->rules[0].jit && !rs->rules[0].jit_partial)
+			fail_msg("%s: JIT code without PARTIAL_HARD", cases[i].pat);
+		diag_free(&d);
+		rules_unref(rs);
+	}
+}
+
 static void test_prefilter(void **state)
 {
 	static const struct {
@@ -671,6 +703,7 @@ int main(void)
 		cmocka_unit_test(test_too_many_errors),
 		cmocka_unit_test(test_refcount_generation),
 		cmocka_unit_test(test_prefilter),
+		cmocka_unit_test(test_lead_digit),
 		cmocka_unit_test(test_load_dir),
 		cmocka_unit_test(test_lint),
 		cmocka_unit_test(test_lint_columns),
