@@ -142,20 +142,28 @@ static void draft_clean_into(struct strbuf *b, const char *s, size_t len, size_t
 	char *u = util_utf8_sanitize(s ? s : "", s ? len : 0, &slen);
 	if (!u)
 		return;
-	size_t ncp = 0;
+	/* Kept text is appended in runs: u[run, run + run_len) is kept and not yet written. */
+	size_t ncp = 0, run = 0, run_len = 0;
 	bool pending_space = false, at_start = true;
+#define DRAFT_FLUSH_RUN() do { if (run_len) { strbuf_append(b, u + run, run_len); run_len = 0; } } while (0)
 	for (size_t i = 0; i < slen; ) {
-		int32_t cp = 0;
-		utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)u + i,
-						      (utf8proc_ssize_t)(slen - i), &cp);
-		if (k <= 0) {        /* cannot happen after sanitize; stay safe */
-			i++;
-			continue;
+		unsigned char c0 = (unsigned char)u[i];
+		int32_t cp = c0;
+		utf8proc_ssize_t k = 1;
+		if (c0 >= 0x80) {
+			k = utf8proc_iterate((const utf8proc_uint8_t *)u + i,
+					     (utf8proc_ssize_t)(slen - i), &cp);
+			if (k <= 0) {        /* cannot happen after sanitize; stay safe */
+				DRAFT_FLUSH_RUN();
+				i++;
+				continue;
+			}
 		}
 		enum draft_cp_class c = draft_cp_classify(cp);
 		if (c == DRAFT_CP_NEWLINE && !multiline)
 			c = DRAFT_CP_SPACE;
 		if (c == DRAFT_CP_DROP) {
+			DRAFT_FLUSH_RUN();
 			i += (size_t)k;
 			continue;
 		}
@@ -165,6 +173,7 @@ static void draft_clean_into(struct strbuf *b, const char *s, size_t len, size_t
 			break;
 		}
 		if (c == DRAFT_CP_SPACE || (cp == ' ' && !multiline)) {
+			DRAFT_FLUSH_RUN();
 			if (multiline && cp != '\r')
 				strbuf_putc(b, ' ');
 			else if (!multiline)
@@ -174,14 +183,19 @@ static void draft_clean_into(struct strbuf *b, const char *s, size_t len, size_t
 			continue;
 		}
 		if (pending_space) {
+			DRAFT_FLUSH_RUN();
 			strbuf_putc(b, ' ');
 			pending_space = false;
 		}
-		strbuf_append(b, u + i, (size_t)k);
+		if (!run_len)
+			run = i;
+		run_len += (size_t)k;
 		at_start = false;
 		i += (size_t)k;
 		ncp++;
 	}
+	DRAFT_FLUSH_RUN();
+#undef DRAFT_FLUSH_RUN
 	free(u);
 }
 
@@ -579,7 +593,7 @@ static void draft_qp(struct strbuf *out, const char *s, size_t len)
 		size_t le = eol ? (size_t)(eol - s) : len;
 		if (!eol && i == len)
 			break;
-		size_t col = 0;
+		size_t col = 0, run = i;   /* plain characters not yet appended: s[run, j) */
 		for (size_t j = i; j < le; j++) {
 			unsigned char c = (unsigned char)s[j];
 			bool last = j + 1 == le;
@@ -594,17 +608,20 @@ static void draft_qp(struct strbuf *out, const char *s, size_t len)
 			size_t w = enc ? 3 : 1;
 			/* room for this char and, unless it ends the line, a soft break "=" */
 			if (col + w > (last ? 76u : 75u)) {
+				strbuf_append(out, s + run, j - run);
 				strbuf_puts(out, "=\r\n");
+				run = j;
 				col = 0;
 			}
 			if (enc) {
 				char e[3] = { '=', hex[c >> 4], hex[c & 15] };
+				strbuf_append(out, s + run, j - run);
 				strbuf_append(out, e, 3);
-			} else {
-				strbuf_putc(out, (char)c);
+				run = j + 1;
 			}
 			col += w;
 		}
+		strbuf_append(out, s + run, le - run);
 		strbuf_puts(out, "\r\n");
 		if (!eol)
 			break;

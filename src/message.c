@@ -1378,16 +1378,25 @@ static void normalize_text(struct strbuf *b)
 		return;
 	if (b->len >= 3 && !memcmp(b->s, "\xEF\xBB\xBF", 3))
 		i = 3;
-	for (; i < b->len; i++) {
-		char c = b->s[i];
+	/* Whole runs up to the next CR or NUL move at once (strcspn stops at either; the buffer
+	 * is NUL-terminated at len): one memmove per line of CRLF text, not a store per byte. */
+	while (i < b->len) {
+		size_t r = strcspn(b->s + i, "\r");
 
-		if (c == '\r') {
+		if (r > b->len - i)
+			r = b->len - i;
+		if (r && j != i)
+			memmove(b->s + j, b->s + i, r);
+		j += r;
+		i += r;
+		if (i >= b->len)
+			break;
+		if (b->s[i] == '\r') {
 			b->s[j++] = '\n';
 			if (i + 1 < b->len && b->s[i + 1] == '\n')
 				i++;
-		} else if (c != '\0') {
-			b->s[j++] = c;
 		}
+		i++;    /* the CR (or CRLF) written as LF, or a NUL dropped */
 	}
 	b->len = j;
 	b->s[j] = '\0';

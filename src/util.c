@@ -209,13 +209,14 @@ char *util_utf8_sanitize(const char *s, size_t n, size_t *outlen)
 	strbuf_init(&b, 0);
 	if (strbuf_grow(&b, n) < 0)
 		return NULL;
+	/* Valid runs are copied whole: one append per run, not per code point. */
 	while (i < n) {
-		size_t l = utf8_seq_len(p + i, n - i);
+		size_t run = i, l;
 
-		if (l) {
-			strbuf_append(&b, s + i, l);
+		while (i < n && (l = utf8_seq_len(p + i, n - i)) != 0)
 			i += l;
-		} else {
+		strbuf_append(&b, s + run, i - run);
+		if (i < n) {
 			strbuf_append(&b, "\xEF\xBF\xBD", 3);
 			i++;
 		}

@@ -624,11 +624,18 @@ static void test_fuzz_loop(void **state)
 		struct draft_request req = req_for(&t.m, langs[rng() % 7],
 						   (enum policy_draft)(1 + rng() % 3));
 		size_t len;
-		char *out = compose_ok(&req, &len);
+		char *out = NULL, *plain = NULL, *err = NULL;
+		if (draft_compose_ex(cfg, &req, &out, &len, &plain, &err) < 0)
+			fail_msg("iteration %ld: compose: %s", it, err);
 		struct parsed p;
 		const char *why = check_draft(out, len, &p);
 		if (why)
 			fail_msg("iteration %ld: %s\n%.2000s", it, why, out);
+		/* the quoted-printable body decodes to exactly the text that was encoded */
+		if (strcmp(p.body, plain) != 0)
+			fail_msg("iteration %ld: decoded body differs from the plain body\n%.2000s", it,
+				 out);
+		free(plain);
 		bool threaded = false, have_refs = false;
 		for (size_t i = 0; i < p.n_names; i++) {
 			threaded |= !strcmp(p.names[i], "In-Reply-To");

@@ -404,6 +404,35 @@ static void test_transfer_encodings(void **state)
 	message_free(m);
 }
 
+/* Part text: CRLF and a bare CR become LF, NUL bytes go, a leading BOM goes; nothing else
+ * moves (the copy is done in runs between CRs and NULs). Base64 so that the bytes reach the
+ * text exactly as written. */
+static void test_line_ends_and_nuls(void **state)
+{
+	static const struct { const char *b64, *want; } cases[] = {
+		{ "77u/YQ0KYg1jDQ0KZAA=", "a\nb\nc\n\nd" },          /* BOM a CRLF b CR c CR CRLF d NUL */
+		{ "AAAAYQANDQ==", "a" },                              /* NULs, then CR CR at the end */
+		{ "2LPZhNin2YUNCgDYsw==", "سلام\nس" },                /* multibyte runs either side */
+		{ "bm8gbGluZSBlbmRzIGF0IGFsbA==", "no line ends at all" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct strbuf raw;
+		struct message *m;
+
+		strbuf_init(&raw, 0);
+		strbuf_printf(&raw, "Content-Type: text/plain; charset=utf-8\n"
+			      "Content-Transfer-Encoding: base64\n\n%s\n", cases[i].b64);
+		m = parse_str(raw.s);
+		assert_int_equal(m->n_parts, 1);
+		assert_string_equal(m->parts[0].text, cases[i].want);
+		assert_int_equal(m->parts[0].text_len, strlen(cases[i].want));
+		message_free(m);
+		strbuf_free(&raw);
+	}
+}
+
 /* ---- limits ------------------------------------------------------------------------------ */
 
 /* n nested multiparts (or message/rfc822 levels) around one text part */
@@ -832,6 +861,7 @@ int main(void)
 		cmocka_unit_test(test_charset_table),
 		cmocka_unit_test(test_charset_names_blanked),
 		cmocka_unit_test(test_transfer_encodings),
+		cmocka_unit_test(test_line_ends_and_nuls),
 		cmocka_unit_test(test_depth_at_limit),
 		cmocka_unit_test(test_depth_siblings_kept),
 		cmocka_unit_test(test_parts_at_limit),
