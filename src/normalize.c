@@ -206,6 +206,112 @@ static utf8proc_ssize_t norm_decompose(const char *s, size_t len, utf8proc_optio
 	return m;
 }
 
+/* ---- plain runs ---------------------------------------------------------------------------
+ * Most mail is mostly ASCII, and utf8proc spends ~300 instructions on every code point. A
+ * printable ASCII character is its own NFKC form, no option we use changes it but case folding
+ * (A-Z), and it is a starter that can never be the second character of a composition: canonical
+ * reordering and composition never reach across it. So the text is cut before such characters
+ * into runs that are copied as code points (A-Z folded) and the segments between them, which
+ * utf8proc decomposes and composes on their own. Two exceptions keep the cut exact: the last
+ * plain character before a segment goes with the segment (it may compose with a following mark:
+ * e + U+0301, = + U+0338), and a LF after a CR stays with the CR (utf8proc reads CRLF as one
+ * line end: the code points stay the same, not only the text after white space is collapsed). normalize_text_whole() is the same normalization done by utf8proc over the whole
+ * text: the reference the tests and fuzz_normalize compare with. */
+
+/* Is byte i of valid UTF-8 s a plain character (printable ASCII, or a LF not after a CR)? */
+static bool norm_plain(const char *s, size_t i)
+{
+	unsigned char c = (unsigned char)s[i];
+
+	if (c >= 0x20 && c < 0x7f)
+		return true;
+	return c == '\n' && (i == 0 || s[i - 1] != '\r');
+}
+
+struct norm_cps {
+	int32_t *v;
+	size_t n, cap;
+};
+
+static int norm_cps_room(struct norm_cps *c, size_t more)
+{
+	int32_t *nv;
+	size_t ncap;
+
+	if (c->cap - c->n >= more)
+		return 0;
+	if (more > (SIZE_MAX / sizeof(int32_t)) / 2 - c->n)
+		return -1;
+	ncap = c->cap * 2 > c->n + more ? c->cap * 2 : c->n + more;
+	nv = realloc(c->v, (ncap + 1) * sizeof(*nv));
+	if (!nv)
+		return -1;
+	c->v = nv;
+	c->cap = ncap;
+	return 0;
+}
+
+/* Append the NFKC (+ options) code points of one segment of valid UTF-8. */
+static int norm_cps_segment(struct norm_cps *c, const char *s, size_t len)
+{
+	utf8proc_ssize_t m;
+
+	/* about one code point per byte (see norm_decompose); utf8proc says when it needs more */
+	if (norm_cps_room(c, len + 16) < 0)
+		return -1;
+	m = utf8proc_decompose((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len, c->v + c->n,
+			       (utf8proc_ssize_t)(c->cap - c->n), NORM_TEXT_OPTS);
+	if (m > (utf8proc_ssize_t)(c->cap - c->n)) {
+		if (norm_cps_room(c, (size_t)m) < 0)
+			return -1;
+		m = utf8proc_decompose((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len,
+				       c->v + c->n, (utf8proc_ssize_t)(c->cap - c->n), NORM_TEXT_OPTS);
+	}
+	if (m < 0 || m > (utf8proc_ssize_t)(c->cap - c->n))
+		return -1;
+	m = utf8proc_normalize_utf32(c->v + c->n, m, NORM_TEXT_OPTS);
+	if (m < 0)
+		return -1;
+	c->n += (size_t)m;
+	return 0;
+}
+
+/* norm_decompose_text - what norm_decompose(s, len, NORM_TEXT_OPTS) returns, by plain runs and
+ * utf8proc segments (see above); s is valid UTF-8 */
+static utf8proc_ssize_t norm_decompose_text(const char *s, size_t len, int32_t **out)
+{
+	struct norm_cps c = { NULL, 0, 0 };
+	size_t i = 0;
+
+	*out = NULL;
+	if (len > (size_t)(SIZE_MAX / 4 / 32) || norm_cps_room(&c, len + 16) < 0)
+		goto fail;
+	while (i < len) {
+		size_t j = i, k, end;
+
+		while (j < len && norm_plain(s, j))
+			j++;
+		end = j < len && j > i ? j - 1 : j;     /* the last one goes with the segment */
+		for (; i < end; i++) {
+			unsigned char ch = (unsigned char)s[i];
+
+			c.v[c.n++] = ch >= 'A' && ch <= 'Z' ? ch + ('a' - 'A') : ch;
+		}
+		for (k = j; k < len && !norm_plain(s, k); k++)
+			;
+		if (k > i && norm_cps_segment(&c, s + i, k - i) < 0)
+			goto fail;
+		i = k;
+		if (norm_cps_room(&c, len - i + 16) < 0)
+			goto fail;
+	}
+	*out = c.v;
+	return (utf8proc_ssize_t)c.n;
+fail:
+	free(c.v);
+	return -1;
+}
+
 /* ---- text --------------------------------------------------------------------------------- */
 
 struct norm_out {
@@ -282,7 +388,8 @@ static int norm_text_cps(struct norm_out *o, const int32_t *cp, size_t n, bool k
 
 /* norm_text - normalize_text, and once more when the marks came out of order (retry: the
  * first pass; the second one, whose input has no control characters left, is final) */
-static char *norm_text(const char *s, size_t len, bool keep_newlines, size_t *outlen, bool retry)
+static char *norm_text(const char *s, size_t len, bool keep_newlines, size_t *outlen, bool retry,
+		       bool whole)
 {
 	char *clean = NULL;
 	int32_t *cp = NULL;
@@ -297,7 +404,8 @@ static char *norm_text(const char *s, size_t len, bool keep_newlines, size_t *ou
 			return NULL;
 		s = clean;
 	}
-	n = norm_decompose(len ? s : "", len, NORM_TEXT_OPTS, &cp);
+	n = whole ? norm_decompose(len ? s : "", len, NORM_TEXT_OPTS, &cp)
+		  : norm_decompose_text(len ? s : "", len, &cp);
 	free(clean);
 	if (n < 0)
 		return NULL;
@@ -314,7 +422,7 @@ static char *norm_text(const char *s, size_t len, bool keep_newlines, size_t *ou
 	if (o.misordered && retry) {
 		/* rare (a control character between combining marks): once more puts them in
 		 * canonical order, so that normalizing is idempotent (fuzz_normalize checks it) */
-		char *again = norm_text(o.s, o.len, keep_newlines, &o.len, false);
+		char *again = norm_text(o.s, o.len, keep_newlines, &o.len, false, whole);
 
 		free(o.s);
 		o.s = again;
@@ -328,7 +436,12 @@ static char *norm_text(const char *s, size_t len, bool keep_newlines, size_t *ou
 
 char *normalize_text(const char *s, size_t len, bool keep_newlines, size_t *outlen)
 {
-	return norm_text(s, len, keep_newlines, outlen, true);
+	return norm_text(s, len, keep_newlines, outlen, true, false);
+}
+
+char *normalize_text_whole(const char *s, size_t len, bool keep_newlines, size_t *outlen)
+{
+	return norm_text(s, len, keep_newlines, outlen, true, true);
 }
 
 /* ---- patterns ----------------------------------------------------------------------------- */

@@ -57,6 +57,9 @@
 
 /* Normalize text. Returns malloc'd NUL-terminated UTF-8 and *outlen, or NULL when out of memory. */
 char *normalize_text(const char *s, size_t len, bool keep_newlines, size_t *outlen);
+/* The same result, computed by utf8proc over the whole text instead of by plain runs and
+ * segments: the reference for tests and fuzz_normalize. */
+char *normalize_text_whole(const char *s, size_t len, bool keep_newlines, size_t *outlen);
 /* Normalize the literal characters of a PCRE2 pattern, leaving escapes, classes' syntax and
  * metacharacters alone (letters inside [...] are folded too). NULL when out of memory. */
 char *normalize_pattern(const char *pattern, size_t len, size_t *outlen);

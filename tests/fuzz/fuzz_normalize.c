@@ -7,6 +7,8 @@
  *  - normalize_text returns valid UTF-8 without NUL, *outlen is its length, and it is
  *    idempotent: normalize(normalize(x)) == normalize(x) (the rules and the text meet in one
  *    canonical form; a second pass that changes it means the form is not canonical);
+ *  - it is byte for byte what normalize_text_whole returns (utf8proc over the whole text): the
+ *    plain-run shortcut changes nothing;
  *  - its white space is " " or "\n" and never two in a row (PCRE2's own \s decides what white
  *    space is): the rule prefilter reads \s+ as one character (rules_anchors.c, SPACE);
  *  - normalize_pattern_flags never fails, and when the input compiles with
@@ -65,6 +67,15 @@ static void check_text(const char *s, size_t len, bool keep_newlines)
 	FUZZ_CHECK(strlen(a) == n1, "outlen %zu but strlen %zu", n1, strlen(a));
 	FUZZ_CHECK(util_utf8_valid(a, n1), "normalized text is not valid UTF-8");
 	check_space(a, n1);
+	size_t nw = 0;
+	char *w = normalize_text_whole(s, len, keep_newlines, &nw);
+	FUZZ_CHECK(w != NULL, "normalize_text_whole failed on %zu bytes", len);
+	if (nw != n1 || memcmp(a, w, n1) != 0) {
+		fprintf(stderr, "runs : \"%.300s\"\nwhole: \"%.300s\"\n", a, w);
+		fuzz_fail("normalize_text differs from normalize_text_whole (keep_newlines=%d)",
+			  keep_newlines);
+	}
+	free(w);
 	char *b = normalize_text(a, n1, keep_newlines, &n2);
 	FUZZ_CHECK(b != NULL, "normalize_text failed on its own output");
 	if (n1 != n2 || memcmp(a, b, n1) != 0) {

@@ -530,6 +530,66 @@ static void test_control_between_marks(void **state)
 	free(c);
 }
 
+/* normalize_text copies plain ASCII runs itself and hands only the rest to utf8proc: the result
+ * must be exactly what utf8proc over the whole text gives (normalize_text_whole). The cuts at
+ * issue: a letter or '=' before a combining mark, CR LF split by the cut, controls between
+ * marks, Hangul, and random mixes of all of them. */
+static void assert_runs_equal_whole(const char *s, size_t len)
+{
+	for (int nl = 0; nl < 2; nl++) {
+		size_t n1 = 0, n2 = 0;
+		char *a = normalize_text(s, len, nl, &n1);
+		char *b = normalize_text_whole(s, len, nl, &n2);
+
+		assert_non_null(a);
+		assert_non_null(b);
+		if (n1 != n2 || memcmp(a, b, n1) != 0)
+			fail_msg("keep_newlines=%d: runs \"%s\" whole \"%s\"", nl, a, b);
+		free(a);
+		free(b);
+	}
+}
+
+static void test_plain_runs(void **state)
+{
+	static const char *const cases[] = {
+		"cafe\u0301 CAFE\u0301", "a=\u0338b <\u0338 >\u0338", "A\u030A\u0301x",
+		"line\r\nnext\rthird\n\rfourth\r", "\r\n\u0643\r\nX", "tab\there\x0bvt\x0c" "ff",
+		"x\u0307\x01\u0331y", "\u1100\u1161\u11A8 \u1100\u1161", "K\u212A\u0130i",
+		"\u0928\u093C \u0915\u093C\u093E", "\u0627\u0653 a\u0653", "e\u0301\u0327\u0300",
+		"end with mark e\u0301", "\u0301 starts with a mark", "ASCII ONLY, Upper And lower.",
+		"\u00A0nbsp\u2028ls\u2029ps\xc2\x85" "nel", "\xef\xbb\xbf" "BOM", "",
+	};
+	static const char *const bits[] = {
+		"a", "Z", "e", "=", " ", "\n", "\r", "\t", "\x01", "\x7f", "\u0301", "\u0327",
+		"\u0338", "\u0307", "\u0331", "\u0643", "\u064A", "\u0928", "\u093C", "\u0A38",
+		"\u0A3C", "\u1100", "\u1161", "\u11A8", "\u00C5", "\u212B", "\uFB01", "\u200C",
+		"\u00AD", "\u2028", "\xc2\x85", "\u00A0", "\u0130", "\u03A3", "\u0660", "7",
+	};
+	uint32_t seed = 777;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_runs_equal_whole(cases[i], strlen(cases[i]));
+	for (int it = 0; it < 20000; it++) {
+		char t[512];
+		size_t len = 0;
+		unsigned n;
+
+		seed = seed * 1103515245u + 12345u;
+		n = 1 + (seed >> 16) % 40;
+		for (unsigned k = 0; k < n; k++) {
+			const char *b;
+
+			seed = seed * 1103515245u + 12345u;
+			b = bits[(seed >> 16) % (sizeof(bits) / sizeof(bits[0]))];
+			memcpy(t + len, b, strlen(b));
+			len += strlen(b);
+		}
+		assert_runs_equal_whole(t, len);
+	}
+}
+
 static void test_persian_space_variant(void **state)
 {
 	/* the space-separated form stays different; a rule covers it with \s? */
@@ -570,6 +630,7 @@ int main(void)
 		cmocka_unit_test(test_rule_meets_text),
 		cmocka_unit_test(test_persian_space_variant),
 		cmocka_unit_test(test_control_between_marks),
+		cmocka_unit_test(test_plain_runs),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
