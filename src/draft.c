@@ -587,13 +587,14 @@ static void draft_day(struct strbuf *b, time_t t, long zone_s, bool with_time)
 static void draft_qp(struct strbuf *out, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789ABCDEF";
+	char line[80];   /* one output line: at most 76 octets, then "=\r\n" or "\r\n" */
 	size_t i = 0;
 	while (i <= len) {
 		const char *eol = memchr(s + i, '\n', len - i);
 		size_t le = eol ? (size_t)(eol - s) : len;
 		if (!eol && i == len)
 			break;
-		size_t col = 0, run = i;   /* plain characters not yet appended: s[run, j) */
+		size_t col = 0;
 		for (size_t j = i; j < le; j++) {
 			unsigned char c = (unsigned char)s[j];
 			bool last = j + 1 == le;
@@ -608,21 +609,21 @@ static void draft_qp(struct strbuf *out, const char *s, size_t len)
 			size_t w = enc ? 3 : 1;
 			/* room for this char and, unless it ends the line, a soft break "=" */
 			if (col + w > (last ? 76u : 75u)) {
-				strbuf_append(out, s + run, j - run);
-				strbuf_puts(out, "=\r\n");
-				run = j;
+				memcpy(line + col, "=\r\n", 3);
+				strbuf_append(out, line, col + 3);
 				col = 0;
 			}
 			if (enc) {
-				char e[3] = { '=', hex[c >> 4], hex[c & 15] };
-				strbuf_append(out, s + run, j - run);
-				strbuf_append(out, e, 3);
-				run = j + 1;
+				line[col] = '=';
+				line[col + 1] = hex[c >> 4];
+				line[col + 2] = hex[c & 15];
+			} else {
+				line[col] = (char)c;
 			}
 			col += w;
 		}
-		strbuf_append(out, s + run, le - run);
-		strbuf_puts(out, "\r\n");
+		memcpy(line + col, "\r\n", 2);
+		strbuf_append(out, line, col + 2);
 		if (!eol)
 			break;
 		i = le + 1;

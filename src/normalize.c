@@ -349,6 +349,18 @@ static int norm_text_cps(struct norm_out *o, const int32_t *cp, size_t n, bool k
 	int k, m, j;
 
 	for (i = 0; i < n; i++) {
+		/* printable ASCII other than space: no folding, no mark, at most one separator */
+		if (cp[i] > 0x20 && cp[i] < 0x7f) {
+			if (norm_out_reserve(o) < 0)
+				return -1;
+			if (pending && started)
+				o->s[o->len++] = pending == 2 ? '\n' : ' ';
+			pending = 0;
+			started = true;
+			last = cp[i];
+			o->s[o->len++] = (char)cp[i];
+			continue;
+		}
 		k = norm_space_kind(cp[i]);
 		if (k) {
 			if (k == 2 && keep_newlines)
