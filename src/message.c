@@ -19,9 +19,11 @@
  *     to UTF-8 with iconv for allow-listed charsets only (others: ASCII kept, other bytes
  *     U+FFFD), line ends normalised, HTML turned into text (html.c), new and quoted text split
  *     (quote.c).
- *  4. Headers are taken raw from GMime and decoded here, one RFC 2047 encoded word at a time
- *     (GMime 3.2.13 drops the text after a padded B word, gmime issue #133), through the same
- *     charset allow-list.
+ *  4. Headers are taken raw and decoded here, one RFC 2047 encoded word at a time (GMime
+ *     3.2.13 drops the text after a padded B word, gmime issue #133), through the same charset
+ *     allow-list. When the top-level header block is plain (split_headers) it is read here and
+ *     GMime gets only its Content-* fields and the body: GMime's header objects were most of the
+ *     parse. Otherwise GMime reads the headers and they are taken from it.
  *
  * OWNERSHIP  message_parse() returns one struct message that owns every string in it;
  *            message_free() releases it all. No GMime object outlives message_parse().
@@ -39,6 +41,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <strings.h>
 #include <gmime/gmime.h>
@@ -1274,6 +1277,153 @@ static void scan_run(struct scan *s)
 	scan_pop(s, 0);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * top-level headers: read here when they are plain, so that GMime does not have to
+ *
+ * GMime makes a GObject of every header it reads and parses some of them (addresses, dates) on
+ * the way in, and all of it is freed again: for most mail, most of the parse. We take only the
+ * raw names and values of the top-level headers from it (take_headers decodes them). So when the
+ * top-level header block is plain, it is read here and GMime is given only its Content-* fields
+ * (the only ones it reads for the MIME structure) and the body. Plain: every line is either
+ * "name:value" with a name of printable ASCII other than ':', or a continuation starting with a
+ * space or tab; no NUL, no CR except before LF; the block ends at an empty line. Anything else
+ * is GMime's to read, as before. The list is what GMime lists: names as written, values raw from
+ * after the colon through the line end of their last line, Content-* fields left out (GMime
+ * keeps them on the MIME part). message_limits.gmime_headers turns this off: test_message and
+ * fuzz_mime compare the two readings.
+ * ------------------------------------------------------------------------------------------- */
+
+struct raw_headers {
+	struct strbuf b;        /* "name\0value\0" for each header, in order */
+	size_t *at;             /* offset of header i's name in b; its value follows the name */
+	size_t n, cap;
+};
+
+static void raw_headers_free(struct raw_headers *rh)
+{
+	strbuf_free(&rh->b);
+	free(rh->at);
+	*rh = (struct raw_headers){ 0 };
+}
+
+static int raw_headers_add(struct raw_headers *rh, const char *name, size_t nl, const char *value,
+			   size_t vl)
+{
+	if (rh->n == rh->cap) {
+		size_t cap = rh->cap ? rh->cap * 2 : 32;
+		size_t *at = realloc(rh->at, cap * sizeof(*at));
+
+		if (!at)
+			return -1;
+		rh->at = at;
+		rh->cap = cap;
+	}
+	rh->at[rh->n++] = rh->b.len;
+	strbuf_append(&rh->b, name, nl);
+	strbuf_append(&rh->b, "", 1);
+	strbuf_append(&rh->b, value, vl);
+	strbuf_append(&rh->b, "", 1);
+	return rh->b.oom || rh->b.truncated ? -1 : 0;
+}
+
+static const char *raw_header_name(const struct raw_headers *rh, size_t i)
+{
+	return rh->b.s + rh->at[i];
+}
+
+static const char *raw_header_value(const struct raw_headers *rh, size_t i)
+{
+	const char *name = raw_header_name(rh, i);
+
+	return name + strlen(name) + 1;
+}
+
+static bool is_content_field(const char *name, size_t n)
+{
+	return n >= 8 && !g_ascii_strncasecmp(name, "Content-", 8);
+}
+
+/* Where the line at p ends (its LF, or n), or SIZE_MAX when it has a NUL or a bare CR. */
+static size_t plain_line_end(const char *b, size_t n, size_t p)
+{
+	const char *nl = memchr(b + p, '\n', n - p);
+	size_t e = nl ? (size_t)(nl - b) : n;
+
+	if (memchr(b + p, '\0', e - p))
+		return SIZE_MAX;
+	for (const char *cr = memchr(b + p, '\r', e - p); cr; cr = memchr(cr + 1, '\r', e - (size_t)(cr + 1 - b)))
+		if ((size_t)(cr - b) + 1 != e || !nl)
+			return SIZE_MAX;
+	return e;
+}
+
+/* Read the plain header block at the start of b[0, n) into rh, and write GMime's input into st:
+ * the Content-* fields, then everything from the empty line on. Returns the offset of the empty
+ * line, or SIZE_MAX (rh left empty, st untouched) when the block is not plain. */
+static size_t split_headers(const char *b, size_t n, struct raw_headers *rh, GMimeStream *st)
+{
+	size_t p = 0, blank = SIZE_MAX;
+	size_t hstart = 0, colon = 0;   /* the header being read: its first line, its ':' */
+	bool in_header = false;
+
+	while (p < n) {
+		size_t e = plain_line_end(b, n, p);
+
+		if (e == SIZE_MAX || e == n)
+			goto not_plain;         /* NUL, bare CR, or no end to the header block */
+		if (e == p || (e == p + 1 && b[p] == '\r')) {
+			blank = p;
+			break;
+		}
+		if (b[p] == ' ' || b[p] == '\t') {
+			if (!in_header)
+				goto not_plain;
+		} else {
+			size_t c = p;
+
+			while (c < e && b[c] != ':' && b[c] > 0x20 && b[c] < 0x7f)
+				c++;
+			if (c == p || c == e || b[c] != ':')
+				goto not_plain;
+			if (in_header && raw_headers_add(rh, b + hstart, colon - hstart, b + colon + 1,
+							 p - colon - 1) < 0)
+				goto not_plain;
+			in_header = true;
+			hstart = p;
+			colon = c;
+		}
+		p = e + 1;
+	}
+	if (blank == SIZE_MAX || !in_header)
+		goto not_plain;
+	if (raw_headers_add(rh, b + hstart, colon - hstart, b + colon + 1, blank - colon - 1) < 0)
+		goto not_plain;
+	/* GMime's input: the Content-* fields, each with its continuation lines, then the rest */
+	for (size_t i = 0; i < rh->n; i++) {
+		const char *name = raw_header_name(rh, i), *value = raw_header_value(rh, i);
+		size_t nl = strlen(name);
+
+		if (is_content_field(name, nl)) {
+			g_mime_stream_write(st, name, nl);
+			g_mime_stream_write(st, ":", 1);
+			g_mime_stream_write(st, value, strlen(value));
+		}
+	}
+	/* only now drop them from the list: GMime lists them on the MIME part */
+	size_t w = 0;
+	for (size_t i = 0; i < rh->n; i++) {
+		const char *name = raw_header_name(rh, i);
+
+		if (!is_content_field(name, strlen(name)))
+			rh->at[w++] = rh->at[i];
+	}
+	rh->n = w;
+	return blank;
+not_plain:
+	raw_headers_free(rh);
+	return SIZE_MAX;
+}
+
 /* What message_parse asks of the scan, and what it learns. */
 struct scan_result {
 	bool drop_binary;       /* in: leave out attachment bodies */
@@ -1283,7 +1433,7 @@ struct scan_result {
 
 /* message_scan - bound the input; returns the stream GMime is to parse (NULL: out of memory). */
 static GMimeStream *message_scan(const char *raw, size_t len, const struct message_limits *lim,
-				 unsigned *limits, struct scan_result *res)
+				 unsigned *limits, struct scan_result *res, struct raw_headers *rh)
 {
 	struct scan s = { .raw = raw, .len = len, .lim = lim, .drop_binary = res->drop_binary };
 	GMimeStream *st = NULL;
@@ -1298,13 +1448,28 @@ static GMimeStream *message_scan(const char *raw, size_t len, const struct messa
 	if (!s.oom) {
 		if (s.end > s.keep_from)
 			scan_drop(&s, s.end, s.end);
+		const char *in = s.work ? s.work : raw;
+		size_t from = 0;    /* of segment 0: where GMime's input goes on after the headers */
+
 		*limits |= s.limits;
-		if (s.nsegs == 1 && s.segs[0].off == 0 && s.segs[0].len == len) {
-			st = g_mime_stream_mem_new_with_buffer(s.work ? s.work : raw, len);
+		if (s.nsegs && !lim->gmime_headers) {
+			st = g_mime_stream_mem_new_with_byte_array(g_byte_array_sized_new((guint)
+				(len < G_MAXUINT ? len : G_MAXUINT)));
+			from = split_headers(in + s.segs[0].off, s.segs[0].len, rh, st);
+			if (from == SIZE_MAX) {
+				g_object_unref(st);
+				st = NULL;
+				from = 0;
+			}
+		}
+		if (!st && s.nsegs == 1 && s.segs[0].off == 0 && s.segs[0].len == len) {
+			st = g_mime_stream_mem_new_with_buffer(in, len);
 		} else {
-			st = g_mime_stream_mem_new();
+			if (!st)
+				st = g_mime_stream_mem_new();
 			for (size_t i = 0; i < s.nsegs; i++)
-				g_mime_stream_write(st, (s.work ? s.work : raw) + s.segs[i].off, s.segs[i].len);
+				g_mime_stream_write(st, in + s.segs[i].off + (i ? 0 : from),
+						    s.segs[i].len - (i ? 0 : from));
 			g_mime_stream_reset(st);
 		}
 	}
@@ -1727,11 +1892,31 @@ static int take_field(struct message *m, const char *name, const char *raw, cons
 	return rc;
 }
 
-/* take_headers - every top-level header (count and bytes limited), decoded. */
-static int take_headers(struct message *m, GMimeObject *obj, const struct message_limits *lim)
+/* The top-level headers as GMime read them (when split_headers did not). */
+static int gmime_headers(GMimeObject *obj, struct raw_headers *rh)
 {
 	GMimeHeaderList *hl = g_mime_object_get_header_list(obj);
 	int count = hl ? g_mime_header_list_get_count(hl) : 0;
+
+	for (int i = 0; i < count; i++) {
+		GMimeHeader *h = g_mime_header_list_get_header_at(hl, i);
+		const char *name = h ? g_mime_header_get_name(h) : NULL;
+		const char *rawv = h ? g_mime_header_get_raw_value(h) : NULL;
+
+		if (!name)
+			continue;
+		rawv = rawv ? rawv : "";
+		if (raw_headers_add(rh, name, strlen(name), rawv, strlen(rawv)) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* take_headers - every top-level header (count and bytes limited), decoded. */
+static int take_headers(struct message *m, const struct raw_headers *rh,
+			const struct message_limits *lim)
+{
+	int count = rh->n > INT_MAX ? INT_MAX : (int)rh->n;
 	size_t bytes = 0;
 
 	if (count <= 0)
@@ -1744,16 +1929,12 @@ static int take_headers(struct message *m, GMimeObject *obj, const struct messag
 	if (!m->headers)
 		return -1;
 	for (int i = 0; i < count; i++) {
-		GMimeHeader *h = g_mime_header_list_get_header_at(hl, i);
-		const char *name = h ? g_mime_header_get_name(h) : NULL;
-		const char *rawv = h ? g_mime_header_get_raw_value(h) : NULL;
+		const char *name = raw_header_name(rh, (size_t)i);
+		const char *rawv = raw_header_value(rh, (size_t)i);
 		struct message_header *mh = &m->headers[m->n_headers];
 		bool cut = false;
 		char *raw;
 
-		if (!name)
-			continue;
-		rawv = rawv ? rawv : "";
 		bytes += strlen(name) + strlen(rawv) + 2;
 		if (bytes > lim->header_bytes) {
 			m->limits_hit |= MESSAGE_LIMIT_HEADER_BYTES;
@@ -1854,6 +2035,7 @@ static int parse_once(const char *raw, size_t len, const struct message_limits *
 	GMimeParser *parser = NULL;
 	GMimeMessage *msg = NULL;
 	GMimeObject *body = NULL;
+	struct raw_headers rh = { 0 };
 	int rc = -1;
 
 	*out = NULL;
@@ -1862,7 +2044,7 @@ static int parse_once(const char *raw, size_t len, const struct message_limits *
 	if (!m)
 		return -1;
 	d.m = m;
-	st = message_scan(raw ? raw : "", raw ? len : 0, lim, &m->limits_hit, res);
+	st = message_scan(raw ? raw : "", raw ? len : 0, lim, &m->limits_hit, res, &rh);
 	if (!st)
 		goto out;
 	opts = g_mime_parser_options_new();
@@ -1872,7 +2054,8 @@ static int parse_once(const char *raw, size_t len, const struct message_limits *
 	msg = g_mime_parser_construct_message(parser, opts);
 	if (msg) {
 		body = g_mime_message_get_mime_part(msg);
-		if (take_headers(m, (GMimeObject *)msg, lim) < 0 || top_content_type(m, body) < 0 ||
+		if ((!rh.n && gmime_headers((GMimeObject *)msg, &rh) < 0) ||
+		    take_headers(m, &rh, lim) < 0 || top_content_type(m, body) < 0 ||
 		    walk_tree(&d, body) < 0)
 			goto out;
 	}
@@ -1893,6 +2076,7 @@ out:
 		g_object_unref(st);
 	if (opts)
 		g_mime_parser_options_free(opts);
+	raw_headers_free(&rh);
 	if (rc < 0)
 		message_free(m);
 	else

@@ -42,6 +42,8 @@ struct message_limits {
 	bool skip_shadowed;         /* leave shadowed parts undecoded (text ""): the daemon, which
 	                             * never reads them; amendsctl check lists them */
 	bool keep_attachment_bodies; /* tests: hand GMime the attachment bodies too (message.c) */
+	bool gmime_headers;         /* tests: let GMime read the top-level headers even when they
+	                             * are plain (the reference for message.c's own reading) */
 };
 
 struct message_header {

@@ -6,12 +6,15 @@
  * on ordinary mail. Oracle: parsing never fails on malformed mail; every decoded string is
  * valid UTF-8 and free of NUL; header-derived strings (addresses and Message-ID: raw bytes)
  * carry no CR/LF and stay within header_value_bytes; counts, depths and text lengths stay
- * within the limits given; the parts' text lengths are the real lengths.
+ * within the limits given; the parts' text lengths are the real lengths; and the message is
+ * the same whether message.c reads plain top-level headers itself or GMime reads them all
+ * (message_limits.gmime_headers).
  *
  * OWNERSHIP  Everything parsed is freed before returning (leaks are reported by LeakSanitizer).
  */
 #include "fuzz_common.h"
 #include "message.h"
+#include "../msgdiff.h"
 #include "util.h"
 
 #include <string.h>
@@ -87,12 +90,20 @@ static void check_message(const struct message *m, const struct message_limits *
 
 static void parse_one(const uint8_t *data, size_t size, const struct message_limits *lim)
 {
-	struct message *m = NULL;
+	struct message_limits ref = *lim;
+	struct message *m = NULL, *g = NULL;
+	const char *d;
 
 	FUZZ_CHECK(message_parse((const char *)data, size, lim, &m) == 0 && m,
 		   "message_parse failed on %zu bytes (only out of memory may fail)", size);
 	check_message(m, lim);
+	ref.gmime_headers = true;
+	FUZZ_CHECK(message_parse((const char *)data, size, &ref, &g) == 0 && g,
+		   "message_parse (GMime reading the headers) failed on %zu bytes", size);
+	d = msgdiff(m, g);
+	FUZZ_CHECK(d == NULL, "own reading of the top-level headers differs from GMime's: %s", d);
 	message_free(m);
+	message_free(g);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
