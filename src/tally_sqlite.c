@@ -9,8 +9,9 @@
  * second-long waits; queued on the mutex each waits only for the commits ahead of it. The
  * busy timeout still covers other processes (amendsctl tally reset); synchronous FULL by
  * default (a committed tally survives a power cut; NORMAL may lose the last transactions on
- * power loss but never corrupts). The records of threads queued at once share one transaction
- * and one fsync (group commit, see sq_record), and none returns before it is durable. Statements are prepared
+ * power loss but never corrupts). The records of threads that arrive together share one
+ * transaction and one fsync, written by one of them (group commit by combining, see sq_record),
+ * and none returns before it is durable. Statements are prepared
  * once per connection and reused. The schema is versioned with PRAGMA user_version and
  * upgraded step by step at open; a file from a newer amends is refused.
  *
@@ -118,12 +119,11 @@ struct sq_state {
 	 * first use): its page cache stays valid, where a cache of a connection is dropped
 	 * whenever another connection commits. The pooled connections only read. */
 	struct sq_conn *writer;
-	/* Group commit of tally records (sq_record): see sq_record_batched(). All under write_lock. */
-	atomic_int queued;            /* threads waiting for write_lock */
-	pthread_cond_t batch_done;    /* signalled (with write_lock) when a batch is committed */
-	bool batch_open;              /* the writer holds an open transaction of queued records */
-	struct sq_member *members;    /* the records in it (on their threads' stacks) */
-	unsigned batch_members;
+	/* Group commit of tally records (sq_record): the queue of records waiting to be written,
+	 * and whether a thread is writing them (the combiner). Under q_lock. */
+	pthread_mutex_t q_lock;
+	struct sq_member *q_head, *q_tail;
+	bool combining;
 	/* The checkpointer (sq_ckpt_main): folds the WAL back into the file on its own thread and
 	 * connection, so that no message waits for it. Started with the first writer. */
 	pthread_mutex_t ckpt_lock;
@@ -137,10 +137,18 @@ struct sq_state {
 #define SQ_CKPT_PAGES 1000      /* SQLite's own auto-checkpoint threshold */
 #define SQ_CKPT_IDLE_S 5        /* and a passive checkpoint at least this often */
 
-/* One record waiting in a batch; sq_batch_end fills in the outcome and sets done. */
+/* One record, on its thread's stack, queued for the combiner (sq_record). The combiner fills in
+ * after, rc and err and sets done; or hands its role over by setting combine. Under q_lock. */
 struct sq_member {
 	struct sq_member *next;
+	const char *sender;
+	const struct tally_event *ev;
+	time_t when;
+	struct tally_counts *after;
+	pthread_cond_t wake;          /* done, or combine */
+	bool taken;                   /* in a batch being written: it will be done */
 	bool done;
+	bool combine;                 /* this thread is the combiner now */
 	int rc;
 	char err[200];
 };
@@ -221,7 +229,6 @@ static void sq_writer_done(struct sq_state *s, bool failed)
 }
 
 static int sq_write_turn(struct tally *t);
-static void sq_batch_commit(struct tally *t);
 static int sq_writer_open(struct tally *t);
 
 /* sq_begin - this process's write turn (at most busy_timeout_ms), then BEGIN IMMEDIATE on the
@@ -238,8 +245,6 @@ static struct sq_conn *sq_begin(struct tally *t)
 				t->set.busy_timeout_ms);
 		return NULL;
 	}
-	if (s->batch_open)
-		sq_batch_commit(t);   /* a claim or prune does not join the records' batch */
 	if (sq_writer_open(t) < 0) {
 		pthread_mutex_unlock(&s->write_lock);
 		return NULL;
@@ -251,8 +256,22 @@ static struct sq_conn *sq_begin(struct tally *t)
 	return s->writer;
 }
 
-/* sq_write_turn - take write_lock, waiting at most the busy timeout; 0 or an errno. Threads
- * waiting here are counted in queued: the group commit waits for them (sq_record_batched). */
+/* The CLOCK_REALTIME time ms from now (pthread's timed waits measure against it). */
+static struct timespec sq_deadline(long ms)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	return until;
+}
+
+/* sq_write_turn - take write_lock, waiting at most the busy timeout; 0 or an errno. */
 static int sq_write_turn(struct tally *t)
 {
 	struct sq_state *s = t->state;
@@ -261,17 +280,8 @@ static int sq_write_turn(struct tally *t)
 
 	rc = pthread_mutex_trylock(&s->write_lock);
 	if (rc == EBUSY) {
-		atomic_fetch_add(&s->queued, 1);
-		/* timedlock measures against CLOCK_REALTIME */
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += t->set.busy_timeout_ms / 1000;
-		until.tv_nsec += (long)(t->set.busy_timeout_ms % 1000) * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		until = sq_deadline(t->set.busy_timeout_ms);
 		rc = pthread_mutex_timedlock(&s->write_lock, &until);
-		atomic_fetch_sub(&s->queued, 1);
 	}
 	return rc;
 }
@@ -527,7 +537,7 @@ static void sq_state_free(struct sq_state *s, int made)
 	if (made > 2)
 		pthread_mutex_destroy(&s->ckpt_lock);
 	if (made > 1)
-		pthread_cond_destroy(&s->batch_done);
+		pthread_mutex_destroy(&s->q_lock);
 	if (made > 0)
 		pthread_mutex_destroy(&s->write_lock);
 	free(s->path);
@@ -546,9 +556,8 @@ static struct sq_state *sq_state_new(const char *where, char **err)
 		return NULL;
 	}
 	atomic_init(&s->last_prune, 0);
-	atomic_init(&s->queued, 0);
 	if (pthread_mutex_init(&s->write_lock, NULL) == 0 && ++made &&
-	    pthread_cond_init(&s->batch_done, NULL) == 0 && ++made &&
+	    pthread_mutex_init(&s->q_lock, NULL) == 0 && ++made &&
 	    pthread_mutex_init(&s->ckpt_lock, NULL) == 0 && ++made &&
 	    pthread_cond_init(&s->ckpt_wake, NULL) == 0)
 		return s;
@@ -616,8 +625,6 @@ static void sq_close(struct tally *t)
 
 	if (!s)
 		return;
-	if (s->batch_open)   /* not reached in use: a record returns only after its batch ended */
-		sq_batch_commit(t);
 	if (s->ckpt_running) {
 		pthread_mutex_lock(&s->ckpt_lock);
 		s->ckpt_stop = true;
@@ -861,79 +868,99 @@ out:
 }
 
 /*
- * Group commit. With synchronous=FULL every COMMIT costs an fsync of the WAL, and sixteen milter
- * threads queue on write_lock behind it. So records share transactions: a thread that has
- * written its rows commits only when no other thread is queued for the lock; otherwise it
- * leaves the transaction open, gives the lock to the next thread (pthread_cond_wait releases
- * it) and sleeps until its batch has ended. The last thread of a queue commits for all of them
- * (at most SQ_BATCH_MAX records a batch). Nothing is reported before it is durable: every
- * member returns only after its batch's COMMIT, with that COMMIT's outcome - a failure fails
+ * Group commit by combining. With synchronous=FULL every COMMIT costs an fsync of the WAL, and
+ * sixteen milter threads would queue behind it. So a record is queued, and the first thread to
+ * find nobody writing becomes the combiner: it takes write_lock, writes the queued records (at
+ * most SQ_BATCH_MAX) in one transaction, reading each record's counts right after its rows,
+ * commits, tells each member its outcome and wakes it, and goes on with the next batch until
+ * its own record is done; then it hands the role to the first thread still queued, or leaves
+ * it free. A member sleeps once, on its own condition, until it is done: it does not wait for
+ * write_lock, and nothing wakes the other members. Alone (light load), a thread writes and
+ * commits its own record, as without batching. Nothing is reported before it is durable: a
+ * member is done only after its batch's COMMIT, with that COMMIT's outcome - a failure fails
  * every record of the batch, each logged and counted by its own caller. The counts a member
  * returns were read inside the batch's transaction: its own rows and those of the batch
- * members before it, which commit with it or not at all. One thread alone commits at once,
- * as before. A sleeping member that is not woken in time (its batch's committer gave up)
- * commits the batch itself after SQ_BATCH_WAIT_MS.
+ * members before it, which commit with it or not at all. A member still queued (not taken into
+ * a batch) after the busy timeout leaves the queue and fails "busy", as a thread that could not
+ * get write_lock in time did before.
  */
-#define SQ_BATCH_WAIT_MS 200
 
-/* sq_batch_end - the open batch ended with rc (error text in tally_error() when rc < 0): tell
- * each member and wake them. Under write_lock. */
-static void sq_batch_end(struct sq_state *s, int rc)
-{
-	for (struct sq_member *m = s->members; m; m = m->next) {
-		m->rc = rc;
-		if (rc < 0)
-			snprintf(m->err, sizeof(m->err), "%s", tally_error());
-		m->done = true;
-	}
-	s->members = NULL;
-	s->batch_open = false;
-	s->batch_members = 0;
-	pthread_cond_broadcast(&s->batch_done);
-}
-
-/* sq_batch_commit - COMMIT the open batch (a failure rolls back and reopens the writer) */
-static void sq_batch_commit(struct tally *t)
-{
-	struct sq_state *s = t->state;
-	int rc = sq_run(s->writer, ST_COMMIT);
-
-	if (rc < 0 && strncmp(tally_error(), "busy:", 5) != 0) {
-		sq_conn_free(s->writer);
-		s->writer = NULL;
-	}
-	sq_batch_end(s, rc);
-}
-
-/* sq_batch_wait - sleep until my batch has ended, committing it ourselves when nobody else will
- * (no thread queued) or nobody did in time. Under write_lock; returns the batch's outcome. */
-static int sq_batch_wait(struct tally *t, struct sq_member *me)
+/* sq_batch_write - write the rows of batch[0..n) in one transaction and commit; 0 or -1 (every
+ * record fails then: a failed statement has rolled the transaction back). Under write_lock. */
+static int sq_batch_write(struct tally *t, struct sq_member **batch, size_t n)
 {
 	struct sq_state *s = t->state;
 
-	while (!me->done) {
-		struct timespec until;
+	if (sq_writer_open(t) < 0 || sq_run(s->writer, ST_BEGIN) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		struct sq_member *m = batch[i];
 
-		if (atomic_load(&s->queued) == 0 || s->batch_members >= SQ_BATCH_MAX) {
-			sq_batch_commit(t);
+		if (sq_record_rows(t, s->writer, m->sender, m->ev, m->when) < 0 ||
+		    sq_read_counts(t, s->writer, m->sender, m->when, m->after) < 0)
+			return -1;      /* tally_record frees the counts of a failed record */
+	}
+	return sq_run(s->writer, ST_COMMIT);
+}
+
+/* sq_combine - write queued records, batch by batch, until me is done; then hand the role on.
+ * Called without q_lock by the combiner (me->combine). */
+static void sq_combine(struct tally *t, struct sq_member *me)
+{
+	struct sq_state *s = t->state;
+	struct sq_member *batch[SQ_BATCH_MAX];
+	int turn = sq_write_turn(t);
+
+	for (;;) {
+		size_t n = 0;
+		int rc;
+
+		pthread_mutex_lock(&s->q_lock);
+		while (s->q_head && n < SQ_BATCH_MAX) {
+			struct sq_member *m = s->q_head;
+
+			s->q_head = m->next;
+			m->taken = true;
+			batch[n++] = m;
+		}
+		if (!s->q_head)
+			s->q_tail = NULL;
+		pthread_mutex_unlock(&s->q_lock);
+		if (turn != 0) {
+			tally_set_error("busy: sqlite BEGIN: other threads kept the database for %d ms",
+					t->set.busy_timeout_ms);
+			rc = -1;
+		} else {
+			rc = sq_batch_write(t, batch, n);
+			if (rc < 0 && strncmp(tally_error(), "busy:", 5) != 0) {
+				/* rolled back; a fresh connection for the next batch */
+				sq_conn_free(s->writer);
+				s->writer = NULL;
+			}
+		}
+		pthread_mutex_lock(&s->q_lock);
+		for (size_t i = 0; i < n; i++) {
+			batch[i]->rc = rc;
+			if (rc < 0)
+				snprintf(batch[i]->err, sizeof(batch[i]->err), "%s", tally_error());
+			batch[i]->done = true;
+			if (batch[i] != me)
+				pthread_cond_signal(&batch[i]->wake);
+		}
+		if (me->done) {
+			if (s->q_head) {
+				s->q_head->combine = true;
+				pthread_cond_signal(&s->q_head->wake);
+			} else {
+				s->combining = false;
+			}
+			pthread_mutex_unlock(&s->q_lock);
 			break;
 		}
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += SQ_BATCH_WAIT_MS * 1000000L;
-		while (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
-		/* my batch is still the open one while I am not done (batches end in order) */
-		if (pthread_cond_timedwait(&s->batch_done, &s->write_lock, &until) == ETIMEDOUT &&
-		    !me->done)
-			sq_batch_commit(t);
+		pthread_mutex_unlock(&s->q_lock);
 	}
-	if (me->rc < 0) {
-		tally_set_error("%s (group commit)", me->err);
-		return -1;
-	}
-	return 0;
+	if (turn == 0)
+		pthread_mutex_unlock(&s->write_lock);
 }
 
 static int sq_record(struct tally *t, void *conn, const char *sender,
@@ -941,46 +968,56 @@ static int sq_record(struct tally *t, void *conn, const char *sender,
 {
 	struct sq_state *s = t->state;
 	time_t when = ev->when > 0 ? ev->when : clock_now();
-	struct sq_member me = { 0 };
-	int rc;
+	struct sq_member me = { .sender = sender, .ev = ev, .when = when, .after = after };
+	struct timespec until;
 
 	if (ev->n_categories == 0)
 		return sq_read_counts(t, conn, sender, when, after);
-	if (sq_write_turn(t) != 0) {
-		tally_set_error("busy: sqlite BEGIN: other threads kept the database for %d ms",
-				t->set.busy_timeout_ms);
+	if (pthread_cond_init(&me.wake, NULL) != 0) {
+		tally_set_error("tally: cannot create a condition variable");
 		return -1;
 	}
-	if (!s->batch_open) {
-		if (sq_writer_open(t) < 0) {
-			pthread_mutex_unlock(&s->write_lock);
-			return -1;
+	until = sq_deadline(t->set.busy_timeout_ms);
+	pthread_mutex_lock(&s->q_lock);
+	if (s->q_tail)
+		s->q_tail->next = &me;
+	else
+		s->q_head = &me;
+	s->q_tail = &me;
+	if (!s->combining)
+		s->combining = me.combine = true;
+	while (!me.done) {
+		if (me.combine) {
+			pthread_mutex_unlock(&s->q_lock);
+			sq_combine(t, &me);
+			pthread_mutex_lock(&s->q_lock);
+			continue;
 		}
-		if (sq_run(s->writer, ST_BEGIN) < 0) {
-			sq_writer_done(s, true);
-			return -1;
+		if (me.taken) {
+			pthread_cond_wait(&me.wake, &s->q_lock);
+		} else if (pthread_cond_timedwait(&me.wake, &s->q_lock, &until) == ETIMEDOUT &&
+			   !me.taken && !me.done && !me.combine) {
+			/* never taken into a batch in time: leave the queue */
+			struct sq_member **pp = &s->q_head, *prev = NULL;
+
+			while (*pp != &me) {
+				prev = *pp;
+				pp = &(*pp)->next;
+			}
+			*pp = me.next;
+			if (s->q_tail == &me)
+				s->q_tail = prev;
+			me.rc = -1;
+			snprintf(me.err, sizeof(me.err),
+				 "busy: sqlite BEGIN: other threads kept the database for %d ms",
+				 t->set.busy_timeout_ms);
+			break;
 		}
-		s->batch_open = true;
 	}
-	me.next = s->members;
-	s->members = &me;
-	s->batch_members++;
-	/* The counts are read inside the write transaction: exactly what this commit produces.
-	 * A failed statement has rolled the whole batch back (sq_fail): it ends, failed. */
-	if (sq_record_rows(t, s->writer, sender, ev, when) < 0 ||
-	    sq_read_counts(t, s->writer, sender, when, after) < 0) {
-		if (strncmp(tally_error(), "busy:", 5) != 0) {
-			sq_conn_free(s->writer);
-			s->writer = NULL;
-		}
-		sq_batch_end(s, -1);
-		pthread_mutex_unlock(&s->write_lock);
-		return -1;
-	}
-	rc = sq_batch_wait(t, &me);
-	pthread_mutex_unlock(&s->write_lock);
-	if (rc < 0) {
-		tally_counts_free(after);
+	pthread_mutex_unlock(&s->q_lock);
+	pthread_cond_destroy(&me.wake);
+	if (me.rc < 0) {
+		tally_set_error("%s%s", me.err, strncmp(me.err, "busy:", 5) ? " (group commit)" : "");
 		return -1;
 	}
 	sq_maybe_prune(t, when);
