@@ -1292,14 +1292,7 @@ int drafter_submit(struct drafter *d, const struct config *cfg, const struct dra
 		long long left = deadline - util_now_ms();
 		if (left <= 0)
 			break;
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += left / 1000;
-		ts.tv_nsec += (left % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = util_deadline_ms(left);
 		pthread_cond_timedwait(&d->cv_done, &d->mu, &ts);
 	}
 	int rc = j->done ? (j->rc == 0 ? 0 : -1) : 1;

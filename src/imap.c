@@ -686,9 +686,7 @@ static void *imap_worker_main(void *arg)
 			 * hourly pass also picks up drafts another process spooled) */
 			wait_s = r == 1 ? 0 : r == 2 ? w->t.retry_s : 3600;
 		}
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += wait_s;
+		struct timespec until = util_deadline_ms(wait_s * 1000LL);
 		while (!w->stop && !w->kicked && wait_s > 0)
 			if (pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT)
 				break;

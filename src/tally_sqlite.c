@@ -256,21 +256,6 @@ static struct sq_conn *sq_begin(struct tally *t)
 	return s->writer;
 }
 
-/* The CLOCK_REALTIME time ms from now (pthread's timed waits measure against it). */
-static struct timespec sq_deadline(long ms)
-{
-	struct timespec until;
-
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
-	return until;
-}
-
 /* sq_write_turn - take write_lock, waiting at most the busy timeout; 0 or an errno. */
 static int sq_write_turn(struct tally *t)
 {
@@ -280,7 +265,7 @@ static int sq_write_turn(struct tally *t)
 
 	rc = pthread_mutex_trylock(&s->write_lock);
 	if (rc == EBUSY) {
-		until = sq_deadline(t->set.busy_timeout_ms);
+		until = util_deadline_ms(t->set.busy_timeout_ms);
 		rc = pthread_mutex_timedlock(&s->write_lock, &until);
 	}
 	return rc;
@@ -327,8 +312,7 @@ static void *sq_ckpt_main(void *arg)
 		int rc, wal = 0, done = 0;
 
 		pthread_mutex_lock(&s->ckpt_lock);
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += SQ_CKPT_IDLE_S;
+		until = util_deadline_ms(SQ_CKPT_IDLE_S * 1000LL);
 		while (!s->ckpt_due && !s->ckpt_stop &&
 		       pthread_cond_timedwait(&s->ckpt_wake, &s->ckpt_lock, &until) == 0)
 			;
@@ -977,7 +961,7 @@ static int sq_record(struct tally *t, void *conn, const char *sender,
 		tally_set_error("tally: cannot create a condition variable");
 		return -1;
 	}
-	until = sq_deadline(t->set.busy_timeout_ms);
+	until = util_deadline_ms(t->set.busy_timeout_ms);
 	pthread_mutex_lock(&s->q_lock);
 	if (s->q_tail)
 		s->q_tail->next = &me;

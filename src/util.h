@@ -12,6 +12,7 @@
 #define AMENDS_UTIL_H
 
 #include <stddef.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -62,6 +63,9 @@ char *util_utf8_sanitize(const char *s, size_t n, size_t *outlen);
 uint32_t util_hash_str(const char *s);
 /* Monotonic milliseconds, for deadlines (not the policy clock: see clock.h). */
 long long util_now_ms(void);
+/* The CLOCK_REALTIME time ms milliseconds from now: the deadline for pthread_cond_timedwait and
+ * pthread_mutex_timedlock, which measure against that clock. */
+struct timespec util_deadline_ms(long long ms);
 long long util_now_us(void);
 
 #define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
