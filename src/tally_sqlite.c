@@ -854,11 +854,10 @@ out:
 /*
  * Group commit by combining. With synchronous=FULL every COMMIT costs an fsync of the WAL, and
  * sixteen milter threads would queue behind it. So a record is queued, and the first thread to
- * find nobody writing becomes the combiner: it takes write_lock, writes the queued records (at
- * most SQ_BATCH_MAX) in one transaction, reading each record's counts right after its rows,
- * commits, tells each member its outcome and wakes it, and goes on with the next batch until
- * its own record is done; then it hands the role to the first thread still queued, or leaves
- * it free. A member sleeps once, on its own condition, until it is done: it does not wait for
+ * find nobody writing becomes the combiner: it takes write_lock, writes the queued records, its
+ * own first (at most SQ_BATCH_MAX), in one transaction, reading each record's counts right after
+ * its rows, commits, tells each member its outcome and wakes it; then it hands the role to the
+ * first thread still queued (which writes the records queued meanwhile), or leaves it free. A member sleeps once, on its own condition, until it is done: it does not wait for
  * write_lock, and nothing wakes the other members. Alone (light load), a thread writes and
  * commits its own record, as without batching. Nothing is reported before it is durable: a
  * member is done only after its batch's COMMIT, with that COMMIT's outcome - a failure fails
@@ -887,64 +886,58 @@ static int sq_batch_write(struct tally *t, struct sq_member **batch, size_t n)
 	return sq_run(s->writer, ST_COMMIT);
 }
 
-/* sq_combine - write queued records, batch by batch, until me is done; then hand the role on.
- * Called without q_lock by the combiner (me->combine). */
+/* sq_combine - write the batch at the head of the queue, whose first record is me (a combiner's
+ * record is the head: it found the queue empty, or was handed the role as its head), then hand
+ * the role on. Called without q_lock by the combiner (me->combine). */
 static void sq_combine(struct tally *t, struct sq_member *me)
 {
 	struct sq_state *s = t->state;
 	struct sq_member *batch[SQ_BATCH_MAX];
 	int turn = sq_write_turn(t);
+	size_t n = 0;
+	int rc;
 
-	for (;;) {
-		size_t n = 0;
-		int rc;
+	pthread_mutex_lock(&s->q_lock);
+	while (s->q_head && n < SQ_BATCH_MAX) {
+		struct sq_member *m = s->q_head;
 
-		pthread_mutex_lock(&s->q_lock);
-		while (s->q_head && n < SQ_BATCH_MAX) {
-			struct sq_member *m = s->q_head;
-
-			s->q_head = m->next;
-			m->taken = true;
-			batch[n++] = m;
-		}
-		if (!s->q_head)
-			s->q_tail = NULL;
-		pthread_mutex_unlock(&s->q_lock);
-		if (turn != 0) {
-			tally_set_error("busy: sqlite BEGIN: other threads kept the database for %d ms",
-					t->set.busy_timeout_ms);
-			rc = -1;
-		} else {
-			rc = sq_batch_write(t, batch, n);
-			if (rc < 0 && strncmp(tally_error(), "busy:", 5) != 0) {
-				/* rolled back; a fresh connection for the next batch */
-				sq_conn_free(s->writer);
-				s->writer = NULL;
-			}
-		}
-		pthread_mutex_lock(&s->q_lock);
-		for (size_t i = 0; i < n; i++) {
-			batch[i]->rc = rc;
-			if (rc < 0)
-				snprintf(batch[i]->err, sizeof(batch[i]->err), "%s", tally_error());
-			batch[i]->done = true;
-			if (batch[i] != me)
-				pthread_cond_signal(&batch[i]->wake);
-		}
-		if (me->done) {
-			if (s->q_head) {
-				s->q_head->combine = true;
-				pthread_cond_signal(&s->q_head->wake);
-			} else {
-				s->combining = false;
-			}
-			pthread_mutex_unlock(&s->q_lock);
-			break;
-		}
-		pthread_mutex_unlock(&s->q_lock);
+		s->q_head = m->next;
+		m->taken = true;
+		batch[n++] = m;
 	}
-	if (turn == 0)
+	if (!s->q_head)
+		s->q_tail = NULL;
+	pthread_mutex_unlock(&s->q_lock);
+	if (turn != 0) {
+		tally_set_error("busy: sqlite BEGIN: other threads kept the database for %d ms",
+				t->set.busy_timeout_ms);
+		rc = -1;
+	} else {
+		rc = sq_batch_write(t, batch, n);
+		if (rc < 0 && strncmp(tally_error(), "busy:", 5) != 0) {
+			/* rolled back; the next batch gets a fresh connection */
+			sq_conn_free(s->writer);
+			s->writer = NULL;
+		}
 		pthread_mutex_unlock(&s->write_lock);
+	}
+	pthread_mutex_lock(&s->q_lock);
+	for (size_t i = 0; i < n; i++) {
+		batch[i]->rc = rc;
+		if (rc < 0)
+			snprintf(batch[i]->err, sizeof(batch[i]->err), "%s", tally_error());
+		batch[i]->done = true;
+		if (batch[i] != me)
+			pthread_cond_signal(&batch[i]->wake);
+	}
+	me->combine = false;
+	if (s->q_head) {
+		s->q_head->combine = true;
+		pthread_cond_signal(&s->q_head->wake);
+	} else {
+		s->combining = false;
+	}
+	pthread_mutex_unlock(&s->q_lock);
 }
 
 static int sq_record(struct tally *t, void *conn, const char *sender,
@@ -973,7 +966,7 @@ static int sq_record(struct tally *t, void *conn, const char *sender,
 	while (!me.done) {
 		if (me.combine) {
 			pthread_mutex_unlock(&s->q_lock);
-			sq_combine(t, &me);
+			sq_combine(t, &me);     /* me is done after it */
 			pthread_mutex_lock(&s->q_lock);
 			continue;
 		}
