@@ -1246,6 +1246,13 @@ static void scan_run(struct scan *s)
 			scan_ct_free(&ct);
 			continue;
 		}
+		if (s->len - pos < 2 || s->raw[pos] != '-' || s->raw[pos + 1] != '-') {
+			/* Only a line that starts with "--" can be a boundary: on to the next one. */
+			const char *hit = memmem(s->raw + pos, s->len - pos, "\n--", 3);
+
+			pos = hit ? (size_t)(hit - s->raw) + 1 : s->len;
+			continue;
+		}
 		{
 			size_t eol, next = scan_line(s, pos, &eol);
 			bool final = false;

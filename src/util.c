@@ -180,19 +180,21 @@ bool util_utf8_valid(const char *s, size_t n)
 	while (i < n) {
 		size_t l;
 
-		/* ASCII runs eight bytes at a time (most mail is mostly ASCII) */
-		while (n - i >= 8) {
-			uint64_t w;
+		if (p[i] < 0x80) {
+			i++;
+			/* ASCII runs eight bytes at a time (most mail is mostly ASCII); tried after an
+			 * ASCII byte only, so that Urdu or Hindi text is not tried at every letter */
+			while (n - i >= 8) {
+				uint64_t w;
 
-			memcpy(&w, p + i, 8);
-			if (w & 0x8080808080808080ULL)
-				break;
-			i += 8;
+				memcpy(&w, p + i, 8);
+				if (w & 0x8080808080808080ULL)
+					break;
+				i += 8;
+			}
+			continue;
 		}
-		if (i >= n)
-			break;
 		l = utf8_seq_len(p + i, n - i);
-
 		if (!l)
 			return false;
 		i += l;

@@ -92,6 +92,70 @@ static void test_utf8(void **state)
 	}
 }
 
+/* RFC 3629 byte by byte: the reference for util_utf8_valid's runs. */
+static bool utf8_valid_ref(const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; ) {
+		unsigned c = p[i], need, min;
+		uint32_t cp;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc0 && c < 0xe0) {
+			need = 1; min = 0x80; cp = c & 0x1f;
+		} else if (c >= 0xe0 && c < 0xf0) {
+			need = 2; min = 0x800; cp = c & 0x0f;
+		} else if (c >= 0xf0 && c < 0xf8) {
+			need = 3; min = 0x10000; cp = c & 0x07;
+		} else {
+			return false;
+		}
+		if (n - i <= need)
+			return false;
+		for (unsigned k = 1; k <= need; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (p[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += need + 1;
+	}
+	return true;
+}
+
+static void test_utf8_random(void **state)
+{
+	static const char *const bits[] = {
+		"a", " ", "plain ascii text ", "\xd8\xb3", "\xd9\x84", "\xe0\xa4\xb9", "\xe0\xa8\x95",
+		"\xf0\x9f\x98\x80", "\xc0\xaf", "\xed\xa0\x80", "\xe0\x80\xaf", "\xf4\x90\x80\x80",
+		"\xff", "\xc3", "\xe0\xa4", "\x80", "\xbf", "\xc2\xa0", "\xef\xbb\xbf", "\xf4\x8f\xbf\xbf",
+	};
+	uint32_t seed = 4242;
+
+	(void)state;
+	for (int it = 0; it < 50000; it++) {
+		unsigned char t[256];
+		size_t len = 0, n;
+
+		seed = seed * 1103515245u + 12345u;
+		n = 1 + (seed >> 16) % 24;
+		for (size_t k = 0; k < n; k++) {
+			const char *b;
+
+			seed = seed * 1103515245u + 12345u;
+			b = bits[(seed >> 16) % UTIL_ARRAY_LEN(bits)];
+			memcpy(t + len, b, strlen(b));
+			len += strlen(b);
+		}
+		for (size_t cut = len > 3 ? len - 3 : 0; cut <= len; cut++)
+			if (util_utf8_valid((const char *)t, cut) != utf8_valid_ref(t, cut))
+				fail_msg("iteration %d: util_utf8_valid disagrees at length %zu", it, cut);
+	}
+}
+
 static void test_trim_lower(void **state)
 {
 	char s[] = "  \tHeLLo World\r\n";
@@ -111,6 +175,7 @@ int main(void)
 		cmocka_unit_test(test_strbuf_printf_big),
 		cmocka_unit_test(test_json_escape),
 		cmocka_unit_test(test_utf8),
+		cmocka_unit_test(test_utf8_random),
 		cmocka_unit_test(test_trim_lower),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
