@@ -1247,10 +1247,18 @@ static void scan_run(struct scan *s)
 			continue;
 		}
 		if (s->len - pos < 2 || s->raw[pos] != '-' || s->raw[pos + 1] != '-') {
-			/* Only a line that starts with "--" can be a boundary: on to the next one. */
-			const char *hit = memmem(s->raw + pos, s->len - pos, "\n--", 3);
+			/* Only a line that starts with "--" can be a boundary: on to the next one
+			 * (memchr per line: glibc's memmem is slower than that for "\n--"). */
+			const char *p = s->raw + pos, *end = s->raw + s->len, *nl;
 
-			pos = hit ? (size_t)(hit - s->raw) + 1 : s->len;
+			pos = s->len;
+			while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+				if (end - nl > 2 && nl[1] == '-' && nl[2] == '-') {
+					pos = (size_t)(nl + 1 - s->raw);
+					break;
+				}
+				p = nl + 1;
+			}
 			continue;
 		}
 		{
