@@ -15,6 +15,7 @@
 #include "normalize.h"
 #include "util.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,25 +208,81 @@ static utf8proc_ssize_t norm_decompose(const char *s, size_t len, utf8proc_optio
 }
 
 /* ---- plain runs ---------------------------------------------------------------------------
- * Most mail is mostly ASCII, and utf8proc spends ~300 instructions on every code point. A
- * printable ASCII character is its own NFKC form, no option we use changes it but case folding
- * (A-Z), and it is a starter that can never be the second character of a composition: canonical
- * reordering and composition never reach across it. So the text is cut before such characters
- * into runs that are copied as code points (A-Z folded) and the segments between them, which
- * utf8proc decomposes and composes on their own. Two exceptions keep the cut exact: the last
- * plain character before a segment goes with the segment (it may compose with a following mark:
- * e + U+0301, = + U+0338), and a LF after a CR stays with the CR (utf8proc reads CRLF as one
- * line end: the code points stay the same, not only the text after white space is collapsed). normalize_text_whole() is the same normalization done by utf8proc over the whole
- * text: the reference the tests and fuzz_normalize compare with. */
+ * utf8proc spends ~300 instructions on every code point, and most of a text does not need it. A
+ * plain character is its own NFKC form under our options (case folding aside, for A-Z), has
+ * combining class 0 and can never be the second character of a composition, so canonical
+ * reordering and composition never reach across it. So the text is cut before plain characters
+ * into runs that are copied as code points and the segments between them, which utf8proc
+ * decomposes and composes on their own. Plain: printable ASCII, and the letters of the Arabic,
+ * Devanagari and Gurmukhi blocks (U+0600..U+0A7F) that utf8proc's own tables show to be so
+ * (norm_plain_init: combining class 0, not a second element in its composition index, mapped to
+ * themselves); their marks are not. Two exceptions keep the cut exact: the last plain character
+ * before a segment goes with the segment (it may compose with a following mark: e + U+0301,
+ * alef + U+0653), and a LF after a CR stays with the CR (utf8proc reads CRLF as one line end:
+ * the code points stay the same, not only the text after white space is collapsed).
+ * normalize_text_whole() is the same normalization done by utf8proc over the whole text: the
+ * reference the tests and fuzz_normalize compare with. */
 
-/* Is byte i of valid UTF-8 s a plain character (printable ASCII, or a LF not after a CR)? */
-static bool norm_plain(const char *s, size_t i)
+#define NORM_PLAIN_LO 0x0600
+#define NORM_PLAIN_HI 0x0A80
+static uint8_t norm_plain_tab[(NORM_PLAIN_HI - NORM_PLAIN_LO) / 8];
+static pthread_once_t norm_plain_once = PTHREAD_ONCE_INIT;
+
+static void norm_plain_init(void)
 {
-	unsigned char c = (unsigned char)s[i];
+	for (int32_t cp = NORM_PLAIN_LO; cp < NORM_PLAIN_HI; cp++) {
+		const utf8proc_property_t *p = utf8proc_get_property(cp);
+		utf8proc_uint8_t u[4];
+		int32_t buf[8];
+		utf8proc_ssize_t m;
 
-	if (c >= 0x20 && c < 0x7f)
-		return true;
-	return c == '\n' && (i == 0 || s[i - 1] != '\r');
+		if (p->combining_class != 0 || p->ignorable ||
+		    (p->comb_index >= 0x8000 && p->comb_index != UINT16_MAX))
+			continue;
+		m = utf8proc_encode_char(cp, u);
+		m = utf8proc_decompose(u, m, buf, 8, NORM_TEXT_OPTS);
+		if (m != 1 || buf[0] != cp)
+			continue;
+		m = utf8proc_normalize_utf32(buf, 1, NORM_TEXT_OPTS);
+		if (m != 1 || buf[0] != cp)
+			continue;
+		norm_plain_tab[(cp - NORM_PLAIN_LO) / 8] |= (uint8_t)(1u << ((cp - NORM_PLAIN_LO) % 8));
+	}
+}
+
+static bool norm_plain_cp(int32_t cp)
+{
+	return norm_plain_tab[(cp - NORM_PLAIN_LO) / 8] & (1u << ((cp - NORM_PLAIN_LO) % 8));
+}
+
+/* The length of the plain character at byte i of valid UTF-8 s[0, len), with its code point
+ * (A-Z folded) in *cp; 0 when it is not plain. */
+static size_t norm_plain_at(const char *s, size_t len, size_t i, int32_t *cp)
+{
+	const unsigned char *p = (const unsigned char *)s + i;
+
+	if (p[0] < 0x80) {
+		if ((p[0] >= 0x20 && p[0] < 0x7f) || (p[0] == '\n' && (i == 0 || s[i - 1] != '\r'))) {
+			*cp = p[0] >= 'A' && p[0] <= 'Z' ? p[0] + ('a' - 'A') : p[0];
+			return 1;
+		}
+		return 0;
+	}
+	if (p[0] >= 0xd8 && p[0] <= 0xdb && len - i >= 2) {            /* U+0600..U+06FF */
+		*cp = ((p[0] & 0x1f) << 6) | (p[1] & 0x3f);
+		return norm_plain_cp(*cp) ? 2 : 0;
+	}
+	if (p[0] == 0xe0 && len - i >= 3 && p[1] >= 0xa4 && p[1] <= 0xa9) { /* U+0900..U+0A7F */
+		*cp = ((p[1] & 0x3f) << 6) | (p[2] & 0x3f);
+		return norm_plain_cp(*cp) ? 3 : 0;
+	}
+	return 0;
+}
+
+/* The length of the UTF-8 character whose first byte is c (s is valid UTF-8). */
+static size_t norm_char_len(unsigned char c)
+{
+	return c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
 }
 
 struct norm_cps {
@@ -282,23 +339,28 @@ static utf8proc_ssize_t norm_decompose_text(const char *s, size_t len, int32_t *
 {
 	struct norm_cps c = { NULL, 0, 0 };
 	size_t i = 0;
+	int32_t cp;
 
 	*out = NULL;
+	pthread_once(&norm_plain_once, norm_plain_init);
 	if (len > (size_t)(SIZE_MAX / 4 / 32) || norm_cps_room(&c, len + 16) < 0)
 		goto fail;
 	while (i < len) {
-		size_t j = i, k, end;
+		size_t j = i, last = i, k, l, end;
 
-		while (j < len && norm_plain(s, j))
-			j++;
-		end = j < len && j > i ? j - 1 : j;     /* the last one goes with the segment */
-		for (; i < end; i++) {
-			unsigned char ch = (unsigned char)s[i];
-
-			c.v[c.n++] = ch >= 'A' && ch <= 'Z' ? ch + ('a' - 'A') : ch;
+		while (j < len && (l = norm_plain_at(s, len, j, &cp)) != 0) {
+			last = j;
+			j += l;
 		}
-		for (k = j; k < len && !norm_plain(s, k); k++)
-			;
+		end = j < len && j > i ? last : j;     /* the last one goes with the segment */
+		while (i < end) {
+			i += norm_plain_at(s, len, i, &cp);
+			c.v[c.n++] = cp;               /* a plain character is one code point */
+		}
+		for (k = j; k < len && !norm_plain_at(s, len, k, &cp); )
+			k += norm_char_len((unsigned char)s[k]);
+		if (k > len)
+			k = len;
 		if (k > i && norm_cps_segment(&c, s + i, k - i) < 0)
 			goto fail;
 		i = k;

@@ -557,6 +557,8 @@ static void test_plain_runs(void **state)
 		"line\r\nnext\rthird\n\rfourth\r", "\r\n\u0643\r\nX", "tab\there\x0bvt\x0c" "ff",
 		"x\u0307\x01\u0331y", "\u1100\u1161\u11A8 \u1100\u1161", "K\u212A\u0130i",
 		"\u0928\u093C \u0915\u093C\u093E", "\u0627\u0653 a\u0653", "e\u0301\u0327\u0300",
+		"\u0627\u0654\u0648\u0654\u06C1\u0654\u06D2\u0654", "\u0A32\u0A3C\u0A38\u0A3C",
+		"\u0645\u06CC\u200C\u062E\u0648\u0627\u0647\u0645", "\u0915\u093C\u0916\u093C",
 		"end with mark e\u0301", "\u0301 starts with a mark", "ASCII ONLY, Upper And lower.",
 		"\u00A0nbsp\u2028ls\u2029ps\xc2\x85" "nel", "\xef\xbb\xbf" "BOM", "",
 	};
@@ -565,6 +567,12 @@ static void test_plain_runs(void **state)
 		"\u0338", "\u0307", "\u0331", "\u0643", "\u064A", "\u0928", "\u093C", "\u0A38",
 		"\u0A3C", "\u1100", "\u1161", "\u11A8", "\u00C5", "\u212B", "\uFB01", "\u200C",
 		"\u00AD", "\u2028", "\xc2\x85", "\u00A0", "\u0130", "\u03A3", "\u0660", "7",
+		/* plain letters of the Arabic, Devanagari and Gurmukhi blocks, first elements of
+		 * compositions among them (alef, waw, heh goal, yeh barree, na), their marks and
+		 * precomposed forms */
+		"\u0627", "\u0653", "\u0654", "\u0655", "\u0648", "\u06C1", "\u06D2", "\u064B",
+		"\u0670", "\u06F1", "\u0915", "\u093E", "\u0929", "\u0958", "\u0A15", "\u0A3E",
+		"\u0A59", "\u0A33", "\u060C", "\u061F", "\u0640", "\u06D4", "\u0964",
 	};
 	uint32_t seed = 777;
 
