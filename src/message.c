@@ -1312,6 +1312,7 @@ struct raw_headers {
 	struct strbuf b;        /* "name\0value\0" for each header, in order */
 	size_t *at;             /* offset of header i's name in b; its value follows the name */
 	size_t n, cap;
+	bool split;             /* read by split_headers (else to be taken from GMime) */
 };
 
 static void raw_headers_free(struct raw_headers *rh)
@@ -1372,10 +1373,9 @@ static size_t plain_line_end(const char *b, size_t n, size_t p)
 	return e;
 }
 
-/* Read the plain header block at the start of b[0, n) into rh, and write GMime's input into st:
- * the Content-* fields, then everything from the empty line on. Returns the offset of the empty
- * line, or SIZE_MAX (rh left empty, st untouched) when the block is not plain. */
-static size_t split_headers(const char *b, size_t n, struct raw_headers *rh, GMimeStream *st)
+/* Read the plain header block at the start of b[0, n) into rh (rh->split). Returns the offset of
+ * the empty line, or SIZE_MAX (rh left empty) when the block is not plain. */
+static size_t split_headers(const char *b, size_t n, struct raw_headers *rh)
 {
 	size_t p = 0, blank = SIZE_MAX;
 	size_t hstart = 0, colon = 0;   /* the header being read: its first line, its ':' */
@@ -1413,7 +1413,19 @@ static size_t split_headers(const char *b, size_t n, struct raw_headers *rh, GMi
 		goto not_plain;
 	if (raw_headers_add(rh, b + hstart, colon - hstart, b + colon + 1, blank - colon - 1) < 0)
 		goto not_plain;
-	/* GMime's input: the Content-* fields, each with its continuation lines, then the rest */
+	rh->split = true;
+	return blank;
+not_plain:
+	raw_headers_free(rh);
+	return SIZE_MAX;
+}
+
+/* The start of GMime's input after split_headers: the Content-* fields, each with its
+ * continuation lines, into st; they leave rh's list (GMime lists them on the MIME part). */
+static void content_fields_to(struct raw_headers *rh, GMimeStream *st)
+{
+	size_t w = 0;
+
 	for (size_t i = 0; i < rh->n; i++) {
 		const char *name = raw_header_name(rh, i), *value = raw_header_value(rh, i);
 		size_t nl = strlen(name);
@@ -1422,21 +1434,11 @@ static size_t split_headers(const char *b, size_t n, struct raw_headers *rh, GMi
 			g_mime_stream_write(st, name, nl);
 			g_mime_stream_write(st, ":", 1);
 			g_mime_stream_write(st, value, strlen(value));
+		} else {
+			rh->at[w++] = rh->at[i];
 		}
 	}
-	/* only now drop them from the list: GMime lists them on the MIME part */
-	size_t w = 0;
-	for (size_t i = 0; i < rh->n; i++) {
-		const char *name = raw_header_name(rh, i);
-
-		if (!is_content_field(name, strlen(name)))
-			rh->at[w++] = rh->at[i];
-	}
 	rh->n = w;
-	return blank;
-not_plain:
-	raw_headers_free(rh);
-	return SIZE_MAX;
 }
 
 /* What message_parse asks of the scan, and what it learns. */
@@ -1468,20 +1470,17 @@ static GMimeStream *message_scan(const char *raw, size_t len, const struct messa
 
 		*limits |= s.limits;
 		if (s.nsegs && !lim->gmime_headers) {
-			st = g_mime_stream_mem_new_with_byte_array(g_byte_array_sized_new((guint)
-				(len < G_MAXUINT ? len : G_MAXUINT)));
-			from = split_headers(in + s.segs[0].off, s.segs[0].len, rh, st);
-			if (from == SIZE_MAX) {
-				g_object_unref(st);
-				st = NULL;
+			from = split_headers(in + s.segs[0].off, s.segs[0].len, rh);
+			if (from == SIZE_MAX)
 				from = 0;
-			}
 		}
-		if (!st && s.nsegs == 1 && s.segs[0].off == 0 && s.segs[0].len == len) {
+		if (!rh->split && s.nsegs == 1 && s.segs[0].off == 0 && s.segs[0].len == len) {
 			st = g_mime_stream_mem_new_with_buffer(in, len);
 		} else {
-			if (!st)
-				st = g_mime_stream_mem_new();
+			st = g_mime_stream_mem_new_with_byte_array(g_byte_array_sized_new((guint)
+				(len < G_MAXUINT ? len : G_MAXUINT)));
+			if (rh->split)
+				content_fields_to(rh, st);
 			for (size_t i = 0; i < s.nsegs; i++)
 				g_mime_stream_write(st, in + s.segs[i].off + (i ? 0 : from),
 						    s.segs[i].len - (i ? 0 : from));
@@ -2069,7 +2068,8 @@ static int parse_once(const char *raw, size_t len, const struct message_limits *
 	msg = g_mime_parser_construct_message(parser, opts);
 	if (msg) {
 		body = g_mime_message_get_mime_part(msg);
-		if ((!rh.n && gmime_headers((GMimeObject *)msg, &rh) < 0) ||
+		m->own_headers = rh.split;
+		if ((!rh.split && gmime_headers((GMimeObject *)msg, &rh) < 0) ||
 		    take_headers(m, &rh, lim) < 0 || top_content_type(m, body) < 0 ||
 		    walk_tree(&d, body) < 0)
 			goto out;
