@@ -229,6 +229,14 @@ static void sq_writer_done(struct sq_state *s, bool failed)
 }
 
 static int sq_write_turn(struct tally *t);
+
+/* sq_busy - the error of a write that did not get its turn within the busy timeout; -1 */
+static int sq_busy(struct tally *t)
+{
+	tally_set_error("busy: sqlite BEGIN: other threads kept the database for %d ms",
+			t->set.busy_timeout_ms);
+	return -1;
+}
 static int sq_writer_open(struct tally *t);
 
 /* sq_begin - this process's write turn (at most busy_timeout_ms), then BEGIN IMMEDIATE on the
@@ -241,8 +249,7 @@ static struct sq_conn *sq_begin(struct tally *t)
 
 	rc = sq_write_turn(t);
 	if (rc != 0) {
-		tally_set_error("busy: sqlite BEGIN: other threads kept the database for %d ms",
-				t->set.busy_timeout_ms);
+		sq_busy(t);
 		return NULL;
 	}
 	if (sq_writer_open(t) < 0) {
@@ -909,9 +916,7 @@ static void sq_combine(struct tally *t, struct sq_member *me)
 		s->q_tail = NULL;
 	pthread_mutex_unlock(&s->q_lock);
 	if (turn != 0) {
-		tally_set_error("busy: sqlite BEGIN: other threads kept the database for %d ms",
-				t->set.busy_timeout_ms);
-		rc = -1;
+		rc = sq_busy(t);
 	} else {
 		rc = sq_batch_write(t, batch, n);
 		if (rc < 0 && strncmp(tally_error(), "busy:", 5) != 0) {
@@ -984,10 +989,8 @@ static int sq_record(struct tally *t, void *conn, const char *sender,
 			*pp = me.next;
 			if (s->q_tail == &me)
 				s->q_tail = prev;
-			me.rc = -1;
-			snprintf(me.err, sizeof(me.err),
-				 "busy: sqlite BEGIN: other threads kept the database for %d ms",
-				 t->set.busy_timeout_ms);
+			me.rc = sq_busy(t);
+			snprintf(me.err, sizeof(me.err), "%s", tally_error());
 			break;
 		}
 	}
