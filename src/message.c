@@ -1367,9 +1367,11 @@ static size_t plain_line_end(const char *b, size_t n, size_t p)
 
 	if (memchr(b + p, '\0', e - p))
 		return SIZE_MAX;
-	for (const char *cr = memchr(b + p, '\r', e - p); cr; cr = memchr(cr + 1, '\r', e - (size_t)(cr + 1 - b)))
-		if ((size_t)(cr - b) + 1 != e || !nl)
-			return SIZE_MAX;
+	/* the first CR must be the last byte before the LF (then it is the only one) */
+	const char *cr = memchr(b + p, '\r', e - p);
+
+	if (cr && (!nl || (size_t)(cr - b) + 1 != e))
+		return SIZE_MAX;
 	return e;
 }
 
