@@ -1423,7 +1423,8 @@ not_plain:
 }
 
 /* The start of GMime's input after split_headers: the Content-* fields, each with its
- * continuation lines, into st; they leave rh's list (GMime lists them on the MIME part). */
+ * continuation lines, into st (when there is one); they leave rh's list (GMime lists them on
+ * the MIME part, so the message's list never has them). */
 static void content_fields_to(struct raw_headers *rh, GMimeStream *st)
 {
 	size_t w = 0;
@@ -1432,15 +1433,149 @@ static void content_fields_to(struct raw_headers *rh, GMimeStream *st)
 		const char *name = raw_header_name(rh, i), *value = raw_header_value(rh, i);
 		size_t nl = strlen(name);
 
-		if (is_content_field(name, nl)) {
+		if (!is_content_field(name, nl)) {
+			rh->at[w++] = rh->at[i];
+		} else if (st) {
 			g_mime_stream_write(st, name, nl);
 			g_mime_stream_write(st, ":", 1);
 			g_mime_stream_write(st, value, strlen(value));
-		} else {
-			rh->at[w++] = rh->at[i];
 		}
 	}
 	rh->n = w;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * a lone text part: decoded here, without a GMime tree
+ *
+ * Most mail is one text/plain or text/html part. For it GMime would build a parser, a message,
+ * a part, a data wrapper, streams and a filter (some twenty GObjects) only for us to read the
+ * transfer-decoded body back out. When split_headers has read the header block and the scan
+ * kept the body whole, the Content-* fields are read here with GMime's own functions, in
+ * GMime's order (the last of each name wins, as each one GMime's part processes replaces the
+ * one before, and as the parser takes the last Content-Type to choose the kind of part): the
+ * decoded value (g_mime_utils_header_unfold, then g_mime_utils_header_decode_text, as
+ * g_mime_header_get_value does), g_mime_content_type_parse, g_mime_content_encoding_from_string,
+ * g_mime_content_disposition_parse. The body is everything after the empty line (as GMime's
+ * top-level leaf has no boundary to stop at), transfer-decoded with GMime's decoder state
+ * machine (g_mime_encoding_step, g_mime_encoding_flush), as its filter stream would. Anything
+ * else (multipart, message/rfc822, uuencode, a type the raw and the decoded value disagree on)
+ * is GMime's, as before. message_limits.gmime_headers turns split_headers off, and this with
+ * it: test_message and fuzz_mime compare the two readings.
+ * ------------------------------------------------------------------------------------------- */
+
+struct lone_part {
+	GMimeContentType *ct;           /* NULL: no Content-Type (text/plain, as GMime) */
+	GMimeContentEncoding enc;
+	bool html;
+	bool attachment;
+	const char *body;               /* into the raw message or the scan's copy */
+	size_t body_len;
+};
+
+static void lone_part_clear(struct lone_part *lp)
+{
+	if (lp->ct)
+		g_object_unref(lp->ct);
+	*lp = (struct lone_part){ 0 };
+}
+
+/* A header value as g_mime_header_get_value gives it (unfolded, RFC 2047 decoded); g_free. */
+static char *gmime_value(GMimeParserOptions *opts, const char *raw)
+{
+	char *unfolded = g_mime_utils_header_unfold(raw);
+	char *v = g_mime_utils_header_decode_text(opts, unfolded);
+
+	g_free(unfolded);
+	return v;
+}
+
+/* Is a raw value one line of printable ASCII (and blanks) without an encoded word? Then the
+ * decoded value is the raw one without the blanks around it, which GMime's content-type parser
+ * skips: parsing the raw value too would tell nothing new (about 10,000 instructions). */
+static bool plain_value(const char *raw)
+{
+	const char *p = raw;
+
+	for (; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '\r' || c == '\n')
+			break;
+		if ((c < 0x20 && c != '\t') || c > 0x7e || (c == '=' && p[1] == '?'))
+			return false;
+	}
+	return !p[strspn(p, "\r\n")];    /* nothing after the line end */
+}
+
+/* Is ct text/plain or text/html? *html says which. */
+static bool text_leaf_type(GMimeContentType *ct, bool *html)
+{
+	*html = g_mime_content_type_is_type(ct, "text", "html");
+	return *html || g_mime_content_type_is_type(ct, "text", "plain");
+}
+
+/* Is the part whose Content-* fields rh lists (before content_fields_to) a lone text part we
+ * can read? Fills lp (its ct is the caller's to release with lone_part_clear) or leaves it
+ * clear. */
+static bool lone_part_of(const struct raw_headers *rh, GMimeParserOptions *opts,
+			 struct lone_part *lp)
+{
+	const char *ctv = NULL, *ctev = NULL, *cdv = NULL;
+	char *v;
+
+	for (size_t i = 0; i < rh->n; i++) {
+		const char *name = raw_header_name(rh, i);
+
+		if (!g_ascii_strcasecmp(name, "Content-Type"))
+			ctv = raw_header_value(rh, i);
+		else if (!g_ascii_strcasecmp(name, "Content-Transfer-Encoding"))
+			ctev = raw_header_value(rh, i);
+		else if (!g_ascii_strcasecmp(name, "Content-Disposition"))
+			cdv = raw_header_value(rh, i);
+	}
+	*lp = (struct lone_part){ .enc = GMIME_CONTENT_ENCODING_DEFAULT };
+	if (ctv) {
+		/* the parser chooses the kind of part from the raw value, the part keeps the
+		 * decoded one: both must say text/plain or text/html, and the same */
+		bool raw_html = false;
+
+		if (!plain_value(ctv)) {
+			GMimeContentType *raw_ct = g_mime_content_type_parse(opts, ctv);
+			bool ok = text_leaf_type(raw_ct, &raw_html);
+
+			g_object_unref(raw_ct);
+			if (!ok)
+				return false;
+		}
+		v = gmime_value(opts, ctv);
+		lp->ct = g_mime_content_type_parse(opts, v);
+		g_free(v);
+		if (!text_leaf_type(lp->ct, &lp->html) || (!plain_value(ctv) && lp->html != raw_html))
+			goto not_lone;
+	}
+	if (ctev) {
+		v = gmime_value(opts, ctev);
+		lp->enc = g_mime_content_encoding_from_string(v);
+		g_free(v);
+		if (lp->enc == GMIME_CONTENT_ENCODING_UUENCODE)
+			goto not_lone;  /* its filter looks for the "begin" line itself */
+	}
+	if (cdv) {
+		GMimeContentDisposition *cd;
+		const char *disp;
+
+		v = gmime_value(opts, cdv);
+		cd = g_mime_content_disposition_parse(opts, v);
+		g_free(v);
+		disp = cd ? g_mime_content_disposition_get_disposition(cd) : NULL;
+		lp->attachment = disp && !g_ascii_strcasecmp(disp, "attachment");
+		if (cd)
+			g_object_unref(cd);
+	}
+	return true;
+not_lone:
+	lone_part_clear(lp);
+	return false;
 }
 
 /* What message_parse asks of the scan, and what it learns. */
@@ -1450,17 +1585,21 @@ struct scan_result {
 	size_t dropped;         /* out: bodies left out */
 };
 
-/* message_scan - bound the input; returns the stream GMime is to parse (NULL: out of memory). */
-static GMimeStream *message_scan(const char *raw, size_t len, const struct message_limits *lim,
-				 unsigned *limits, struct scan_result *res, struct raw_headers *rh)
+/* message_scan - bound the input; 0, or -1 when out of memory. GMime is to parse *st; or,
+ * when the message is a lone text part (lp->body set; *st NULL), nobody is: the body points into
+ * raw or into *work (the scan's copy, the caller's to free). */
+static int message_scan(const char *raw, size_t len, const struct message_limits *lim,
+			GMimeParserOptions *opts, unsigned *limits, struct scan_result *res,
+			struct raw_headers *rh, GMimeStream **st, struct lone_part *lp, char **work)
 {
 	struct scan s = { .raw = raw, .len = len, .lim = lim, .drop_binary = res->drop_binary };
-	GMimeStream *st = NULL;
 	int max_levels = lim->mime_depth > 0 ? lim->mime_depth + 2 : 2;
 
+	*st = NULL;
+	*work = NULL;
 	s.lv = calloc((size_t)max_levels, sizeof(*s.lv));
 	if (!s.lv)
-		return NULL;
+		return -1;
 	scan_run(&s);
 	res->parts = s.parts;
 	res->dropped = s.dropped;
@@ -1476,23 +1615,32 @@ static GMimeStream *message_scan(const char *raw, size_t len, const struct messa
 			if (from == SIZE_MAX)
 				from = 0;
 		}
-		if (!rh->split && s.nsegs == 1 && s.segs[0].off == 0 && s.segs[0].len == len) {
-			st = g_mime_stream_mem_new_with_buffer(in, len);
+		if (rh->split && s.nsegs == 1 && !s.dropped && lone_part_of(rh, opts, lp)) {
+			/* the body starts after the empty line ("\n" or "\r\n") at from */
+			size_t at = from + (in[s.segs[0].off + from] == '\r' ? 2 : 1);
+
+			lp->body = in + s.segs[0].off + at;
+			lp->body_len = s.segs[0].len - at;
+			content_fields_to(rh, NULL);
+			*work = s.work;
+			s.work = NULL;
+		} else if (!rh->split && s.nsegs == 1 && s.segs[0].off == 0 && s.segs[0].len == len) {
+			*st = g_mime_stream_mem_new_with_buffer(in, len);
 		} else {
-			st = g_mime_stream_mem_new_with_byte_array(g_byte_array_sized_new((guint)
+			*st = g_mime_stream_mem_new_with_byte_array(g_byte_array_sized_new((guint)
 				(len < G_MAXUINT ? len : G_MAXUINT)));
 			if (rh->split)
-				content_fields_to(rh, st);
+				content_fields_to(rh, *st);
 			for (size_t i = 0; i < s.nsegs; i++)
-				g_mime_stream_write(st, in + s.segs[i].off + (i ? 0 : from),
+				g_mime_stream_write(*st, in + s.segs[i].off + (i ? 0 : from),
 						    s.segs[i].len - (i ? 0 : from));
-			g_mime_stream_reset(st);
+			g_mime_stream_reset(*st);
 		}
 	}
 	free(s.lv);
 	free(s.segs);
 	free(s.work);
-	return st;
+	return *st || lp->body ? 0 : -1;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1514,15 +1662,32 @@ static size_t mul_cap(size_t a, size_t b)
 	return a > SIZE_MAX / b ? SIZE_MAX : a * b;
 }
 
-/* Read a part's transfer-decoded content, at most cap bytes; *more when some was left. */
-static void read_content(GMimePart *part, size_t cap, struct strbuf *raw, bool *more)
+/* Where a text part's content comes from: a part of GMime's tree, or a lone part's body. */
+struct leaf_src {
+	GMimePart *gp;                  /* NULL: the lone part */
+	const struct lone_part *lp;
+};
+
+/* Append up to cap bytes in all to raw; *more (and false) when some of buf did not fit. */
+static bool append_capped(struct strbuf *raw, const char *buf, size_t n, size_t cap, bool *more)
+{
+	if (raw->len + n > cap) {
+		strbuf_append(raw, buf, cap - raw->len);
+		*more = true;
+		return false;
+	}
+	strbuf_append(raw, buf, n);
+	return true;
+}
+
+/* A GMime part's transfer-decoded content, through its data wrapper and a decoding filter. */
+static void read_gmime_content(GMimePart *part, size_t cap, struct strbuf *raw, bool *more)
 {
 	GMimeDataWrapper *w = g_mime_part_get_content(part);
 	GMimeContentEncoding enc;
 	GMimeStream *src, *f;
 	char buf[8192];
 
-	*more = false;
 	if (!w || !(src = g_mime_data_wrapper_get_stream(w)))
 		return;
 	enc = g_mime_data_wrapper_get_encoding(w);
@@ -1538,16 +1703,48 @@ static void read_content(GMimePart *part, size_t cap, struct strbuf *raw, bool *
 	for (;;) {
 		ssize_t n = g_mime_stream_read(f, buf, sizeof(buf));
 
-		if (n <= 0)
+		if (n <= 0 || !append_capped(raw, buf, (size_t)n, cap, more))
 			break;
-		if (raw->len + (size_t)n > cap) {
-			strbuf_append(raw, buf, cap - raw->len);
-			*more = true;
-			break;
-		}
-		strbuf_append(raw, buf, (size_t)n);
 	}
 	g_object_unref(f);
+}
+
+/* A lone part's body, transfer-decoded by GMime's decoder state machine as its basic filter
+ * would (steps over the input, then the flush), stopping once past cap. */
+#define LONE_STEP 4096
+static void read_lone_content(const struct lone_part *lp, size_t cap, struct strbuf *raw,
+			      bool *more)
+{
+	GMimeEncoding dec;
+	char buf[2 * LONE_STEP];
+	size_t pos = 0;
+
+	if (lp->enc != GMIME_CONTENT_ENCODING_BASE64 &&
+	    lp->enc != GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE) {
+		append_capped(raw, lp->body, lp->body_len, cap, more);
+		return;
+	}
+	g_mime_encoding_init_decode(&dec, lp->enc);
+	/* g_mime_encoding_outlen is what the filter sizes its buffer by: here at most buf */
+	while (pos < lp->body_len) {
+		size_t k = lp->body_len - pos < LONE_STEP ? lp->body_len - pos : LONE_STEP;
+		size_t n = g_mime_encoding_step(&dec, lp->body + pos, k, buf);
+
+		pos += k;
+		if (!append_capped(raw, buf, n, cap, more))
+			return;
+	}
+	append_capped(raw, buf, g_mime_encoding_flush(&dec, "", 0, buf), cap, more);
+}
+
+/* Read a part's transfer-decoded content, at most cap bytes; *more when some was left. */
+static void read_content(const struct leaf_src *src, size_t cap, struct strbuf *raw, bool *more)
+{
+	*more = false;
+	if (src->gp)
+		read_gmime_content(src->gp, cap, raw, more);
+	else
+		read_lone_content(src->lp, cap, raw, more);
 }
 
 /* CRLF and bare CR become LF, NUL bytes and a leading BOM go; in place. */
@@ -1615,7 +1812,8 @@ static struct message_part *new_part(struct decoder *d)
 }
 
 /* The text of one part: decoded, converted, HTML rendered, cut at the budget, split. */
-static int decode_text(struct decoder *d, GMimePart *gp, struct message_part *p, const char *cs)
+static int decode_text(struct decoder *d, const struct leaf_src *src, struct message_part *p,
+		       const char *cs)
 {
 	const struct message_limits *lim = d->lim;
 	size_t budget = lim->message_text_bytes > d->text_used ? lim->message_text_bytes - d->text_used : 0;
@@ -1630,7 +1828,7 @@ static int decode_text(struct decoder *d, GMimePart *gp, struct message_part *p,
 	strbuf_init(&nw, 0);
 	strbuf_init(&qt, 0);
 	if (limit) {
-		read_content(gp, mul_cap(limit, p->is_html ? RAW_PER_TEXT_HTML : RAW_PER_TEXT_PLAIN), &raw, &more);
+		read_content(src, mul_cap(limit, p->is_html ? RAW_PER_TEXT_HTML : RAW_PER_TEXT_PLAIN), &raw, &more);
 		charset_to_utf8(cs, strlen(cs), raw.s ? raw.s : "", raw.len, &utf, &d->m->limits_hit);
 		normalize_text(&utf);
 		if (p->is_html)
@@ -1707,21 +1905,12 @@ static bool is_empty_binary(GMimePart *part)
 	return !st || g_mime_stream_length(st) == 0;
 }
 
-/* A leaf part: text/plain and text/html that are not attachments are decoded. */
-static int visit_leaf(struct decoder *d, GMimeObject *o, int depth, bool in_rfc822, bool shadow)
+/* A text/plain or text/html part that is not an attachment: listed and decoded. */
+static int visit_text(struct decoder *d, const struct leaf_src *src, bool html, const char *cs,
+		      int depth, bool in_rfc822, bool shadow)
 {
-	struct message_part *p;
-	const char *cs;
-	bool html;
+	struct message_part *p = new_part(d);
 
-	if (GMIME_IS_PART(o) && is_empty_binary((GMimePart *)o))
-		d->empty_binary++;
-	if (!GMIME_IS_PART(o) || is_attachment(o))
-		return 0;
-	html = is_text_type(o, "html");
-	if (!html && !is_text_type(o, "plain"))
-		return 0;
-	p = new_part(d);
 	if (!p)
 		return -1;
 	p->index = (int)d->m->n_parts - 1;
@@ -1730,7 +1919,6 @@ static int visit_leaf(struct decoder *d, GMimeObject *o, int depth, bool in_rfc8
 	p->in_rfc822 = in_rfc822;
 	p->shadowed = shadow && html;
 	p->content_type = util_strdup(html ? "text/html" : "text/plain");
-	cs = g_mime_object_get_content_type_parameter(o, "charset");
 	p->charset = util_strndup(cs ? cs : "", cs ? strnlen(cs, 64) : 0);
 	if (!p->content_type || !p->charset)
 		return -1;
@@ -1742,7 +1930,41 @@ static int visit_leaf(struct decoder *d, GMimeObject *o, int depth, bool in_rfc8
 		p->quoted_text = util_strdup("");
 		return p->text && p->new_text && p->quoted_text ? 0 : -1;
 	}
-	return decode_text(d, (GMimePart *)o, p, cs ? cs : "");
+	return decode_text(d, src, p, cs ? cs : "");
+}
+
+/* A leaf part: text/plain and text/html that are not attachments are decoded. */
+static int visit_leaf(struct decoder *d, GMimeObject *o, int depth, bool in_rfc822, bool shadow)
+{
+	struct leaf_src src = { .gp = (GMimePart *)o };
+	bool html;
+
+	if (GMIME_IS_PART(o) && is_empty_binary((GMimePart *)o))
+		d->empty_binary++;
+	if (!GMIME_IS_PART(o) || is_attachment(o))
+		return 0;
+	html = is_text_type(o, "html");
+	if (!html && !is_text_type(o, "plain"))
+		return 0;
+	return visit_text(d, &src, html, g_mime_object_get_content_type_parameter(o, "charset"),
+			  depth, in_rfc822, shadow);
+}
+
+/* The lone part, as walk_tree and visit_leaf would see it: one entity, at depth 0. */
+static int visit_lone(struct decoder *d, const struct lone_part *lp)
+{
+	struct leaf_src src = { .lp = lp };
+
+	d->visited = 1;
+	if (d->lim->mime_parts < 1) {
+		d->m->limits_hit |= MESSAGE_LIMIT_PARTS;
+		return 0;
+	}
+	if (lp->attachment)
+		return 0;
+	return visit_text(d, &src, lp->html,
+			  lp->ct ? g_mime_content_type_get_parameter(lp->ct, "charset") : NULL,
+			  0, false, false);
 }
 
 struct walk_item {
@@ -2022,9 +2244,8 @@ static int fill_defaults(struct message *m)
 	return 0;
 }
 
-static int top_content_type(struct message *m, GMimeObject *body)
+static int top_content_type(struct message *m, GMimeContentType *ct)
 {
-	GMimeContentType *ct = body ? g_mime_object_get_content_type(body) : NULL;
 	char *s;
 
 	if (!ct)
@@ -2052,6 +2273,8 @@ static int parse_once(const char *raw, size_t len, const struct message_limits *
 	GMimeMessage *msg = NULL;
 	GMimeObject *body = NULL;
 	struct raw_headers rh = { 0 };
+	struct lone_part lone = { 0 };
+	char *work = NULL;
 	int rc = -1;
 
 	*out = NULL;
@@ -2060,19 +2283,27 @@ static int parse_once(const char *raw, size_t len, const struct message_limits *
 	if (!m)
 		return -1;
 	d.m = m;
-	st = message_scan(raw ? raw : "", raw ? len : 0, lim, &m->limits_hit, res, &rh);
-	if (!st)
-		goto out;
 	opts = g_mime_parser_options_new();
 	g_mime_parser_options_set_rfc2047_compliance_mode(opts, GMIME_RFC_COMPLIANCE_LOOSE);
-	parser = g_mime_parser_new_with_stream(st);
-	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
-	msg = g_mime_parser_construct_message(parser, opts);
+	if (message_scan(raw ? raw : "", raw ? len : 0, lim, opts, &m->limits_hit, res, &rh, &st,
+			 &lone, &work) < 0)
+		goto out;
+	if (!st) {
+		m->own_headers = m->own_body = true;
+		if (take_headers(m, &rh, lim) < 0 || top_content_type(m, lone.ct) < 0 ||
+		    visit_lone(&d, &lone) < 0)
+			goto out;
+	} else {
+		parser = g_mime_parser_new_with_stream(st);
+		g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
+		msg = g_mime_parser_construct_message(parser, opts);
+	}
 	if (msg) {
 		body = g_mime_message_get_mime_part(msg);
 		m->own_headers = rh.split;
 		if ((!rh.split && gmime_headers((GMimeObject *)msg, &rh) < 0) ||
-		    take_headers(m, &rh, lim) < 0 || top_content_type(m, body) < 0 ||
+		    take_headers(m, &rh, lim) < 0 ||
+		    top_content_type(m, body ? g_mime_object_get_content_type(body) : NULL) < 0 ||
 		    walk_tree(&d, body) < 0)
 			goto out;
 	}
@@ -2093,6 +2324,8 @@ out:
 		g_object_unref(st);
 	if (opts)
 		g_mime_parser_options_free(opts);
+	lone_part_clear(&lone);
+	free(work);
 	raw_headers_free(&rh);
 	if (rc < 0)
 		message_free(m);

@@ -87,6 +87,8 @@ struct message {
 	size_t bodies_left_out;     /* attachment bodies GMime was not given (message.c, scan) */
 	bool own_headers;           /* the top-level headers were read by message.c, not GMime
 	                             * (a plain header block: message.c, split_headers) */
+	bool own_body;              /* a lone text part, decoded without a GMime tree (message.c,
+	                             * lone_part_of) */
 	char *body_new;             /* new_text of every part, joined by "\n" (rule target body) */
 	size_t body_new_len;
 	char *body_quoted;          /* quoted_text of every part, joined (rule target quoted) */
