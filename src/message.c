@@ -283,35 +283,39 @@ static void convert_utf16(const struct charset *cs, const char *in, size_t n, st
 }
 
 /* charset_to_utf8 - append in[0..n) declared as cs to out as valid UTF-8. *limits gets
- * MESSAGE_LIMIT_CHARSET when cs is not on the allow-list. */
-static void charset_to_utf8(const char *cs, size_t cslen, const char *in, size_t n, struct strbuf *out,
-			    unsigned *limits)
+ * MESSAGE_LIMIT_CHARSET when cs is not on the allow-list. Returns true when what it appended
+ * was checked by util_utf8_valid or made by our own code (ASCII and U+FFFD), false when it is
+ * iconv's: decode_text then need not validate plain text a second time. */
+static bool charset_to_utf8(const char *cs, size_t cslen, const char *in, size_t n,
+			    struct strbuf *out, unsigned *limits)
 {
 	const struct charset *c = charset_lookup(cs, cslen);
 
 	if (!c) {
 		*limits |= MESSAGE_LIMIT_CHARSET;
 		convert_replace(in, n, out);
-		return;
+		return true;
 	}
 	switch (c->kind) {
 	case CS_UTF8:
 		convert_utf8(in, n, out);
-		break;
+		return true;
 	case CS_LATIN_DEFAULT:
 		/* no charset declared: UTF-8 if it is, else the usual Western default */
-		if (util_utf8_valid(in, n))
+		if (util_utf8_valid(in, n)) {
 			strbuf_append(out, in, n);
-		else
-			convert_iconv(c->iconv, c->unit, in, n, out);
-		break;
+			return true;
+		}
+		convert_iconv(c->iconv, c->unit, in, n, out);
+		return false;
 	case CS_UTF16:
 		convert_utf16(c, in, n, out);
-		break;
+		return false;
 	case CS_ICONV:
 		convert_iconv(c->iconv, c->unit, in, n, out);
-		break;
+		return false;
 	}
+	return false;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1819,7 +1823,7 @@ static int decode_text(struct decoder *d, const struct leaf_src *src, struct mes
 	size_t budget = lim->message_text_bytes > d->text_used ? lim->message_text_bytes - d->text_used : 0;
 	size_t limit = lim->part_text_bytes < budget ? lim->part_text_bytes : budget;
 	struct strbuf raw, utf, text, nw, qt;
-	bool more = false;
+	bool more = false, valid = false;
 	int rc = 0;
 
 	strbuf_init(&raw, 0);
@@ -1829,12 +1833,15 @@ static int decode_text(struct decoder *d, const struct leaf_src *src, struct mes
 	strbuf_init(&qt, 0);
 	if (limit) {
 		read_content(src, mul_cap(limit, p->is_html ? RAW_PER_TEXT_HTML : RAW_PER_TEXT_PLAIN), &raw, &more);
-		charset_to_utf8(cs, strlen(cs), raw.s ? raw.s : "", raw.len, &utf, &d->m->limits_hit);
-		normalize_text(&utf);
-		if (p->is_html)
+		valid = charset_to_utf8(cs, strlen(cs), raw.s ? raw.s : "", raw.len, &utf,
+					&d->m->limits_hit);
+		normalize_text(&utf);   /* drops CRs, NULs, a BOM: whole characters */
+		if (p->is_html) {
 			html_to_text(utf.s ? utf.s : "", utf.len, &text);
-		else
+			valid = false;  /* libxml2's, and cut where the buffer ended */
+		} else {
 			strbuf_append(&text, utf.s ? utf.s : "", utf.len);
+		}
 	}
 	if (!limit || text.truncated || more) {
 		p->truncated = true;
@@ -1845,7 +1852,8 @@ static int decode_text(struct decoder *d, const struct leaf_src *src, struct mes
 			text.s[text.len] = '\0';
 		}
 	}
-	if (text.s && !util_utf8_valid(text.s, text.len)) {
+	/* plain text known valid stays so: a cut above ends on a character (utf8_cut) */
+	if (text.s && !valid && !util_utf8_valid(text.s, text.len)) {
 		char *clean = util_utf8_sanitize(text.s, text.len, &text.len);
 
 		if (clean) {
