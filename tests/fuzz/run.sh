@@ -14,6 +14,11 @@
 #      crashes, timeouts, leaks and OOMs land in artifacts/T/, the log in logs/T.log.
 # FUZZ_JOBS targets run at once (nice'd). At the end every artifact is listed with the commands
 # that minimize it and save it as a regression input.
+# FUZZ_FORK=1 (the long runs of R2.2: FUZZ_SECONDS=1800 FUZZ_TIMEOUT=1): libFuzzer's fork mode,
+# in which a timeout is saved and the run goes on (-ignore_timeouts=1); crashes, leaks and OOMs
+# still end it. Without it the first unit that a loaded machine slows past -timeout ends a
+# 30-minute run in its first minutes (seen: two targets side by side with two more jobs on two
+# cores). Either way a timeout is then re-run alone three times (confirm) before it counts.
 # Exit: 0 when no target found anything, 1 otherwise, 2 when a target is not built.
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,6 +32,8 @@ targets=${*:-${FUZZ_TARGETS:-mime normalize rules config draft milter callbacks 
 work="$top_builddir/tests/fuzz/work"
 # -timeout is wall-clock: on a loaded machine FUZZ_TIMEOUT=10 spares false timeouts
 OPTS=(-timeout="${FUZZ_TIMEOUT:-2}" -rss_limit_mb=2048 -print_final_stats=1)
+FORK=()
+[ "${FUZZ_FORK:-0}" = 1 ] && FORK=(-fork=1 -ignore_timeouts=1 -ignore_ooms=0 -ignore_crashes=0)
 export LSAN_OPTIONS="suppressions=$top_srcdir/tests/fuzz/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 
 for t in $targets; do
@@ -80,7 +87,8 @@ fuzz_one() {
 		echo "== $t: merging ${seeds[*]}"
 		nice "$bin" -merge=1 "${OPTS[@]}" -timeout=10 "$work/corpus/$t" "${seeds[@]}"
 		echo "== $t: fuzzing for $SECONDS_EACH s"
-		nice "$bin" "${OPTS[@]}" $(opts_of "$t") ${dict:+-dict="$dict"} -max_total_time="$SECONDS_EACH" \
+		nice "$bin" "${OPTS[@]}" "${FORK[@]}" $(opts_of "$t") ${dict:+-dict="$dict"} \
+			-max_total_time="$SECONDS_EACH" \
 			-artifact_prefix="$work/artifacts/$t/" "$work/corpus/$t"
 	} >"$log" 2>&1
 	local st=$?
