@@ -34,6 +34,7 @@ static const char *const names[STATS_COUNTER_MAX] = {
 	[STATS_RULES_SKIPPED] = "rules_skipped",
 	[STATS_TALLY_OK] = "tally_updates",
 	[STATS_TALLY_FAILURES] = "tally_failures",
+	[STATS_TALLY_COMMITS] = "tally_commits",
 	[STATS_DRAFTS_DUE] = "drafts_due",
 	[STATS_DRAFTS_WRITTEN] = "drafts_written",
 	[STATS_DRAFTS_SPOOLED] = "drafts_spooled",

@@ -21,6 +21,8 @@ enum stats_counter {
 	STATS_RULES_SKIPPED,
 	STATS_TALLY_OK,
 	STATS_TALLY_FAILURES,
+	STATS_TALLY_COMMITS,         /* SQLite transactions that committed tally updates (a group
+	                              * commit is one: tally_updates / tally_commits per commit) */
 	STATS_DRAFTS_DUE,
 	STATS_DRAFTS_WRITTEN,
 	STATS_DRAFTS_SPOOLED,

@@ -42,6 +42,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "stats.h"
 #include "util.h"
 
 #define SQ_PRUNE_EVERY_S 3600
@@ -919,6 +920,8 @@ static void sq_combine(struct tally *t, struct sq_member *me)
 		rc = sq_busy(t);
 	} else {
 		rc = sq_batch_write(t, batch, n);
+		if (rc == 0)
+			stats_inc(STATS_TALLY_COMMITS);
 		if (rc < 0 && strncmp(tally_error(), "busy:", 5) != 0) {
 			/* rolled back; the next batch gets a fresh connection */
 			sq_conn_free(s->writer);
