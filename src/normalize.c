@@ -250,14 +250,14 @@ static void norm_plain_init(void)
 	}
 }
 
-static bool norm_plain_cp(int32_t cp)
+static inline bool norm_plain_cp(int32_t cp)
 {
 	return norm_plain_tab[(cp - NORM_PLAIN_LO) / 8] & (1u << ((cp - NORM_PLAIN_LO) % 8));
 }
 
 /* The length of the plain character at byte i of valid UTF-8 s[0, len), with its code point
  * (A-Z folded) in *cp; 0 when it is not plain. */
-static size_t norm_plain_at(const char *s, size_t len, size_t i, int32_t *cp)
+static inline size_t norm_plain_at(const char *s, size_t len, size_t i, int32_t *cp)
 {
 	const unsigned char *p = (const unsigned char *)s + i;
 
@@ -346,16 +346,19 @@ static utf8proc_ssize_t norm_decompose_text(const char *s, size_t len, int32_t *
 	if (len > (size_t)(SIZE_MAX / 4 / 32) || norm_cps_room(&c, len + 16) < 0)
 		goto fail;
 	while (i < len) {
-		size_t j = i, last = i, k, l, end;
+		size_t j = i, last = i, k, l;
 
+		/* a plain character is one code point (room: one per byte, reserved below) */
 		while (j < len && (l = norm_plain_at(s, len, j, &cp)) != 0) {
 			last = j;
+			c.v[c.n++] = cp;
 			j += l;
 		}
-		end = j < len && j > i ? last : j;     /* the last one goes with the segment */
-		while (i < end) {
-			i += norm_plain_at(s, len, i, &cp);
-			c.v[c.n++] = cp;               /* a plain character is one code point */
+		if (j < len && j > i) {
+			c.n--;                         /* the last one goes with the segment */
+			i = last;
+		} else {
+			i = j;
 		}
 		for (k = j; k < len && !norm_plain_at(s, len, k, &cp); )
 			k += norm_char_len((unsigned char)s[k]);
