@@ -830,6 +830,7 @@ static size_t split_compared, split_own, split_lone;
 
 #define READ_HEADERS 1          /* compare_split: message.c read the headers */
 #define READ_BODY 2             /* ... and decoded the lone text part */
+#define READ_ALL (READ_HEADERS | READ_BODY)
 
 /* Parse both ways and compare; returns what message.c read itself (READ_* bits). */
 static int compare_split(const char *raw, size_t len, const struct message_limits *base,
@@ -888,12 +889,12 @@ static void test_header_split_matches_gmime(void **state)
 {
 	/* own: READ_* bits, what message.c is to read itself */
 	static const struct { const char *raw; int own; } plain[] = {
-		{ "Subject: a\r\nFrom: A <a@b.c>\r\nX:\r\n\r\nbody\r\n", READ_HEADERS | READ_BODY },
+		{ "Subject: a\r\nFrom: A <a@b.c>\r\nX:\r\n\r\nbody\r\n", READ_ALL },
 		{ "Subject: folded\n  twice\n\tthrice\nContent-Type: text/plain;\n charset=utf-8\n\nb\n",
-		  READ_HEADERS | READ_BODY },
+		  READ_ALL },
 		{ "content-type: text/html\nMIME-Version: 1.0\nContent-Transfer-Encoding: base64\n\nPGI+aGk8L2I+\n",
-		  READ_HEADERS | READ_BODY },
-		{ "X: only\n\n", READ_HEADERS | READ_BODY },
+		  READ_ALL },
+		{ "X: only\n\n", READ_ALL },
 		{ "Content-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain\n\nx\n--b--\n",
 		  READ_HEADERS },
 		{ "Subject: no body, no blank line", 0 },
@@ -903,23 +904,23 @@ static void test_header_split_matches_gmime(void **state)
 		{ "X: bare\rCR\n\nb\n", 0 },
 		{ "\r\nno headers\r\n", 0 },
 		{ "Subject: =?utf-8?B?2LPZhNin2YU=?=\nFrom: =?utf-8?Q?J=C3=B6rg?= <j@x.de>\n\nb\n",
-		  READ_HEADERS | READ_BODY },
+		  READ_ALL },
 		{ "Subject: 8bit caf\xc3\xa9 \xff\nContent-Type: text/plain; charset=windows-1256\n\n\xc7\n",
-		  READ_HEADERS | READ_BODY },
+		  READ_ALL },
 		/* the lone part: GMime's last field of each name wins */
-		{ "Content-Type: text/plain\nContent-Type: text/html\n\n<b>bold</b>\n", READ_HEADERS | READ_BODY },
+		{ "Content-Type: text/plain\nContent-Type: text/html\n\n<b>bold</b>\n", READ_ALL },
 		{ "Content-Transfer-Encoding: base64\nContent-Transfer-Encoding: 8bit\n\nYWJj\n",
-		  READ_HEADERS | READ_BODY },
+		  READ_ALL },
 		{ "Content-Type: TEXT/PLAIN;CHARSET=ISO-8859-6\nContent-Transfer-Encoding: Quoted-Printable\n\n"
-		  "caf=E9 =\nsoft=3D break=\r\nx=ZZ=\n", READ_HEADERS | READ_BODY },
-		{ "Content-Transfer-Encoding: base64\n\nYW!!Jj\r\nZA=\n=ZGVm\n", READ_HEADERS | READ_BODY },
-		{ "Content-Type: text/plain; charset=\"=?utf-8?q?utf-8?=\"\n\nb\n", READ_HEADERS | READ_BODY },
+		  "caf=E9 =\nsoft=3D break=\r\nx=ZZ=\n", READ_ALL },
+		{ "Content-Transfer-Encoding: base64\n\nYW!!Jj\r\nZA=\n=ZGVm\n", READ_ALL },
+		{ "Content-Type: text/plain; charset=\"=?utf-8?q?utf-8?=\"\n\nb\n", READ_ALL },
 		{ "Content-Type: text/plain\nContent-Disposition: attachment; filename=a.txt\n\nnot read\n",
-		  READ_HEADERS | READ_BODY },
+		  READ_ALL },
 		{ "Content-Type: text/plain\nContent-Disposition: inline\nContent-Language: ur\n\nread\n",
-		  READ_HEADERS | READ_BODY },
-		{ "Content-Type: text/plain\n\n", READ_HEADERS | READ_BODY },
-		{ "Content-Type: text/plain\r\n\r\nno line end", READ_HEADERS | READ_BODY },
+		  READ_ALL },
+		{ "Content-Type: text/plain\n\n", READ_ALL },
+		{ "Content-Type: text/plain\r\n\r\nno line end", READ_ALL },
 		/* GMime's */
 		{ "Content-Type: message/rfc822\n\nSubject: inner\n\nx\n", READ_HEADERS },
 		{ "Content-Type: image/png\n\nxx\n", READ_HEADERS },
