@@ -200,6 +200,7 @@ EOF
 
 run_tool() {
 	"$TOOL" -c "$T/amends/amends.conf" -k winback -l ur "$@" "$MSG" > "$T/tool.out" 2>"$T/tool.err"
+	cat "$T/tool.err" >> "$T/tool-all.err"
 	cat "$T/tool.out"
 }
 
@@ -335,5 +336,11 @@ grep -q 'is not checked' "$T/tool.err" || fail "no warning that the certificate 
 check 13
 
 stop_dovecot
+# A ThreadSanitizer report (the TSan build) at the tool's exit changes only its exit status,
+# which run_tool does not look at: the tool's stderr of every run is looked at here.
+if grep -q 'WARNING: ThreadSanitizer' "$T/tool-all.err"; then
+	sed -n '/WARNING: ThreadSanitizer/,/^SUMMARY: ThreadSanitizer/p' "$T/tool-all.err" | head -n 200
+	fail "ThreadSanitizer report in draft_imap_tool"
+fi
 echo "PASS: imap_dovecot"
 exit 0

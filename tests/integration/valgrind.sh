@@ -16,6 +16,8 @@ command -v valgrind >/dev/null 2>&1 || skip "valgrind is not installed"
 # A sanitizer build cannot run under valgrind (CI's second run): this test belongs to the first.
 nm "$AMENDS_MILTER" 2>/dev/null | grep -q '__asan_init' &&
 	skip "built with AddressSanitizer, which valgrind cannot run (the plain build runs this test)"
+nm "$AMENDS_MILTER" 2>/dev/null | grep -q '__tsan_init' &&
+	skip "built with ThreadSanitizer, which valgrind cannot run (the plain build runs this test)"
 [ -d "$DEV_CORPUS" ] || skip "no dev corpus at $DEV_CORPUS"
 [ -d "$top_srcdir/conf/templates" ] || skip "no templates at $top_srcdir/conf/templates"
 

@@ -11,7 +11,8 @@
 #   KEEP_TMP=1    keep the temp dir for a post-mortem
 #
 # OWNERSHIP  t_cleanup (the EXIT trap) kills every pid in T_PIDS, runs every command given to
-#            t_on_exit, and removes $T_TMP.
+#            t_on_exit, fails the test when a ThreadSanitizer report is in $T_TMP, and removes
+#            $T_TMP.
 
 if [ -z "${BASH_VERSION:-}" ]; then
 	echo "testlib.sh needs bash" >&2
@@ -84,6 +85,20 @@ t_kill_wait() {
 	return 1
 }
 
+# t_check_tsan - 1 (and the reports on stderr) when a ThreadSanitizer report is in any file of
+# $T_TMP: the daemon's log, a client's saved stderr. A daemon that halts on a report exits 66, but
+# not every test looks at every exit status (a daemon killed at the end, a report at exit), so
+# the end of every test looks at the logs as well. Costs one grep where there is no TSan.
+t_check_tsan() {
+	local f hits
+	hits=$(grep -rlsF -D skip -- 'WARNING: ThreadSanitizer' "$T_TMP") || return 0
+	for f in $hits; do
+		echo "FAIL: $T_NAME: ThreadSanitizer report in $f:" >&2
+		sed -n '/WARNING: ThreadSanitizer/,/^SUMMARY: ThreadSanitizer/p' "$f" | head -n 200 >&2
+	done
+	return 1
+}
+
 t_cleanup() {
 	local rc=$? pid cmd
 	trap - EXIT
@@ -94,6 +109,7 @@ t_cleanup() {
 		t_kill_wait "$pid" 5 || true
 	done
 	wait 2>/dev/null
+	t_check_tsan || rc=1
 	if [ "${KEEP_TMP:-0}" = 1 ]; then
 		echo "kept $T_TMP" >&2
 	else
