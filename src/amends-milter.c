@@ -41,6 +41,9 @@ struct options {
 };
 
 static struct config *current_cfg;   /* owned by main; replaced on reload */
+/* The reload thread swaps current_cfg while main reads it at start (metrics) and releases it at
+ * stop: without the lock a SIGUSR1 at either moment is a data race, and at stop a double unref. */
+static pthread_mutex_t cfg_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void usage(FILE *fp)
 {
@@ -248,7 +251,7 @@ static void *reload_thread(void *arg)
 	sigaddset(&set, SIGUSR1);
 	for (;;) {
 		struct milter_generation *g;
-		struct config *cfg = NULL;
+		struct config *cfg = NULL, *old;
 
 		if (sigwait(&set, &sig) != 0)
 			continue;
@@ -260,8 +263,11 @@ static void *reload_thread(void *arg)
 			continue;
 		}
 		milter_generation_publish(g);
-		config_unref(current_cfg);
+		pthread_mutex_lock(&cfg_lock);
+		old = current_cfg;
 		current_cfg = cfg;
+		pthread_mutex_unlock(&cfg_lock);
+		config_unref(old);
 		stats_inc(STATS_RELOADS);
 		log_info("reloaded: configuration and rules in force");
 	}
@@ -429,7 +435,10 @@ int main(int argc, char **argv)
 	{
 		char *merr = NULL;
 
-		if (metrics_start(current_cfg, &merr) < 0) {
+		pthread_mutex_lock(&cfg_lock);
+		rc = metrics_start(current_cfg, &merr);
+		pthread_mutex_unlock(&cfg_lock);
+		if (rc < 0) {
 			log_err("metrics: %s", merr ? merr : "cannot start");
 			free(merr);
 			return 1;
@@ -443,7 +452,13 @@ int main(int argc, char **argv)
 	pidfile_unlink_ours(pidfile);
 	socket_unlink_ours(spec);
 	milter_generation_clear();
-	config_unref(current_cfg);
+	/* The reload thread still runs (blocked in sigwait): take the config from it under the
+	 * lock. A reload finishing after this leaks its config to the exit, which is harmless. */
+	pthread_mutex_lock(&cfg_lock);
+	gcfg = current_cfg;
+	current_cfg = NULL;
+	pthread_mutex_unlock(&cfg_lock);
+	config_unref(gcfg);
 	free(spec);
 	free(user);
 	free(pidfile);
