@@ -339,8 +339,10 @@ static void test_deadline_skips(void **state)
 	assert_true(mr.rules_skipped > 0);
 	assert_int_equal(mr.rules_skipped + mr.rules_run, 40);
 	assert_int_equal(stats_get(STATS_RULES_SKIPPED) - before, mr.rules_skipped);
+	/* 20 ms + one slice; the slack is for a loaded host (over 40 once, with six CPU-bound
+	 * jobs on two cores). Without the deadline these 40 rules take seconds. */
 	if (!slow)
-		assert_true(cpu <= 40);   /* 20 ms + one slice, with slack */
+		assert_true(cpu <= 80);
 	match_result_free(&mr);
 	rules_unref(rs);
 	strbuf_free(&b);
