@@ -1684,12 +1684,17 @@ static bool append_capped(struct strbuf *raw, const char *buf, size_t n, size_t 
 	return true;
 }
 
-/* A GMime part's transfer-decoded content, through its data wrapper and a decoding filter. */
+/* A GMime part's transfer-decoded content, through its data wrapper and a decoding filter.
+ * GMime's filter stream returns 0 for a block of input that decodes to nothing (4 KB of
+ * quoted-printable soft line breaks, of base64 padding or junk) as if the content had ended:
+ * a 0 counts as the end only at the end of the filter stream (or when its source stops moving),
+ * or 4 KB of "=\r\n" would hide the text after them from the rules. */
 static void read_gmime_content(GMimePart *part, size_t cap, struct strbuf *raw, bool *more)
 {
 	GMimeDataWrapper *w = g_mime_part_get_content(part);
 	GMimeContentEncoding enc;
 	GMimeStream *src, *f;
+	gint64 stalled = -1;    /* where the source was at the last empty read */
 	char buf[8192];
 
 	if (!w || !(src = g_mime_data_wrapper_get_stream(w)))
@@ -1707,7 +1712,15 @@ static void read_gmime_content(GMimePart *part, size_t cap, struct strbuf *raw, 
 	for (;;) {
 		ssize_t n = g_mime_stream_read(f, buf, sizeof(buf));
 
-		if (n <= 0 || !append_capped(raw, buf, (size_t)n, cap, more))
+		if (n == 0) {
+			gint64 at = g_mime_stream_tell(src);
+
+			if (g_mime_stream_eos(f) || at == stalled)
+				break;
+			stalled = at;
+			continue;
+		}
+		if (n < 0 || !append_capped(raw, buf, (size_t)n, cap, more))
 			break;
 	}
 	g_object_unref(f);
