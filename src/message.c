@@ -1541,9 +1541,9 @@ static bool lone_part_of(const struct raw_headers *rh, GMimeParserOptions *opts,
 	if (ctv) {
 		/* the parser chooses the kind of part from the raw value, the part keeps the
 		 * decoded one: both must say text/plain or text/html, and the same */
-		bool raw_html = false;
+		bool plain = plain_value(ctv), raw_html = false;
 
-		if (!plain_value(ctv)) {
+		if (!plain) {
 			GMimeContentType *raw_ct = g_mime_content_type_parse(opts, ctv);
 			bool ok = text_leaf_type(raw_ct, &raw_html);
 
@@ -1554,7 +1554,7 @@ static bool lone_part_of(const struct raw_headers *rh, GMimeParserOptions *opts,
 		v = gmime_value(opts, ctv);
 		lp->ct = g_mime_content_type_parse(opts, v);
 		g_free(v);
-		if (!text_leaf_type(lp->ct, &lp->html) || (!plain_value(ctv) && lp->html != raw_html))
+		if (!text_leaf_type(lp->ct, &lp->html) || (!plain && lp->html != raw_html))
 			goto not_lone;
 	}
 	if (ctev) {
