@@ -79,15 +79,34 @@ int spool_put(struct spool *s, const char *data, size_t len, char **name, char *
 	return maildir_deliver(s->md, data, len, name, err);
 }
 
+/* A number after the first occurrence of tag in name ("M" for microseconds, "Q" for the
+ * delivery counter), or -1. Only the part before the host is looked at. */
+static long long spool_name_field(const char *name, char tag)
+{
+	const char *dot = strchr(name, '.');
+	if (!dot)
+		return -1;
+	for (const char *p = dot + 1; *p && *p != '.'; p++)
+		if (*p == tag && p[1] >= '0' && p[1] <= '9')
+			return strtoll(p + 1, NULL, 10);
+	return -1;
+}
+
+/* Oldest first. A name is "<sec>.M<usec>P<pid>Q<n>.<host>" and the microseconds are not
+ * zero-padded, so the fields are compared as numbers: as strings "M99876" sorts after
+ * "M100023" of the same second. */
 static int spool_entry_cmp(const void *a, const void *b)
 {
 	const struct spool_entry *x = a, *y = b;
 	if (x->state != y->state)
 		return (int)x->state - (int)y->state;
-	/* names start with the epoch seconds: compare numerically, then the whole name */
-	long long tx = atoll(x->name), ty = atoll(y->name);
-	if (tx != ty)
-		return tx < ty ? -1 : 1;
+	long long kx[3] = { atoll(x->name), spool_name_field(x->name, 'M'),
+			    spool_name_field(x->name, 'Q') };
+	long long ky[3] = { atoll(y->name), spool_name_field(y->name, 'M'),
+			    spool_name_field(y->name, 'Q') };
+	for (int i = 0; i < 3; i++)
+		if (kx[i] != ky[i])
+			return kx[i] < ky[i] ? -1 : 1;
 	return strcmp(x->name, y->name);
 }
 
