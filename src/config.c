@@ -83,6 +83,8 @@ static void config_defaults(struct config *c)
 	c->rules.target_cap_bytes = 50000;
 	c->rules.deadline_ms = 50;
 	set_str(&c->rules.longstanding_file, "");
+	set_str(&c->rules.unsafe_rules, "refuse");
+	c->rules.refuse_unsafe = true;
 
 	c->n_categories = UTIL_ARRAY_LEN(default_categories);
 	for (i = 0; i < c->n_categories; i++) {
@@ -362,7 +364,7 @@ static void load_limits(struct cfgctx *x, const config_setting_t *s)
 static void load_rules(struct cfgctx *x, const config_setting_t *s)
 {
 	static const char *const known[] = { "dir", "match_limit", "depth_limit", "heap_limit_kib",
-		"target_cap_bytes", "deadline_ms", "longstanding_file", NULL };
+		"target_cap_bytes", "deadline_ms", "longstanding_file", "unsafe_rules", NULL };
 	struct config_rules *r = &x->c->rules;
 
 	check_known(x, s, "rules", known);
@@ -373,6 +375,11 @@ static void load_rules(struct cfgctx *x, const config_setting_t *s)
 	GET_NUM(x, s, "target_cap_bytes", 256, 1LL << 28, r->target_cap_bytes);
 	GET_NUM(x, s, "deadline_ms", 1, 60000, r->deadline_ms);
 	get_string(x, s, "longstanding_file", &r->longstanding_file);
+	get_string(x, s, "unsafe_rules", &r->unsafe_rules);
+	if (strcmp(r->unsafe_rules, "refuse") && strcmp(r->unsafe_rules, "contain"))
+		diag_error(x->d, x->file, line_of(s ? config_setting_get_member(s, "unsafe_rules") : NULL),
+			   "rules.unsafe_rules: expected \"refuse\" or \"contain\"");
+	r->refuse_unsafe = strcmp(r->unsafe_rules, "contain") != 0;
 }
 
 static void load_categories(struct cfgctx *x, const config_setting_t *s)
@@ -830,7 +837,7 @@ static void config_free(struct config *c)
 	free(c->path); free(c->basedir); free(c->state_dir);
 	free(c->milter.socket); free(c->milter.socket_group); free(c->milter.user);
 	free(c->milter.pidfile); free(c->milter.log_level); free(c->milter.log_facility);
-	free(c->rules.dir); free(c->rules.longstanding_file);
+	free(c->rules.dir); free(c->rules.longstanding_file); free(c->rules.unsafe_rules);
 	for (i = 0; i < c->n_categories; i++) {
 		free(c->categories[i].name);
 		free(c->categories[i].subject_tag);

@@ -291,10 +291,16 @@ static void ruleset_free(struct ruleset *rs)
 	free(rs);
 }
 
-/* Move the builder's rules into a new ruleset; NULL (error in d) on any earlier error. */
+static size_t unsafe_check(const struct ruleset *rs, const struct config *cfg, struct diag *d,
+			   enum diag_severity sev, bool timed);
+
+/* Move the builder's rules into a new ruleset; NULL (error in d) on any earlier error, or when
+ * rules.unsafe_rules is "refuse" and a rule can backtrack catastrophically (RELIABILITY R4.5:
+ * a reload with such a file keeps the last good rules). */
 static struct ruleset *builder_finish(struct rules_builder *b)
 {
 	struct ruleset *rs = NULL;
+	const struct config *cfg = b->cfg;
 	struct diag *d;
 
 	if (b->oom)
@@ -319,6 +325,11 @@ static struct ruleset *builder_finish(struct rules_builder *b)
 	builder_free(b);
 	if (rules_prefilter_build(rs) < 0) {
 		diag_add(d, DIAG_ERROR, "", 0, 0, "out of memory while loading rules");
+		ruleset_free(rs);
+		return NULL;
+	}
+	/* Untimed: what the load accepts must not depend on the machine's load (lint times too). */
+	if (cfg->rules.refuse_unsafe && unsafe_check(rs, cfg, d, DIAG_ERROR, false) > 0) {
 		ruleset_free(rs);
 		return NULL;
 	}
@@ -694,11 +705,12 @@ static bool alternatives_overlap(const char *p, size_t n, bool caseless)
 	}
 }
 
-static void lint_nested(const struct rule *r, struct diag *d)
+/* Nested unbounded quantifiers and overlapping alternatives under a star; the number found. */
+static size_t lint_nested(const struct rule *r, struct diag *d, enum diag_severity sev)
 {
 	struct qlevel st[RULES_PARENS_NEST_LIMIT + 8];
 	const char *p = r->pattern;
-	size_t n = strlen(p), i = 0, ql;
+	size_t n = strlen(p), i = 0, ql, found = 0;
 	int depth = 0;
 
 	memset(&st[0], 0, sizeof(st[0]));
@@ -721,7 +733,7 @@ static void lint_nested(const struct rule *r, struct diag *d)
 			i = j < 0 ? n : (size_t)j;
 		} else if (c == '(') {
 			if (depth + 1 >= (int)UTIL_ARRAY_LEN(st))
-				return;
+				return found;
 			depth++;
 			st[depth].open = i;
 			st[depth].unbounded = false;
@@ -732,21 +744,25 @@ static void lint_nested(const struct rule *r, struct diag *d)
 			struct qlevel child = st[depth--];
 			int k = quant_kind(p, n, i + 1, &ql);
 
-			if (k == 2 && child.unbounded && !child.atomic)
-				diag_add(d, DIAG_WARNING, r->file, r->pattern_line,
+			bool nested = k == 2 && child.unbounded && !child.atomic;
+			bool overlap = !nested && k == 2 && !child.atomic &&
+				       alternatives_overlap(p + child.open + 1, i - child.open - 1,
+							    (r->options & PCRE2_CASELESS) != 0);
+
+			if (nested)
+				diag_add(d, sev, r->file, r->pattern_line,
 					 r->pattern_col + rules_utf8_chars(p, child.open),
 					 "rule %s: nested unbounded quantifiers \"%.*s\" can backtrack catastrophically "
 					 "(use a possessive ++ or an atomic group (?>...))",
 					 r->name, (int)(i + 1 + ql - child.open), p + child.open);
-			else if (k == 2 && !child.atomic &&
-				 alternatives_overlap(p + child.open + 1, i - child.open - 1,
-						      (r->options & PCRE2_CASELESS) != 0))
-				diag_add(d, DIAG_WARNING, r->file, r->pattern_line,
+			else if (overlap)
+				diag_add(d, sev, r->file, r->pattern_line,
 					 r->pattern_col + rules_utf8_chars(p, child.open),
 					 "rule %s: alternatives that can match the same text under an unbounded "
 					 "quantifier \"%.*s\" can backtrack catastrophically (make them "
 					 "exclusive, or use an atomic group (?>...))",
 					 r->name, (int)(i + 1 + ql - child.open), p + child.open);
+			found += nested || overlap;
 			if (k == 2 || (child.unbounded && !child.atomic))
 				st[depth].unbounded = true;
 			i += 1 + ql;
@@ -758,6 +774,7 @@ static void lint_nested(const struct rule *r, struct diag *d)
 			st[depth].unbounded = true;
 		i += ql;
 	}
+	return found;
 }
 
 struct probe {
@@ -831,17 +848,23 @@ static bool is_limit_error(int rc)
 	       rc == PCRE2_ERROR_HEAPLIMIT || rc == PCRE2_ERROR_JIT_STACKLIMIT;
 }
 
-/* Run every rule once over each probe, unwindowed and uncapped: the rule's raw cost. */
-static void lint_probes(const struct ruleset *rs, const struct config *cfg, struct diag *d)
+/* Run every rule once over each probe, unwindowed and uncapped: the rule's raw cost. A rule
+ * that stops at a PCRE2 limit is reported; with timed, also one that takes more than
+ * RULES_LINT_SLOW_US of CPU. The number of rules reported. */
+static size_t lint_probes(const struct ruleset *rs, const struct config *cfg, struct diag *d,
+			  enum diag_severity sev, bool timed)
 {
 	struct probe pr[8] = { { 0 } };
+	size_t found = 0;
 	pcre2_match_context *mc = pcre2_match_context_create(NULL);
 	pcre2_jit_stack *js = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, NULL);
 	pcre2_match_data *md = pcre2_match_data_create(1, NULL);
 	int np = probes_make(pr);
 
 	if (!mc || !js || !md || np < 0) {
-		diag_add(d, DIAG_WARNING, "", 0, 0, "out of memory: rule probes not run");
+		/* refusing: a check that could not run must not pass the rules */
+		diag_add(d, sev, "", 0, 0, "out of memory: rule probes not run");
+		found++;
 		goto out;
 	}
 	pcre2_set_match_limit(mc, (uint32_t)cfg->rules.match_limit);
@@ -860,17 +883,19 @@ static void lint_probes(const struct ruleset *rs, const struct config *cfg, stru
 				PCRE2_UCHAR msg[128];
 
 				pcre2_get_error_message(rc, msg, sizeof(msg));
-				diag_add(d, DIAG_WARNING, r->file, r->pattern_line, r->pattern_col,
+				diag_add(d, sev, r->file, r->pattern_line, r->pattern_col,
 					 "rule %s stops at a PCRE2 limit on the probe \"%s\" (%s): "
 					 "it backtracks catastrophically", r->name, pr[k].name,
 					 (const char *)msg);
+				found++;
 				break;
 			}
-			if (dt > RULES_LINT_SLOW_US) {
-				diag_add(d, DIAG_WARNING, r->file, r->pattern_line, r->pattern_col,
+			if (timed && dt > RULES_LINT_SLOW_US) {
+				diag_add(d, sev, r->file, r->pattern_line, r->pattern_col,
 					 "rule %s takes %lld ms on the probe \"%s\" (%zu bytes; limit %d ms)",
 					 r->name, dt / 1000, pr[k].name, pr[k].len,
 					 RULES_LINT_SLOW_US / 1000);
+				found++;
 				break;
 			}
 		}
@@ -881,6 +906,20 @@ out:
 	pcre2_match_data_free(md);
 	pcre2_jit_stack_free(js);
 	pcre2_match_context_free(mc);
+	return found;
+}
+
+/* The rules that can backtrack catastrophically: the static checks on each pattern, then the
+ * probes. sev: DIAG_ERROR when they are refused, DIAG_WARNING when only linted. The number of
+ * findings. */
+static size_t unsafe_check(const struct ruleset *rs, const struct config *cfg, struct diag *d,
+			   enum diag_severity sev, bool timed)
+{
+	size_t found = 0;
+
+	for (size_t i = 0; i < rs->n_rules; i++)
+		found += lint_nested(&rs->rules[i], d, sev);
+	return found + lint_probes(rs, cfg, d, sev, timed);
 }
 
 static void lint_file_mode(const char *path, struct diag *d)
@@ -917,12 +956,13 @@ void rules_lint(const struct ruleset *rs, const struct config *cfg, struct diag 
 			lint_file_mode(r->file, d);
 			last = r->file;
 		}
-		lint_nested(r, d);
 		if (!r->jit && nojit < rs->n_rules)
 			diag_add(d, DIAG_WARNING, r->file, r->line, 0,
 				 "rule %s is not JIT-compiled: it runs about ten times slower", r->name);
 	}
 	if (cfg->rules.longstanding_file && *cfg->rules.longstanding_file)
 		lint_file_mode(cfg->rules.longstanding_file, d);
-	lint_probes(rs, cfg, d);
+	/* Refusing, the load has passed the untimed checks: what is left to report is a rule too
+	 * slow on a probe, and lint (R4.4) rejects it. Containing, everything is a warning. */
+	unsafe_check(rs, cfg, d, cfg->rules.refuse_unsafe ? DIAG_ERROR : DIAG_WARNING, true);
 }

@@ -136,15 +136,18 @@ struct ruleset {
 	struct rules_prefilter *prefilter;
 };
 
-/* Load every *.rules file in dir (name order) for the config's categories. */
+/* Load every *.rules file in dir (name order) for the config's categories. With
+ * rules.unsafe_rules "refuse" (the default) a rule that can backtrack catastrophically (the
+ * lint's static checks, or a PCRE2 limit on its probe set; not its timing) fails the load. */
 struct ruleset *rules_load(const char *dir, const struct config *cfg, struct diag *d);
 /* Parse one buffer (tests, fuzzing); file is the name used in diagnostics. */
 struct ruleset *rules_load_buffer(const char *file, const char *text, size_t len,
 				  const struct config *cfg, struct diag *d);
 struct ruleset *rules_ref(struct ruleset *rs);
 void rules_unref(struct ruleset *rs);
-/* Lint-only checks (warnings): nested unbounded quantifiers, rules that hit the match limit or
- * take too long on a probe set, group/world-writable files. */
+/* Lint checks: nested unbounded quantifiers, overlapping alternatives under a star, rules that
+ * hit a match limit or take over 5 ms of CPU on a probe set (errors when rules.unsafe_rules is
+ * "refuse", warnings when "contain"); group/world-writable files, rules without JIT (warnings). */
 void rules_lint(const struct ruleset *rs, const struct config *cfg, struct diag *d);
 const char *rules_target_name(enum rules_target t);
 /* JIT-compile the rules of later loads (default on); tests turn it off to run the interpreter.

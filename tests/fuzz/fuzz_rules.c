@@ -12,6 +12,13 @@
  * neither run met a limit, both must give the same hits at the same offsets, so a wrong anchor
  * or lead (rules_anchors.c) shows up as a finding.
  *
+ * Most inputs load with rules.unsafe_rules "contain", so that the fuzzer's backtracking patterns
+ * meet the match limits at run time. Small inputs of odd length load with "refuse" (the
+ * default): a ruleset that load accepts must then draw no unsafe-rule finding from lint (the
+ * static checks and the limit probes are the same code, so lint and load must agree). Large
+ * inputs stay "contain" because refusing runs every rule over the probes at load, up to ~1 ms
+ * each for a rule that nears the match limit.
+ *
  * OWNERSHIP  Everything is freed before returning.
  */
 #include "fuzz_common.h"
@@ -25,6 +32,21 @@
 
 #define FUZZ_RULES_FILE "fuzz.rules"
 #define FUZZ_LINT_MAX_RULES 8
+#define FUZZ_REFUSE_MAX_BYTES 2048
+
+/* A lint finding about a rule that can backtrack catastrophically (not the timed one: timing
+ * is the machine's, not the rule's). */
+static bool unsafe_finding(const struct diag *d)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		const char *t = d->v[i].text ? d->v[i].text : "";
+
+		if (strstr(t, "nested unbounded quantifiers") || strstr(t, "alternatives that can") ||
+		    strstr(t, "stops at a PCRE2 limit"))
+			return true;
+	}
+	return false;
+}
 
 /* lint may add warnings about the whole set (no JIT): those name no file */
 static void check_diag(const struct diag *d, bool global_warnings)
@@ -129,6 +151,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct diag d;
 	struct ruleset *rs;
 
+	/* one process, one thread: the flag is set before each load and read by it and lint */
+	cfg->rules.refuse_unsafe = size <= FUZZ_REFUSE_MAX_BYTES && (size & 1);
 	diag_init(&d);
 	rs = rules_load_buffer(FUZZ_RULES_FILE, (const char *)data, size, cfg, &d);
 	check_diag(&d, false);
@@ -142,6 +166,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			diag_init(&lint);
 			rules_lint(rs, cfg, &lint);
 			check_diag(&lint, true);
+			if (cfg->rules.refuse_unsafe && unsafe_finding(&lint)) {
+				diag_print(&lint, stderr);
+				fuzz_fail("load accepted rules that lint calls unsafe");
+			}
 			diag_free(&lint);
 			match_self(rs, cfg, data, size);
 		}

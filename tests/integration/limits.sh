@@ -11,14 +11,16 @@
 #    ends a marker) is not tagged by the rule on what lies past the limit.
 # 2. A 50 MiB message (base64 of a complaint text) with max_scan_bytes at its default 10 MiB:
 #    CONTINUE, tagged, X-Amends-Limits says "size", peak RSS (VmHWM) of the daemon < 256 MiB.
-# 3. ReDoS: rules (a+)+$ and (\w+\s?)*$ plus an ordinary rule, 70 KB of "aaaaaaaaaaaaa!" and a
-#    refund phrase: CONTINUE within 1 s, tagged by the ordinary rule, "regex-limit" in
-#    X-Amends-Limits, the rule's file:line in the log; `amendsctl lint` exits 0 and warns with
-#    file:line about both patterns.
+# 3. ReDoS: rules (a+)+$ and (\w+\s?)*$ plus an ordinary rule. By default (unsafe_rules
+#    "refuse", R4.4) the daemon does not start on them and `amendsctl lint` exits 1, both with
+#    errors at each rule's file:line. With unsafe_rules = "contain" (R4.2) they load; 70 KB of
+#    "aaaaaaaaaaaaa!" and a refund phrase: CONTINUE within 1 s, tagged by the ordinary rule,
+#    "regex-limit" in X-Amends-Limits, the rule's file:line in the log; lint exits 0 and warns.
 # 4. Reload under 16 connections of load (RELIABILITY R4.5): a rule file with a syntax error is
 #    refused and the last good rules stay (a valid rule in the same reload does not appear);
-#    a ReDoS rule file loads (rules_load does not refuse it: only lint warns) and the budgets
-#    keep mail flowing. 0 rejected/tempfailed/failed messages.
+#    a ReDoS rule file is refused the same way; then the configuration switches to "contain"
+#    and the same files load, the budgets keeping mail flowing. 0 rejected/tempfailed/failed
+#    messages.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/testlib.sh"
 
@@ -341,7 +343,19 @@ hdr = ("From: Rex Ample <rex@example.com>\r\nTo: support@shop.example\r\nSubject
        "Message-ID: <redos@example.com>\r\n\r\n")
 open(sys.argv[1], "w").write(hdr + body)
 EOF
-limits_conf "$T_TMP/redos.conf" "$T_TMP/rules-redos" ""
+# the default refuses them: no start, errors at file:line, and lint fails
+limits_conf "$T_TMP/redos-refuse.conf" "$T_TMP/rules-redos" ""
+timeout 30 "$AMENDS_MILTER" -c "$T_TMP/redos-refuse.conf" -f -p "$SOCK" >"$T_TMP/refuse.log" 2>&1
+rrc=$?
+[ "$rrc" != 0 ] && [ "$rrc" != 124 ] || fail "ReDoS rules by default: the daemon exited $rrc (expected to refuse)"
+assert_grep 'redos\.rules:4:[0-9]+: error: rule REDOS_NESTED' "$T_TMP/refuse.log" "refused at start: (a+)+\$ named at file:line"
+assert_grep 'redos\.rules:9:[0-9]+: error: rule REDOS_WORDS' "$T_TMP/refuse.log" "refused at start: (\\w+\\s?)*\$ named at file:line"
+"$AMENDSCTL" -c "$T_TMP/redos-refuse.conf" lint >"$T_TMP/lint-refuse.out" 2>&1
+lrc=$?
+[ "$lrc" = 1 ] || fail "lint on the ReDoS rules (refuse) exited $lrc: $(cat "$T_TMP/lint-refuse.out")"
+assert_grep 'redos\.rules:4:[0-9]+: error: rule REDOS_NESTED' "$T_TMP/lint-refuse.out" "lint rejects (a+)+\$ at file:line"
+
+limits_conf "$T_TMP/redos.conf" "$T_TMP/rules-redos" "" 'unsafe_rules = "contain";'
 start_daemon "$T_TMP/redos.conf" "$SOCK"
 best=999999
 log_from=$(wc -l <"$T_DAEMON_LOG")
@@ -405,19 +419,30 @@ run_client "$T_TMP/after-broken.out" -s "$SOCK" --basename "$MSG/load1.eml"
 assert_grep '^add: X-Amends-Rules: P_COMPLAINT,P_REFUND$' "$T_TMP/after-broken.out" \
 	"broken reload refused: the last good rules stay (N_VALID not loaded)"
 
-# A ReDoS file: it compiles, so the reload is accepted; the budgets keep every message moving.
+# A ReDoS file under the default "refuse": the reload is refused like a broken one (R4.5).
 cp "$T_TMP/rules-redos/redos.rules" "$T_TMP/rules-reload/new.rules"
+nfail=$(grep -c 'reload failed' "$T_DAEMON_LOG")
+kill -USR1 "$T_DAEMON_PID"
+t_wait_for 10 more_than 'reload failed' "$nfail" || fail "reload with a ReDoS rule file: no 'reload failed' logged"
+assert_grep 'new\.rules:4:[0-9]+: error: rule REDOS_NESTED' "$T_DAEMON_LOG" "ReDoS reload refused: file:line logged"
+run_client "$T_TMP/after-refused.out" -s "$SOCK" -t 10 --basename "$MSG/redos.eml"
+assert_grep '^add: X-Amends-Rules: P_REFUND$' "$T_TMP/after-refused.out" "ReDoS reload refused: the last good rules tag"
+assert_no_grep 'regex-limit' "$T_TMP/after-refused.out" "ReDoS reload refused: the ReDoS rules are not running"
+
+# The same files with unsafe_rules = "contain" (R4.2): the reload is accepted and the budgets
+# keep every message moving.
+limits_conf "$T_TMP/reload.conf" "$T_TMP/rules-reload" "" 'unsafe_rules = "contain";'
 nok=$(grep -c 'reloaded' "$T_DAEMON_LOG")
 kill -USR1 "$T_DAEMON_PID"
-t_wait_for 10 more_than 'reloaded' "$nok" || fail "reload with a ReDoS rule file: no 'reloaded' logged"
-ok "a ReDoS rule file is loaded on reload (lint warns; the load itself does not refuse it)"
+t_wait_for 10 more_than 'reloaded' "$nok" || fail "reload with a ReDoS rule file (contain): no 'reloaded' logged"
+ok "a ReDoS rule file is loaded on reload when the configuration says contain"
 run_client "$T_TMP/after-redos.out" -s "$SOCK" -t 10 --basename "$MSG/redos.eml"
 assert_grep '^add: X-Amends-Rules: P_REFUND$' "$T_TMP/after-redos.out" "after the ReDoS reload: ordinary rules still tag"
 assert_grep '^add: X-Amends-Limits: .*regex-limit' "$T_TMP/after-redos.out" "after the ReDoS reload: the rule budget stops it"
 if kill -0 "$load_pid" 2>/dev/null; then
-	ok "both reloads happened while the 16-connection load ran"
+	ok "the three reloads happened while the 16-connection load ran"
 else
-	t_note "the load ended before the second reload (fast host): that reload ran unloaded"
+	t_note "the load ended before the last reload (fast host): it ran unloaded"
 fi
 
 for ((i = 0; i < 600; i++)); do kill -0 "$load_pid" 2>/dev/null || break; sleep 0.1; done
@@ -426,7 +451,7 @@ wait "$load_pid"
 lrc=$?
 [ "$lrc" = 0 ] || fail "load: milterclient exited $lrc: $(head -c 2000 "$T_TMP/load.err")"
 assert_grep '^summary: CONTINUE=[0-9]+ ACCEPT=[0-9]+ REJECT=0 TEMPFAIL=0 DISCARD=0 CONNFAIL=0 SHUTDOWN=0 ABORTED=0 ERROR=0$' \
-	"$T_TMP/load.out" "16 connections x 1250 messages across both reloads: 0 failed or tempfailed"
+	"$T_TMP/load.out" "16 connections x 1250 messages across the reloads: 0 failed or tempfailed"
 total=$(sed -n 's/^summary: CONTINUE=\([0-9]*\) ACCEPT=\([0-9]*\) .*/\1 \2/p' "$T_TMP/load.out" | awk '{print $1 + $2}')
 [ "$total" = 20000 ] || fail "load: $total of 20000 messages answered: $(cat "$T_TMP/load.out")"
 kill -0 "$T_DAEMON_PID" || fail "the daemon died during the reloads"

@@ -3,7 +3,7 @@
 # (file:line:column, messages, the summary line) and the exit status.
 #
 # For each tests/data/lint/NAME.rules the test writes a configuration whose rules.dir holds just
-# that file, runs `amendsctl -c amends.conf lint` there (stdout and stderr together, the temp dir
+# that file (plus the write_config settings listed in NAME.config, when there is one), runs `amendsctl -c amends.conf lint` there (stdout and stderr together, the temp dir
 # stripped from paths so they read rules/NAME.rules), appends "exit N", and compares the result
 # with tests/data/lint/NAME.expect (a unified diff on mismatch). `make regen-goldens`
 # (AMENDS_REGEN_GOLDENS=1) rewrites the .expect files. The lint's timing probe measures wall
@@ -23,7 +23,9 @@ lint_case() {
 	rm -rf "$dir"
 	mkdir -p "$dir/rules" || fail "mkdir $dir"
 	cp "$LINT_DATA/$name.rules" "$dir/rules/" && chmod 644 "$dir/rules/$name.rules" || fail "cp $name"
-	write_config "$dir/amends.conf" rules="$dir/rules" state="$dir/state"
+	local extra=()
+	[ -f "$LINT_DATA/$name.config" ] && read -r -a extra <"$LINT_DATA/$name.config"
+	write_config "$dir/amends.conf" rules="$dir/rules" state="$dir/state" "${extra[@]}"
 	(cd "$dir" && "$AMENDSCTL" -c "$dir/amends.conf" lint >"$dir/lint.out" 2>&1)
 	rc=$?
 	{ sed "s|$dir/||g" "$dir/lint.out"; echo "exit $rc"; } >"$out"

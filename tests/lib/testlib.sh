@@ -159,20 +159,20 @@ need_built() {
 #   log_level= (debug),
 #   timeout_s=, rules= (a dir; default an empty one: no rules), store= (default "none"),
 #   drafts=on|off (off), maildir=, state= (default $T_TMP/state), max_scan_bytes=,
-#   templates= (drafts.templates_dir).
+#   templates= (drafts.templates_dir), unsafe_rules= (rules.unsafe_rules).
 write_config() {
 	local file=$1 kv k v
 	shift
 	local socket="unix:$T_TMP/amends.sock" socket_mode="" socket_group="" user="" pidfile=""
 	local log_level="debug"
 	local timeout_s="" rules="" store="none" drafts="off" maildir="" state="$T_TMP/state"
-	local max_scan_bytes="" templates=""
+	local max_scan_bytes="" templates="" unsafe_rules=""
 	for kv in "$@"; do
 		k=${kv%%=*}
 		v=${kv#*=}
 		case $k in
 		socket | socket_mode | socket_group | user | pidfile | log_level | timeout_s | rules | store | drafts | \
-			maildir | state | max_scan_bytes | templates)
+			maildir | state | max_scan_bytes | templates | unsafe_rules)
 			printf -v "$k" '%s' "$v" ;;
 		*) fail "write_config: unknown key $k" ;;
 		esac
@@ -195,7 +195,7 @@ write_config() {
 		echo "  log_level = \"$log_level\";"
 		echo "};"
 		[ -n "$max_scan_bytes" ] && echo "limits = { max_scan_bytes = $max_scan_bytes; };"
-		echo "rules = { dir = \"$rules\"; };"
+		echo "rules = { dir = \"$rules\";${unsafe_rules:+ unsafe_rules = \"$unsafe_rules\";} };"
 		echo "tally = { store = \"$store\"; };"
 		echo "drafts = {"
 		if [ "$drafts" = on ]; then echo "  enabled = true;"; else echo "  enabled = false;"; fi

@@ -46,6 +46,8 @@ static void test_defaults(void **state)
 	assert_non_null(config_identity(c, "ur"));
 	assert_int_equal(c->policy.n_problem_categories, 4);
 	assert_true(strncmp(c->tally.store, "sqlite:", 7) == 0);
+	assert_string_equal(c->rules.unsafe_rules, "refuse");
+	assert_true(c->rules.refuse_unsafe);
 	config_unref(c);
 	diag_free(&d);
 }
@@ -57,7 +59,7 @@ static void test_full_file(void **state)
 	const char *p = write_conf(
 		"state_dir = \"state\";\n"
 		"milter = { socket = \"inet:8899@127.0.0.1\"; socket_mode = \"0600\"; timeout_s = 10; };\n"
-		"rules = { dir = \"myrules\"; deadline_ms = 20; };\n"
+		"rules = { dir = \"myrules\"; deadline_ms = 20; unsafe_rules = \"contain\"; };\n"
 		"categories = ( { name = \"complaint\"; threshold = 2.0; },\n"
 		"               { name = \"abuse\"; subject_tag = \"[ABUSE]\"; } );\n"
 		"policy = { problem_categories = [\"complaint\", \"abuse\"]; support_addresses = [\"help@x.example\"]; };\n"
@@ -74,6 +76,7 @@ static void test_full_file(void **state)
 	assert_true(c->categories[0].threshold == 2.0);
 	assert_string_equal(c->categories[1].subject_tag, "[ABUSE]");
 	assert_non_null(strstr(c->rules.dir, tmpdir));
+	assert_false(c->rules.refuse_unsafe);
 	assert_non_null(strstr(c->tally.store, "/state/tally.db"));
 	assert_string_equal(config_identity(c, "en")->agent, "Bob");
 	assert_string_equal(config_identity(c, "de")->agent, "Jo");
@@ -90,6 +93,7 @@ static void test_errors(void **state)
 		{ "milter = {\n timeout_s = \"ten\";\n};\n", 2, "expected an integer" },
 		{ "milter = { socket = \"tcp:25\"; };\n", 1, "socket" },
 		{ "tally = { sender = \"reply-to\"; };\n", 1, "tally.sender" },
+		{ "rules = {\n  dir = \"r\";\n  unsafe_rules = \"warn\";\n};\n", 3, "rules.unsafe_rules" },
 		{ "categories = ( { name = \"Bad Name\"; } );\n", 1, "lowercase" },
 		{ "categories = ( { name = \"a\"; }, { name = \"a\"; } );\n", 1, "duplicate category" },
 		{ "drafts = { folder = \"../etc\"; };\n", 1, "drafts.folder" },

@@ -25,7 +25,8 @@
 #include "normalize.h"
 #include "util.h"
 
-static struct config *cfg;
+static struct config *cfg;         /* unsafe_rules = "contain": lint warns, the rules load */
+static struct config *cfg_refuse;  /* the default: unsafe rules fail the load */
 
 /* PCRE2's JIT reads a few bytes past the subject in aligned 16-byte loads (harmless, within a
  * page), which memcheck reports: under valgrind the rules are compiled for the interpreter. */
@@ -41,16 +42,18 @@ static int setup(void **state)
 	struct diag d;
 
 	diag_init(&d);
-	cfg = config_load(NULL, &d);
+	cfg = config_load_string("rules = { unsafe_rules = \"contain\"; };", &d);
+	cfg_refuse = config_load(NULL, &d);
 	diag_free(&d);
 	if (under_valgrind())
 		rules_set_jit(false);
-	return cfg ? 0 : -1;
+	return cfg && cfg_refuse ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
 	config_unref(cfg);
+	config_unref(cfg_refuse);
 	return 0;
 }
 
@@ -692,6 +695,57 @@ static void test_lint_columns(void **state)
 	rules_unref(rs);
 }
 
+/* RELIABILITY R4.4/R4.5: by default a rule that can backtrack catastrophically fails the load
+ * with an error at its file:line:col, whether the static checks see it or only the probes do;
+ * safe rules in the same file do not save it; safe files load. */
+static void test_unsafe_refused(void **state)
+{
+	static const struct {
+		const char *pat;
+		const char *why;     /* in the error; NULL: the rule loads */
+	} cases[] = {
+		{ "/(a+)+$/", "nested unbounded quantifiers" },
+		{ "/(\\w+\\s?)*$/", "nested unbounded quantifiers" },
+		{ "/(?:ab|ac)+!/", "alternatives that can match the same text" },
+		{ "/a*a*a*a*a*a*a*$/", "stops at a PCRE2 limit on the probe" },
+		{ "/(?>a+)+b/", NULL },
+		{ "/(a++)+b/", NULL },
+		{ "/\\bmoney\\s+back\\b/", NULL },
+		{ "/(?:a|b)*c/", NULL },
+	};
+	char text[512];
+
+	(void)state;
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+		struct diag d;
+		struct ruleset *rs;
+		char *s;
+
+		snprintf(text, sizeof(text), "rule OK\ncategory abuse\nmatch /refund/\n\n"
+			 "rule R\ncategory abuse\nmatch %s\n", cases[i].pat);
+		diag_init(&d);
+		rs = rules_load_buffer("t.rules", text, strlen(text), cfg_refuse, &d);
+		s = diag_string(&d);
+		if (cases[i].why) {
+			if (rs || d.errors == 0 || !strstr(s, cases[i].why) ||
+			    !strstr(s, "t.rules:7:") || !strstr(s, ": error: rule R"))
+				fail_msg("case %zu %s: loaded=%d, said:\n%s", i, cases[i].pat, rs != NULL, s);
+		} else if (!rs || d.errors) {
+			fail_msg("case %zu %s: refused:\n%s", i, cases[i].pat, s);
+		}
+		free(s);
+		diag_free(&d);
+		rules_unref(rs);
+		/* containing, the same file loads */
+		diag_init(&d);
+		rs = rules_load_buffer("t.rules", text, strlen(text), cfg, &d);
+		assert_non_null(rs);
+		assert_int_equal(d.errors, 0);
+		diag_free(&d);
+		rules_unref(rs);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -707,6 +761,7 @@ int main(void)
 		cmocka_unit_test(test_load_dir),
 		cmocka_unit_test(test_lint),
 		cmocka_unit_test(test_lint_columns),
+		cmocka_unit_test(test_unsafe_refused),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
