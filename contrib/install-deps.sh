@@ -10,7 +10,7 @@ BUILD="build-essential autoconf automake m4 pkg-config libmilter-dev libpcre2-de
  libgmime-3.0-dev libutf8proc-dev libxml2-dev libsqlite3-dev libhiredis-dev libetpan-dev
  libgnutls28-dev ca-certificates"
 TEST="libcmocka-dev miltertest postfix swaks redis-server dovecot-imapd valgrind clang
- libclang-rt-14-dev sqlite3 python3 openssl systemd dpkg-dev"
+ libclang-rt-14-dev sqlite3 python3 openssl systemd dpkg-dev binutils clang-tidy clang-tools"
 
 # postfix asks debconf questions: answer "No configuration" (the tests bring their own config)
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections

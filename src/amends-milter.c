@@ -373,14 +373,15 @@ int main(int argc, char **argv)
 	spec = strdup(o.socket ? o.socket : current_cfg->milter.socket);
 	user = strdup(o.user ? o.user : current_cfg->milter.user);
 	pidfile = strdup(o.pidfile ? o.pidfile : current_cfg->milter.pidfile);
+	rc = MI_FAILURE;
 	if (!spec || !user || !pidfile) {
 		log_err("out of memory");
-		return 1;
+		goto out;
 	}
 
 	if (smfi_register(milter_desc) == MI_FAILURE) {
 		log_err("smfi_register failed");
-		return 1;
+		goto out;
 	}
 	/* Postfix sends one header in one packet, up to its header_size_limit (100 KiB); at
 	 * libmilter's default 64 KiB cap the session would be dropped, and with it the deletion of
@@ -388,7 +389,7 @@ int main(int argc, char **argv)
 	smfi_setmaxdatasize(1024 * 1024 - 1);
 	if (smfi_setconn((char *)spec) == MI_FAILURE) {
 		log_err("smfi_setconn %s failed", spec);
-		return 1;
+		goto out;
 	}
 	smfi_settimeout(current_cfg->milter.timeout_s);
 	smfi_setbacklog(current_cfg->milter.backlog);
@@ -397,21 +398,21 @@ int main(int argc, char **argv)
 	umask(0077);
 	if (smfi_opensocket(true) == MI_FAILURE) {
 		log_err("cannot open milter socket %s (in use, or no permission)", spec);
-		return 1;
+		goto out;
 	}
 	umask(0027);
 	if (socket_permissions(current_cfg, spec) < 0)
-		return 1;
+		goto out;
 	socket_remember(spec);
 	if (!o.foreground && daemonize() < 0) {
 		log_err_errno("cannot go to the background");
-		return 1;
+		goto out;
 	}
 	/* Written while still privileged, in the final process. */
 	if (*pidfile && write_pidfile(pidfile) < 0)
 		log_warn_errno("cannot write pidfile %s", pidfile);
 	if (drop_privileges(user) < 0)
-		return 1;
+		goto out;
 
 	/* Only now, as the run user and in the final process, open the tally and start the
 	 * drafter's threads (threads do not survive fork; files get the right owner). */
@@ -420,7 +421,7 @@ int main(int argc, char **argv)
 		log_err("%s: cannot start: see the errors above", o.config_path);
 		if (pidfile && *pidfile)
 			unlink(pidfile);
-		return 1;
+		goto out;
 	}
 	config_unref(current_cfg);
 	current_cfg = gcfg;
@@ -428,7 +429,7 @@ int main(int argc, char **argv)
 
 	if (pthread_create(&reloader, NULL, reload_thread, (void *)o.config_path) != 0) {
 		log_err("cannot start the reload thread");
-		return 1;
+		goto out;
 	}
 	pthread_detach(reloader);
 	/* After the fork: the stats snapshot writer and the optional /metrics server are threads. */
@@ -441,7 +442,7 @@ int main(int argc, char **argv)
 		if (rc < 0) {
 			log_err("metrics: %s", merr ? merr : "cannot start");
 			free(merr);
-			return 1;
+			goto out;
 		}
 	}
 
@@ -459,6 +460,8 @@ int main(int argc, char **argv)
 	current_cfg = NULL;
 	pthread_mutex_unlock(&cfg_lock);
 	config_unref(gcfg);
+out:
+	/* the early exits above leave the config and the threads to the process's end */
 	free(spec);
 	free(user);
 	free(pidfile);

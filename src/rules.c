@@ -770,6 +770,7 @@ static size_t lint_nested(const struct rule *r, struct diag *d, enum diag_severi
 		} else {
 			i += utf8_len_at(p, n, i);   /* a whole character: its quantifier follows */
 		}
+		ql = 0;
 		if (i <= n && quant_kind(p, n, i, &ql) == 2)
 			st[depth].unbounded = true;
 		i += ql;

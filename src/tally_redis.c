@@ -468,6 +468,9 @@ static int rd_eval(struct tally *t, struct rd_conn *rc, enum rd_script which, st
 			rv = -1;
 		}
 	}
+	/* sha is ours and ends here: a must not keep pointing at it */
+	a->v[1] = "";
+	a->len[1] = 0;
 	return rv;
 }
 
@@ -775,7 +778,7 @@ fail:
 
 int tally_redis_decode_int(const redisReply *r, long long *v)
 {
-	if (r->type != REDIS_REPLY_INTEGER)
+	if (!r || r->type != REDIS_REPLY_INTEGER)
 		return rd_bad("script");
 	*v = r->integer;
 	return 0;
@@ -785,7 +788,7 @@ int tally_redis_decode_sha(const redisReply *r, char sha[41])
 {
 	size_t i;
 
-	if (r->type != REDIS_REPLY_STRING || r->len != 40)
+	if (!r || r->type != REDIS_REPLY_STRING || r->len != 40)
 		return rd_bad("SCRIPT LOAD");
 	for (i = 0; i < 40; i++)
 		if (!isdigit((unsigned char)r->str[i]) && (r->str[i] < 'a' || r->str[i] > 'f'))
