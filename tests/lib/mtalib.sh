@@ -6,6 +6,7 @@
 #                            smtpd_milters = { SOCK, default_action=accept, ... }, virtual(8)
 #                            delivery of @shop.example into one Maildir ($MTA_MAILDIR, owned by
 #                            nobody), its log in $MTA_PF_LOG.
+#                            MTA_PF_EXTRA ("name = value" lines) goes into main.cf last.
 #   mta_send FILE FROM       one message over SMTP with swaks (envelope FROM, to support@).
 #   mta_delivered MSGID / mta_wait_delivered MSGID [SECS] / mta_headers_of FILE
 #   mta_dovecot_start        Dovecot with its own config and base_dir under $T_TMP/dv, IMAP
@@ -88,6 +89,12 @@ queue_run_delay = 2s
 minimal_backoff_time = 2s
 maximal_backoff_time = 4s
 EOF
+	# a test's own settings ("name = value" lines) replace or add to the ones above
+	local line
+	while IFS= read -r line; do
+		[ -n "$line" ] || continue
+		postconf -c "$MTA_PFC" -e "$line" || fail "postconf -e '$line' failed"
+	done <<<"${MTA_PF_EXTRA:-}"
 	cat >"$MTA_PFC/master.cf" <<EOF
 # service type  private unpriv  chroot  wakeup  maxproc command
 127.0.0.1:$MTA_PF_PORT inet  n  -  n  -  -  smtpd

@@ -1,0 +1,206 @@
+#!/bin/bash
+# soak.sh - RELIABILITY R6.1: a soak through a real Postfix at 16 and at 64 concurrent sessions
+#
+# Postfix's smtp-source sends customer mail (eight messages of the dev corpus, eight senders)
+# to a private Postfix whose smtpd has amends attached (the shipped configuration: full rule
+# packs, SQLite tally, drafts into a Maildir); Postfix relays everything to smtp-sink. For each
+# level in SOAK_LEVELS (default "16 64") the load runs SOAK_SECONDS (default 30; R6.1's full
+# run is SOAK_SECONDS=1800) while the daemon's RSS, open descriptors and threads are sampled
+# every SOAK_SAMPLE_S seconds (default 2). Then, per level:
+#   - 0 errors: every smtp-source batch exits 0 (it stops at the first unexpected reply), the
+#     Postfix log has no milter reject/tempfail and no milter error, the queue drains, and
+#     amendsctl stats says internal_errors, tally_failures and drafts_failed are 0;
+#   - every message Postfix received was relayed to smtp-sink (status=sent), and amends
+#     counted at least as many messages as were sent;
+#   - peak RSS <= 64 MiB, and flat: the last two thirds of the run (R6.1: the last 20 of 30
+#     minutes) grow less than 5% over the RSS at their start;
+#   - after the load (queue drained, idle connections past their 10 s, one message to let the
+#     tally pool close them), open descriptors and threads are back to the baseline +- 2, the
+#     baseline taken the same way after a warm-up at the same level (see below why).
+# Every wait is bounded; Postfix, smtp-sink and the daemon listen on 127.0.0.1 or a unix
+# socket in the test's directory and are stopped on exit. Needs root (Postfix), postfix.
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/testlib.sh"
+. "$top_srcdir/tests/lib/acceptlib.sh"
+. "$top_srcdir/tests/lib/mtalib.sh"
+
+mta_need_postfix
+need_built
+# it measures the production build: sanitizers multiply memory and time (the ASan pass sets this)
+[ -z "${AMENDS_TEST_SLOW:-}" ] || skip "a sanitizer build (AMENDS_TEST_SLOW): RSS and rates mean nothing here"
+for tool in smtp-source smtp-sink; do
+	command -v "$tool" >/dev/null || skip "$tool not found (Debian package postfix)"
+done
+[ -x "$AMENDSCTL" ] || fail "$AMENDSCTL is not built"
+CORPUS="$top_srcdir/../shared/corpus/dev/messages"
+[ -d "$CORPUS" ] || skip "no dev corpus at $CORPUS"
+
+SOAK_SECONDS=${SOAK_SECONDS:-30}
+SOAK_LEVELS=${SOAK_LEVELS:-"16 64"}
+SOAK_SAMPLE_S=${SOAK_SAMPLE_S:-2}
+BATCH=200                 # messages per smtp-source run; runs repeat until the time is up
+RSS_MAX_KB=$((64 * 1024))
+SOCK="unix:$T_TMP/amends.sock"
+CONF="$T_TMP/amends.conf"
+
+# ---- smtp-sink, Postfix relaying to it, amends -----------------------------------------------
+SINK_PORT=$(free_port) || fail "no free port"
+smtp-sink -u nobody -c "127.0.0.1:$SINK_PORT" 256 >"$T_TMP/sink.out" 2>&1 &
+t_track $!
+sink_up() { (exec 3<>"/dev/tcp/127.0.0.1/$SINK_PORT") 2>/dev/null; }
+t_wait_for 10 sink_up || fail "smtp-sink did not come up: $(cat "$T_TMP/sink.out")"
+
+acc_config "$CONF" state="$T_TMP/state" maildir="$T_TMP/drafts"
+sed -i "0,/^\\([[:space:]]*socket[[:space:]]*=[[:space:]]*\\)[^;]*;/s||\\1\"$SOCK\";|" "$CONF"
+sed -i "0,/^\\([[:space:]]*socket_group[[:space:]]*=[[:space:]]*\\)[^;]*;/s||\\1\"postfix\";|" "$CONF"
+acc_config_has "$CONF" "socket = \"$SOCK\";"
+acc_config_has "$CONF" 'socket_group = "postfix";'
+start_daemon "$CONF" "$SOCK"
+PID=$T_DAEMON_PID
+
+# shop.example is relayed to smtp-sink instead of being delivered to a Maildir
+MTA_PF_EXTRA="virtual_mailbox_domains =
+relay_domains = shop.example
+relay_transport = smtp:[127.0.0.1]:$SINK_PORT
+smtp_tls_security_level = none
+default_process_limit = 200"
+mta_postfix_start "$SOCK"
+ok "Postfix $(postconf -dh mail_version) on 127.0.0.1:$MTA_PF_PORT -> amends -> smtp-sink on :$SINK_PORT"
+
+# ---- the mail ----------------------------------------------------------------------------------
+# Eight corpus messages, each with its own sender: complaints, refunds, cancellations, abuse
+# in several languages and encodings, and clean mail.
+mapfile -t SRC < <(ls "$CORPUS"/*.eml | sort | awk 'NR % 30 == 1' | head -n 8)
+[ "${#SRC[@]}" = 8 ] || fail "the dev corpus has fewer than 211 messages"
+for i in "${!SRC[@]}"; do
+	# smtp-source writes its own envelope; the header From: names the customer amends tallies
+	sed -e "s/^From: .*/From: Soak Customer $i <soak$i@customers.example>/" -e 's/\r$//' \
+		"${SRC[$i]}" >"$T_TMP/m$i.eml"
+done
+
+# ---- sampling ----------------------------------------------------------------------------------
+# sample - "rss_kb fds threads" of the daemon now
+sample() {
+	local rss thr fds
+	rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$PID/status")
+	thr=$(awk '/^Threads:/ {print $2}' "/proc/$PID/status")
+	fds=$(ls "/proc/$PID/fd" | wc -l)
+	echo "$rss $fds $thr"
+}
+# fd_list - what the daemon's descriptors point at, counted (for a failure message)
+fd_list() {
+	for f in /proc/"$PID"/fd/*; do readlink "$f"; done | sed 's/[0-9]\{3,\}/N/g' | sort | uniq -c |
+		tr '\n' ';'
+}
+queue_empty() { [ -z "$(find "$MTA_PF/spool/incoming" "$MTA_PF/spool/active" \
+	"$MTA_PF/spool/deferred" "$MTA_PF/spool/maildrop" -type f 2>/dev/null | head -n 1)" ]; }
+sent_count() { grep -c ' status=sent ' "$MTA_PF_LOG"; }
+
+# send_batch N SESSIONS I OUT - N messages of message I over SESSIONS parallel sessions
+send_batch() {
+	smtp-source -s "$2" -m "$1" -f "soak$3@customers.example" -t support@shop.example \
+		-F "$T_TMP/m$3.eml" "127.0.0.1:$MTA_PF_PORT" >>"$4" 2>&1
+}
+
+# settle - queue drained, the tally's idle connections older than 10 s, one message to let
+# the pool close them, drained again; then sample.
+settle() {
+	t_wait_for 120 queue_empty || fail "the Postfix queue did not drain in 120 s: $(tail -5 "$MTA_PF_LOG")"
+	sleep 11
+	send_batch 1 1 0 "$T_TMP/settle.out" || fail "smtp-source: $(tail -3 "$T_TMP/settle.out")"
+	t_wait_for 60 queue_empty || fail "the Postfix queue did not drain: $(tail -5 "$MTA_PF_LOG")"
+	sleep 1
+	sample
+}
+
+# run_load LEVEL SECONDS TAG - LEVEL sessions for SECONDS: four smtp-source loops of LEVEL/4
+# sessions, two messages each, batches of BATCH until the time is up; the daemon sampled into
+# $T_TMP/samples-TAG every SOAK_SAMPLE_S. Sets LOAD_MSGS (messages sent) and LOAD_END.
+run_load() {
+	local level=$1 secs=$2 tag=$3 per=$(($1 / 4)) w p i alive pids=()
+	[ "$per" -ge 1 ] || fail "SOAK_LEVELS: $level is below 4 sessions"
+	: >"$T_TMP/samples-$tag"
+	LOAD_END=$(($(date +%s) + secs))
+	for w in 0 1 2 3; do
+		(
+			n=0
+			# bounded: the deadline, and at most one batch per second of the run per loop
+			while [ "$(date +%s)" -lt "$LOAD_END" ] && [ "$n" -lt $((secs + 1)) ]; do
+				send_batch "$BATCH" "$per" $((w * 2 + n % 2)) "$T_TMP/load-$tag-$w.out" || exit 1
+				n=$((n + 1))
+			done
+			echo "$n" >"$T_TMP/batches-$tag-$w"
+		) &
+		pids+=($!)
+		t_track "${pids[-1]}"
+	done
+	while [ "$(date +%s)" -lt "$LOAD_END" ]; do
+		echo "$(date +%s) $(sample)" >>"$T_TMP/samples-$tag"
+		sleep "$SOAK_SAMPLE_S"
+	done
+	for ((i = 0; i < 1200; i++)); do
+		alive=0
+		for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+		[ "$alive" = 0 ] && break
+		echo "$(date +%s) $(sample)" >>"$T_TMP/samples-$tag"
+		sleep 0.5
+	done
+	[ "$alive" = 0 ] || fail "$tag: smtp-source still running 600 s after the deadline"
+	for w in "${!pids[@]}"; do
+		wait "${pids[$w]}" || fail "$tag: smtp-source loop $w failed: $(tail -5 "$T_TMP/load-$tag-$w.out")"
+	done
+	LOAD_MSGS=$(($(cat "$T_TMP"/batches-"$tag"-* | awk '{s += $1} END {print s}') * BATCH))
+}
+
+# ---- the soak ----------------------------------------------------------------------------------
+# The baseline of each level is taken after a warm-up at that level: SQLite keeps the descriptor
+# of a closed connection open while other connections of the process hold locks on the file
+# (POSIX locks are per process; in WAL mode the writer always holds one) and reuses it for the
+# next connection it opens, so the descriptors follow the peak number of concurrent tally
+# connections, which the warm-up reaches. A leak shows as growth past it during the soak.
+for level in $SOAK_LEVELS; do
+	run_load "$level" "$(((SOAK_SECONDS / 6) > 10 ? SOAK_SECONDS / 6 : 10))" "warm-$level"
+	read -r base_rss base_fds base_thr < <(settle)
+	sent0=$(sent_count)
+	run_load "$level" "$SOAK_SECONDS" "$level"
+	msgs=$LOAD_MSGS
+	end=$LOAD_END
+	read -r rss fds thr < <(settle)
+	sent=$(($(sent_count) - sent0 - 1))
+
+	# errors in Postfix's log: milter rejects, tempfails, milter trouble
+	bad=$(grep -E 'milter-reject|451 4\.7\.1|warning: milter|milter.*(timeout|error)' "$MTA_PF_LOG" | head -5)
+	[ -z "$bad" ] || fail "level $level: Postfix logged milter trouble: $bad"
+	[ "$sent" -ge "$msgs" ] || fail "level $level: $msgs messages sent, $sent relayed to smtp-sink"
+	# the RSS: peak, and drift over the last two thirds
+	read -r peak drift_pct start_kb < <(awk -v t0="$((end - SOAK_SECONDS))" -v span="$SOAK_SECONDS" '
+		{ if ($2 > peak) peak = $2
+		  if ($1 >= t0 + span / 3) { if (!s) s = $2; if ($2 > m) m = $2 } }
+		END { printf "%d %.2f %d\n", peak, s ? (m - s) * 100 / s : 0, s }' "$T_TMP/samples-$level")
+	[ "$peak" -le "$RSS_MAX_KB" ] || fail "level $level: peak RSS $peak kB > $RSS_MAX_KB kB"
+	awk -v d="$drift_pct" 'BEGIN { exit !(d < 5) }' ||
+		fail "level $level: RSS grew $drift_pct% over the last two thirds (from $start_kb kB)"
+	[ $((fds - base_fds)) -le 2 ] && [ $((base_fds - fds)) -le 2 ] ||
+		fail "level $level: $fds open fds after the run, baseline $base_fds: $(fd_list)"
+	[ $((thr - base_thr)) -le 2 ] && [ $((base_thr - thr)) -le 2 ] ||
+		fail "level $level: $thr threads after the run, baseline $base_thr"
+	ok "level $level: $msgs messages in ${SOAK_SECONDS}s ($((msgs / SOAK_SECONDS))/s), all relayed;" \
+		"peak RSS $((peak / 1024)) MiB, drift $drift_pct%; $fds fds, $thr threads after" \
+		"(baseline after the warm-up: $base_fds, $base_thr)"
+done
+
+# amends' own counters (the stats snapshot is written every 5 s)
+sleep 6
+"$AMENDSCTL" -c "$CONF" stats >"$T_TMP/stats.out" 2>&1 || fail "amendsctl stats: $(cat "$T_TMP/stats.out")"
+counter() { awk -v n="amends_$1" '$1 == n {print $2}' "$T_TMP/stats.out"; }
+for c in internal_errors_total tally_failures_total drafts_failed_total; do
+	[ "$(counter "$c")" = 0 ] || fail "amends_$c is $(counter "$c"), not 0"
+done
+total=$(sent_count)
+[ "$(counter messages_total)" -ge "$total" ] ||
+	fail "amends counted $(counter messages_total) messages, Postfix relayed $total"
+ok "amends: $(counter messages_total) messages, $(counter tally_updates_total) tally updates," \
+	"$(counter drafts_written_total) drafts, 0 internal errors, 0 tally or draft failures"
+kill -0 "$PID" || fail "the daemon died"
+stop_daemon
+exit 0
