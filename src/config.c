@@ -123,7 +123,7 @@ static void config_defaults(struct config *c)
 	set_str(&c->drafts.default_lang, "en");
 	set_str(&c->drafts.fallback_ur_latn, "ur");
 	set_str(&c->drafts.fallback_hi_latn, "hi");
-	c->drafts.eom_budget_ms = 500;
+	c->drafts.eom_budget_ms = 0;        /* the reply to the MTA never waits for a draft */
 	set_str(&c->drafts.imap_url, "");
 	set_str(&c->drafts.imap_user, "");
 	set_str(&c->drafts.imap_password_file, "");
@@ -550,7 +550,7 @@ static void load_drafts(struct cfgctx *x, const config_setting_t *s)
 	get_string(x, s, "default_lang", &d->default_lang);
 	get_string(x, s, "fallback_ur_latn", &d->fallback_ur_latn);
 	get_string(x, s, "fallback_hi_latn", &d->fallback_hi_latn);
-	GET_NUM(x, s, "eom_budget_ms", 1, 60000, d->eom_budget_ms);
+	GET_NUM(x, s, "eom_budget_ms", 0, 60000, d->eom_budget_ms);
 	get_string(x, s, "imap_url", &d->imap_url);
 	get_string(x, s, "imap_user", &d->imap_user);
 	get_string(x, s, "imap_password_file", &d->imap_password_file);

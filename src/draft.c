@@ -9,7 +9,9 @@
  * line is ASCII and at most 78 octets (References at most ~260).
  * Delivery: drafter_submit() composes in the calling milter thread (CPU only; templates are
  * preloaded), queues the message to one writer thread (Maildir, or the IMAP spool) and waits for
- * it at most eom_budget_ms; past the budget the writer still finishes, logs and counts.
+ * it at most eom_budget_ms (default 0: not at all, so no fsync of a draft delays the reply to
+ * the MTA); the writer finishes, logs and counts, and tells the submitter's late_failure
+ * callback about a failure nobody waited for.
  *
  * OWNERSHIP  See draft.h. A queued job is shared by the submitter and the writer through a
  *            reference count; whoever drops the last reference frees it.
@@ -1090,6 +1092,10 @@ struct draft_job {
 	int refs;            /* submitter + writer; under d->mu */
 	bool done;
 	int rc;
+	bool abandoned;      /* the submitter stopped waiting: the writer reports a failure */
+	void (*late_failure)(void *arg);
+	void *late_arg;
+	void (*late_free)(void *arg);
 };
 
 struct drafter {
@@ -1108,13 +1114,19 @@ struct drafter {
 	bool stop;
 };
 
+static void draft_job_free(struct draft_job *j)
+{
+	if (j->late_free)
+		j->late_free(j->late_arg);
+	free(j->data);
+	free(j);
+}
+
 /* Drop one reference; frees the job with the last one. Call with d->mu held. */
 static void draft_job_unref(struct draft_job *j)
 {
-	if (--j->refs == 0) {
-		free(j->data);
-		free(j);
-	}
+	if (--j->refs == 0)
+		draft_job_free(j);
 }
 
 /* Maildir files conventionally use LF; the composed message is CRLF (for IMAP). */
@@ -1176,6 +1188,13 @@ static void *draft_writer_main(void *arg)
 		j->rc = rc;
 		j->done = true;
 		pthread_cond_broadcast(&d->cv_done);
+		/* Nobody waits for this outcome: tell the submitter's callback, without our lock
+		 * (it may take the tally's). The job stays referenced by us meanwhile. */
+		if (rc != 0 && j->abandoned && j->late_failure) {
+			pthread_mutex_unlock(&d->mu);
+			j->late_failure(j->late_arg);
+			pthread_mutex_lock(&d->mu);
+		}
 		draft_job_unref(j);
 	}
 	pthread_mutex_unlock(&d->mu);
@@ -1256,13 +1275,19 @@ int drafter_submit(struct drafter *d, const struct config *cfg, const struct dra
 	if (!j) {
 		stats_inc(STATS_DRAFTS_FAILED);
 		util_seterr(err, "out of memory");
+		if (req->late_free)
+			req->late_free(req->late_arg);
 		return -1;
 	}
+	/* the job owns late_arg from here: draft_job_free() releases it */
+	j->late_failure = req->late_failure;
+	j->late_arg = req->late_arg;
+	j->late_free = req->late_free;
 	/* templates preloaded for this config; after a reload the new config's are read */
 	if (draft_compose_with(cfg, cfg == d->cfg ? d->tpl : NULL, req, &j->data, &j->len, NULL,
 			       err) < 0) {
 		stats_inc(STATS_DRAFTS_FAILED);
-		free(j);
+		draft_job_free(j);
 		return -1;
 	}
 	snprintf(j->qid, sizeof(j->qid), "%s", qid);
@@ -1270,15 +1295,14 @@ int drafter_submit(struct drafter *d, const struct config *cfg, const struct dra
 	snprintf(j->lang, sizeof(j->lang), "%s", draft_reply_lang(cfg, req->lang));
 	j->refs = 2;
 
-	long long deadline = util_now_ms() + (cfg->drafts.eom_budget_ms > 0 ?
-					      cfg->drafts.eom_budget_ms : 0);
+	long budget = cfg->drafts.eom_budget_ms > 0 ? cfg->drafts.eom_budget_ms : 0;
+	long long deadline = util_now_ms() + budget;
 	pthread_mutex_lock(&d->mu);
 	if (d->qlen >= DRAFT_QUEUE_MAX || d->stop) {
 		pthread_mutex_unlock(&d->mu);
 		stats_inc(STATS_DRAFTS_FAILED);
 		util_seterr(err, "draft writer is %zu drafts behind; dropped", d->qlen);
-		free(j->data);
-		free(j);
+		draft_job_free(j);
 		return -1;
 	}
 	if (d->tail)
@@ -1288,20 +1312,23 @@ int drafter_submit(struct drafter *d, const struct config *cfg, const struct dra
 	d->tail = j;
 	d->qlen++;
 	pthread_cond_signal(&d->cv_work);
-	while (!j->done) {
+	while (budget > 0 && !j->done) {
 		long long left = deadline - util_now_ms();
 		if (left <= 0)
 			break;
 		struct timespec ts = util_deadline_ms(left);
 		pthread_cond_timedwait(&d->cv_done, &d->mu, &ts);
 	}
+	/* Decided under the lock: either we saw the outcome, or the writer reports it. */
+	if (!j->done)
+		j->abandoned = true;
 	int rc = j->done ? (j->rc == 0 ? 0 : -1) : 1;
 	draft_job_unref(j);
 	pthread_mutex_unlock(&d->mu);
 	if (rc < 0)
 		util_seterr(err, "draft could not be written (see the log)");
-	else if (rc > 0)
+	else if (rc > 0 && budget > 0)
 		log_warn("%s: draft: still being written after %ld ms; the writer finishes it",
-			 qid, cfg->drafts.eom_budget_ms);
+			 qid, budget);
 	return rc;
 }

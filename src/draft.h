@@ -34,6 +34,14 @@ struct draft_request {
 	const struct tally_history *history; /* may be NULL; newest first */
 	time_t now;
 	const char *queue_id;                /* for logs, may be "" */
+	/* When the draft fails after drafter_submit() has returned (it did not wait: the budget
+	 * passed, or eom_budget_ms is 0), the writer thread calls late_failure(late_arg), so the
+	 * caller can undo what it did for the draft (the pipeline gives its dedupe claim back).
+	 * drafter_submit() takes late_arg in every case and frees it with late_free (which may be
+	 * NULL) once the draft's outcome is known. All three may be NULL. */
+	void (*late_failure)(void *late_arg);
+	void *late_arg;
+	void (*late_free)(void *late_arg);
 };
 
 /* Render. Returns 0 and *out, *outlen; or -1 with *err (malloc'd). The message has CRLF line
@@ -67,9 +75,10 @@ const char *draft_reply_lang(const struct config *cfg, const char *detected);
 struct drafter *drafter_open(const struct config *cfg, char **err);
 void drafter_close(struct drafter *d);
 /* Compose and deliver (or spool). 0 when written or durably spooled, -1 on failure (*err).
- * Returns 1 when cfg->drafts.eom_budget_ms passed first: the writer thread still finishes the
- * draft, then logs and counts the outcome (treat 1 as success: keep the dedupe claim).
- * The drafter counts STATS_DRAFTS_WRITTEN / _SPOOLED / _FAILED itself. */
+ * Returns 1 when the draft was queued and not waited for: cfg->drafts.eom_budget_ms is 0 (the
+ * default: the reply to the MTA never waits for the disk), or it passed first. The writer
+ * thread then finishes the draft, logs and counts the outcome, and on failure calls
+ * req->late_failure. The drafter counts STATS_DRAFTS_WRITTEN / _SPOOLED / _FAILED itself. */
 int drafter_submit(struct drafter *d, const struct config *cfg, const struct draft_request *req,
 		   char **err);
 

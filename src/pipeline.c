@@ -366,6 +366,62 @@ static void record_tally(const struct pipeline_env *env, const struct pipeline_i
 	strbuf_free(&rules);
 }
 
+/* What the drafter's writer needs to give a claim back when a draft it was left to write fails
+ * (drafter_submit() did not wait). The tally outlives the drafter: a generation closes its
+ * drafter, whose writer finishes every queued draft, before its tally. */
+struct unclaim {
+	struct tally *tally;
+	char *sender;
+	const char *kind;          /* static (policy_draft_name) */
+	time_t when;
+	char qid[64];
+};
+
+static void unclaim_free(void *arg)
+{
+	struct unclaim *u = arg;
+
+	if (u) {
+		free(u->sender);
+		free(u);
+	}
+}
+
+/* On the drafter's writer thread: the draft failed after the reply; the next message of this
+ * sender may try again (as when the failure is known before the reply). */
+static void unclaim_late(void *arg)
+{
+	struct unclaim *u = arg;
+
+	if (tally_draft_unclaim(u->tally, u->sender, u->kind, u->when) < 0)
+		log_err("%s: draft %s for %s not written (after the reply), and its claim could not "
+			"be given back: %s", u->qid, u->kind, u->sender, tally_error());
+	else
+		log_err("%s: draft %s for %s not written (after the reply); claim given back",
+			u->qid, u->kind, u->sender);
+}
+
+/* A claim to give back later, or NULL (no tally; out of memory: then a late failure keeps the
+ * claim, as before this existed, and is still logged and counted by the drafter). */
+static struct unclaim *unclaim_new(const struct pipeline_env *env, const struct pipeline_input *in,
+				   const struct pipeline_result *res, time_t now)
+{
+	struct unclaim *u;
+
+	if (!env->tally || !(u = calloc(1, sizeof(*u))))
+		return NULL;
+	u->tally = env->tally;
+	u->sender = util_strdup(res->sender);
+	u->kind = policy_draft_name(res->draft);
+	u->when = now;
+	snprintf(u->qid, sizeof(u->qid), "%s", in->queue_id ? in->queue_id : "");
+	if (!u->sender) {
+		free(u);
+		return NULL;
+	}
+	return u;
+}
+
 static void write_draft(const struct pipeline_env *env, const struct pipeline_input *in,
 			struct pipeline_result *res, time_t now)
 {
@@ -385,6 +441,11 @@ static void write_draft(const struct pipeline_env *env, const struct pipeline_in
 	req.history = &hist;
 	req.now = now;
 	req.queue_id = in->queue_id;
+	req.late_arg = unclaim_new(env, in, res, now);
+	if (req.late_arg) {
+		req.late_failure = unclaim_late;
+		req.late_free = unclaim_free;
+	}
 	if (drafter_submit(env->drafter, env->cfg, &req, &err) < 0) {
 		res->failures |= PIPELINE_FAIL_DRAFT;   /* the drafter counted it */
 		log_err("%s: draft %s for %s not written: %s", in->queue_id,

@@ -60,8 +60,10 @@ DRAFTS="$MAILDIR/.Drafts"
 
 acc_clock_init
 # The stats snapshot lives outside the state dir: part 5 makes that read-only.
+# eom_budget_ms=0, the shipped default: a draft is written after the reply, so a failed one
+# gives its claim back from the writer thread (pipeline.c unclaim_late)
 acc_config "$CONF" state="$STATE" store="sqlite:$DB" maildir="$MAILDIR" busy_timeout_ms=1000 \
-	stats_file="$T_TMP/stats"
+	stats_file="$T_TMP/stats" eom_budget_ms=0
 acc_start_daemon amends "$CONF" "$SOCK"
 LOG="$T_TMP/amends.log"
 

@@ -50,7 +50,8 @@ t_track $!
 sink_up() { (exec 3<>"/dev/tcp/127.0.0.1/$SINK_PORT") 2>/dev/null; }
 t_wait_for 10 sink_up || fail "smtp-sink did not come up: $(cat "$T_TMP/sink.out")"
 
-acc_config "$CONF" state="$T_TMP/state" maildir="$T_TMP/drafts"
+# the shipped eom_budget_ms (0): drafts written after the reply, as in production
+acc_config "$CONF" state="$T_TMP/state" maildir="$T_TMP/drafts" eom_budget_ms=0
 sed -i "0,/^\\([[:space:]]*socket[[:space:]]*=[[:space:]]*\\)[^;]*;/s||\\1\"$SOCK\";|" "$CONF"
 sed -i "0,/^\\([[:space:]]*socket_group[[:space:]]*=[[:space:]]*\\)[^;]*;/s||\\1\"postfix\";|" "$CONF"
 acc_config_has "$CONF" "socket = \"$SOCK\";"

@@ -26,14 +26,15 @@ ACC_REDIS_PORT=""
 # acc_config FILE key=value... - the shipped amends.conf with its paths redirected. Keys:
 #   state= (required), store= ("sqlite:/p", "redis:127.0.0.1:P", "none"; default: shipped ""),
 #   longstanding= (default: the shipped conf/longstanding.txt), maildir=, log_level= (info),
-#   busy_timeout_ms=, redis_timeout_ms=, eom_budget_ms=, sqlite_synchronous=, user=.
+#   busy_timeout_ms=, redis_timeout_ms=, eom_budget_ms= (default 5000 here, so a test finds a
+#   draft on disk when the reply is in; the shipped 0 does not wait), sqlite_synchronous=, user=.
 # Every substitution is verified, so a reworded shipped file fails here instead of silently
 # pointing the test at /var/lib/amends.
 acc_config() {
 	local file=$1 kv k v
 	shift
 	local state="" store="" longstanding="$top_srcdir/conf/longstanding.txt" maildir=""
-	local log_level=info busy_timeout_ms="" redis_timeout_ms="" eom_budget_ms=""
+	local log_level=info busy_timeout_ms="" redis_timeout_ms="" eom_budget_ms=5000
 	local sqlite_synchronous="" user="" stats_file=""
 	for kv in "$@"; do
 		k=${kv%%=*}

@@ -159,20 +159,22 @@ need_built() {
 #   log_level= (debug),
 #   timeout_s=, rules= (a dir; default an empty one: no rules), store= (default "none"),
 #   drafts=on|off (off), maildir=, state= (default $T_TMP/state), max_scan_bytes=,
-#   templates= (drafts.templates_dir), unsafe_rules= (rules.unsafe_rules).
+#   templates= (drafts.templates_dir), unsafe_rules= (rules.unsafe_rules),
+#   eom_budget_ms= (drafts.eom_budget_ms; default 5000 here, so a test finds a draft on disk
+#   when the reply is in; 0 is the shipped default).
 write_config() {
 	local file=$1 kv k v
 	shift
 	local socket="unix:$T_TMP/amends.sock" socket_mode="" socket_group="" user="" pidfile=""
 	local log_level="debug"
 	local timeout_s="" rules="" store="none" drafts="off" maildir="" state="$T_TMP/state"
-	local max_scan_bytes="" templates="" unsafe_rules=""
+	local max_scan_bytes="" templates="" unsafe_rules="" eom_budget_ms=""
 	for kv in "$@"; do
 		k=${kv%%=*}
 		v=${kv#*=}
 		case $k in
 		socket | socket_mode | socket_group | user | pidfile | log_level | timeout_s | rules | store | drafts | \
-			maildir | state | max_scan_bytes | templates | unsafe_rules)
+			maildir | state | max_scan_bytes | templates | unsafe_rules | eom_budget_ms)
 			printf -v "$k" '%s' "$v" ;;
 		*) fail "write_config: unknown key $k" ;;
 		esac
@@ -201,6 +203,8 @@ write_config() {
 		if [ "$drafts" = on ]; then echo "  enabled = true;"; else echo "  enabled = false;"; fi
 		[ -n "$maildir" ] && echo "  maildir = \"$maildir\";"
 		[ -n "$templates" ] && echo "  templates_dir = \"$templates\";"
+		# tests look for a draft as soon as the reply is in: wait for it (default 0)
+		echo "  eom_budget_ms = ${eom_budget_ms:-5000};"
 		echo "};"
 	} >"$file"
 }

@@ -828,6 +828,103 @@ static void test_drafter_maildir(void **state)
 	assert_int_equal(count_dir(p), 21);
 }
 
+struct late_counts {
+	int failures;        /* late_failure calls */
+	int freed;           /* late_free calls */
+};
+
+static void late_fail_cb(void *arg)
+{
+	((struct late_counts *)((void **)arg)[0])->failures++;
+}
+
+static void late_free_cb(void *arg)
+{
+	((struct late_counts *)((void **)arg)[0])->freed++;
+	free(arg);
+}
+
+/* A request whose late_arg points at counts (a malloc'd box, freed by late_free_cb). */
+static void late_req(struct draft_request *req, struct late_counts *c)
+{
+	void **box = malloc(sizeof(*box));
+
+	assert_non_null(box);
+	box[0] = c;
+	req->late_failure = late_fail_cb;
+	req->late_arg = box;
+	req->late_free = late_free_cb;
+}
+
+/* Not waiting (eom_budget_ms 0, the default): submit returns before the write; a write that
+ * fails then reaches late_failure exactly once, a good one never; late_arg is freed once per
+ * submit either way. Waiting (budget > 0) the caller gets -1 itself and no callback. */
+static void test_drafter_late_failure(void **state)
+{
+	(void)state;
+	char md[256], cur[512];
+	snprintf(md, sizeof(md), "%s/LateMaildir", tmpdir);
+	snprintf(cur, sizeof(cur), "%s/.Drafts/cur", md);
+	set_str(&cfg->drafts.maildir, md);
+	set_str(&cfg->drafts.delivery, "maildir");
+	struct tmsg t;
+	tmsg_init(&t);
+	struct draft_request req = req_for(&t.m, "en", POLICY_DRAFT_APOLOGY);
+	struct late_counts ok = { 0, 0 }, bad = { 0, 0 }, waited = { 0, 0 };
+	char *err = NULL;
+
+	cfg->drafts.eom_budget_ms = 0;
+	struct drafter *dr = drafter_open(cfg, &err);
+	if (!dr)
+		fail_msg("drafter_open: %s", err);
+	for (int i = 0; i < 3; i++) {
+		late_req(&req, &ok);
+		assert_int_equal(drafter_submit(dr, cfg, &req, &err), 1);
+	}
+	drafter_close(dr);
+	assert_int_equal(count_dir(cur), 3);
+	assert_int_equal(ok.failures, 0);
+	assert_int_equal(ok.freed, 3);
+
+	/* the destination directory goes away under an open drafter: every rename fails */
+	dr = drafter_open(cfg, &err);
+	assert_non_null(dr);
+	rm_tree(cur);
+	for (int i = 0; i < 4; i++) {
+		late_req(&req, &bad);
+		assert_int_equal(drafter_submit(dr, cfg, &req, &err), 1);
+	}
+	drafter_close(dr);
+	assert_int_equal(bad.failures, 4);
+	assert_int_equal(bad.freed, 4);
+
+	/* waiting, the caller hears of the failure itself */
+	assert_int_equal(mkdir(cur, 0700), 0);
+	cfg->drafts.eom_budget_ms = 5000;
+	dr = drafter_open(cfg, &err);
+	assert_non_null(dr);
+	rm_tree(cur);
+	late_req(&req, &waited);
+	err = NULL;
+	assert_int_equal(drafter_submit(dr, cfg, &req, &err), -1);
+	free(err);
+	drafter_close(dr);
+	assert_int_equal(waited.failures, 0);
+	assert_int_equal(waited.freed, 1);
+	/* a compose failure frees late_arg too */
+	assert_int_equal(mkdir(cur, 0700), 0);
+	dr = drafter_open(cfg, &err);
+	assert_non_null(dr);
+	t.m.from_addr = (char *)"not an address";
+	late_req(&req, &waited);
+	err = NULL;
+	assert_int_equal(drafter_submit(dr, cfg, &req, &err), -1);
+	free(err);
+	drafter_close(dr);
+	assert_int_equal(waited.failures, 0);
+	assert_int_equal(waited.freed, 2);
+}
+
 static void write_file(const char *path, const char *text, mode_t mode)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -944,6 +1041,7 @@ int main(void)
 		cmocka_unit_test(test_fuzz_loop),
 		cmocka_unit_test(test_corpus),
 		cmocka_unit_test(test_drafter_maildir),
+		cmocka_unit_test(test_drafter_late_failure),
 		cmocka_unit_test(test_drafter_imap_down),
 		cmocka_unit_test(test_imap_config),
 	};
