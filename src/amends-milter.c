@@ -134,7 +134,7 @@ static int socket_permissions(const struct config *cfg, const char *spec)
 {
 	const char *path;
 
-	if (strncmp(spec, "unix:", 5) && strncmp(spec, "local:", 6))
+	if (strncmp(spec, "unix:", 5) != 0 && strncmp(spec, "local:", 6) != 0)
 		return 0;
 	path = strchr(spec, ':') + 1;
 	if (chmod(path, (mode_t)cfg->milter.socket_mode) < 0) {

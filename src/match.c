@@ -488,7 +488,7 @@ static void run_rule(struct run *st, size_t i, long long now)
 		return;
 	}
 	for (size_t h = 0; h < subj->n_headers; h++) {
-		if (strcasecmp(subj->header_names[h], r->header_name))
+		if (strcasecmp(subj->header_names[h], r->header_name) != 0)
 			continue;
 		int rc = run_text(st, i, r->target, (int)h, subj->header_values[h],
 				  subj->header_values[h] ? strlen(subj->header_values[h]) : 0, &bud);

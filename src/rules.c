@@ -953,7 +953,7 @@ void rules_lint(const struct ruleset *rs, const struct config *cfg, struct diag 
 	for (size_t i = 0; i < rs->n_rules; i++) {
 		const struct rule *r = &rs->rules[i];
 
-		if (!last || strcmp(last, r->file)) {
+		if (!last || strcmp(last, r->file) != 0) {
 			lint_file_mode(r->file, d);
 			last = r->file;
 		}

@@ -467,7 +467,7 @@ static size_t ls_count_cut(const struct ls_ent *e, size_t n, size_t cut)
 	for (size_t k = 1; k < n; k++) {
 		size_t a = e[k - 1].len < cut ? e[k - 1].len : cut, b = e[k].len < cut ? e[k].len : cut;
 
-		count += a != b || memcmp(e[k - 1].s, e[k].s, a);
+		count += a != b || memcmp(e[k - 1].s, e[k].s, a) != 0;
 	}
 	return count;
 }
