@@ -67,14 +67,14 @@ static void config_defaults(struct config *c)
 	c->milter.subject_tag = false;
 	c->milter.add_rules_header = true;
 
-	c->limits.max_scan_bytes = 10 * 1024 * 1024;
+	c->limits.max_scan_bytes = (size_t)10 * 1024 * 1024;
 	c->limits.mime_depth = 64;
 	c->limits.mime_parts = 1000;
-	c->limits.header_bytes = 64 * 1024;
+	c->limits.header_bytes = (size_t)64 * 1024;
 	c->limits.header_value_bytes = 8192;
 	c->limits.header_count = 1000;
 	c->limits.part_text_bytes = 50000;
-	c->limits.message_text_bytes = 512 * 1024;
+	c->limits.message_text_bytes = (size_t)512 * 1024;
 
 	set_str(&c->rules.dir, "rules");
 	c->rules.match_limit = 100000;
@@ -765,7 +765,7 @@ static int config_refuse_include(const char *name, const char *text, struct diag
 	return -1;
 }
 
-#define CONFIG_MAX_FILE_BYTES (1024 * 1024)
+#define CONFIG_MAX_FILE_BYTES ((size_t)1024 * 1024)
 
 /* The configuration decides where mail data goes and who gets drafts: a file anyone can write
  * is refused, one a group can write is warned about (RELIABILITY R9.3, as OpenDKIM's

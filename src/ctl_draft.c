@@ -31,7 +31,7 @@
 #include "util.h"
 
 
-#define CTL_DRAFT_MAX_INPUT (64u * 1024 * 1024)
+#define CTL_DRAFT_MAX_INPUT ((size_t)64 * 1024 * 1024)
 #define CTL_DRAFTS_MAX 100000
 
 static void ctl_draft_usage(void)
@@ -200,7 +200,7 @@ int ctl_drafts_main(const struct config *cfg, int argc, char **argv)
 			strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
 		v[i].state == SPOOL_FAILED ? failed++ : waiting++;
 		printf("%-7s %s  ", v[i].state == SPOOL_FAILED ? "failed" : "waiting", when);
-		if (spool_read(sp, &v[i], 1024 * 1024, &data, &len) == 0) {
+		if (spool_read(sp, &v[i], (size_t)1024 * 1024, &data, &len) == 0) {
 			char *kind = ctl_draft_header(data, "X-Amends-Draft-Kind");
 			char *to = ctl_draft_header(data, "To");
 			char *subj = ctl_draft_header(data, "Subject");

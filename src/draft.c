@@ -43,7 +43,7 @@
 #define DRAFT_QUOTE_MAX_BYTES 16384
 #define DRAFT_QUOTE_MAX_LINES 300
 #define DRAFT_MSGID_MAX 250
-#define DRAFT_MAX_BYTES (1024 * 1024)  /* whole draft: a hard cap on every strbuf */
+#define DRAFT_MAX_BYTES ((size_t)1024 * 1024)  /* whole draft: a hard cap on every strbuf */
 #define DRAFT_HDR_WIDTH 76             /* fold before this column (RFC 5322 says 78) */
 #define DRAFT_QUEUE_MAX 64
 
@@ -705,7 +705,7 @@ static void draft_quote(struct strbuf *out, const struct message *m)
 	size_t srclen;
 	draft_quote_source(m, &src, &srclen);
 	struct strbuf t;
-	strbuf_init(&t, DRAFT_QUOTE_MAX_BYTES * 2);
+	strbuf_init(&t, (size_t)DRAFT_QUOTE_MAX_BYTES * 2);
 	bool cut = false;
 	draft_clean_into(&t, src, srclen < DRAFT_QUOTE_MAX_BYTES ? srclen : DRAFT_QUOTE_MAX_BYTES,
 			 0, true, &cut);
@@ -848,7 +848,7 @@ static int draft_body(struct draft_ctx *c, const struct template *tpl, struct st
 {
 	const struct draft_request *req = c->req;
 	struct strbuf hist, date, today, sig, cnt_total, hcount;
-	strbuf_init(&hist, 64 * 1024);
+	strbuf_init(&hist, (size_t)64 * 1024);
 	strbuf_init(&date, 64);
 	strbuf_init(&today, 64);
 	strbuf_init(&sig, 4096);

@@ -303,7 +303,7 @@ static void ls_move(struct lset *dst, struct lset *src)
 	memset(src, 0, sizeof(*src));
 }
 
-#define LS_BUILD_MAX (4 * AN_MAX_SET)
+#define LS_BUILD_MAX ((size_t)4 * AN_MAX_SET)
 
 /* Append s (fin: complete) without looking for it first (ls_dedupe afterwards); past
  * LS_BUILD_MAX strings, or a string past AN_MAX_LEN, the set is any. */

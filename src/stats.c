@@ -48,7 +48,7 @@ static const char *const names[STATS_COUNTER_MAX] = {
 
 /* Rule hits: open addressing over twice STATS_MAX_RULES slots. A slot's name is set once (under
  * rule_lock) and never changes or moves, so readers probe without the lock. */
-#define RULE_SLOTS (2 * STATS_MAX_RULES)
+#define RULE_SLOTS ((size_t)2 * STATS_MAX_RULES)
 static _Atomic(char *) rule_names[RULE_SLOTS];
 static _Atomic uint64_t rule_hits[RULE_SLOTS];
 static _Atomic uint64_t rule_hits_dropped;

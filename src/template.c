@@ -315,7 +315,7 @@ bool template_lang_available(const struct config *cfg, const char *lang)
 
 /* ---- sets -------------------------------------------------------------------------------- */
 
-#define TEMPLATE_SET_MAX ((CONFIG_MAX_LANGS + 5) * 3)
+#define TEMPLATE_SET_MAX ((size_t)(CONFIG_MAX_LANGS + 5) * 3)
 
 struct template_set {
 	struct {
