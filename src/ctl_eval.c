@@ -133,7 +133,7 @@ static double eval_macro_f1(const struct eval_state *st, const struct eval_lang 
 		eval_prf(&l->cat[c], &p, &r, &f);
 		sum += f;
 	}
-	return st->cfg->n_categories ? sum / st->cfg->n_categories : 0.0;
+	return st->cfg->n_categories ? sum / (double)st->cfg->n_categories : 0.0;
 }
 
 static bool eval_is_latn(const char *code)
@@ -278,7 +278,7 @@ static void eval_text_rules(struct eval_state *st, const struct pipeline_result 
 		m = eval_hit_match(r, h, &ml);
 		strbuf_printf(&st->text, "%s %s(%+g) \"", any ? "," : "", ru->name, ru->score);
 		for (size_t k = 0; k < ml; k++)
-			strbuf_putc(&st->text, m[k] == '\n' ? ' ' : m[k]);
+			strbuf_putc(&st->text, (char)(m[k] == '\n' ? ' ' : m[k]));
 		strbuf_putc(&st->text, '"');
 		any = true;
 	}

@@ -162,7 +162,7 @@ static const struct charset *charset_lookup(const char *name, size_t n)
 	if (n >= sizeof(low))
 		return NULL;
 	for (k = 0; k < n; k++)
-		low[k] = (name[k] >= 'A' && name[k] <= 'Z') ? (char)(name[k] - 'A' + 'a') : name[k];
+		low[k] = (char)((name[k] >= 'A' && name[k] <= 'Z') ? name[k] - 'A' + 'a' : name[k]);
 	low[k] = '\0';
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(charsets); i++)
 		if (!strcmp(low, charsets[i].name))

@@ -851,7 +851,7 @@ static void parse_group(struct an_parser *ps, struct aset *out, struct lset *lea
 		return;
 	}
 	if (i < n && p[i] == '?') {
-		char k = i + 1 < n ? p[i + 1] : 0;
+		char k = (char)(i + 1 < n ? p[i + 1] : '\0');
 
 		if (k == ':' || k == '|' || k == '>') {
 			i += 2;

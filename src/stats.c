@@ -203,7 +203,7 @@ void stats_write_prometheus(FILE *fp)
 		cum += atomic_load(&latency_buckets[i]);
 		if (i < N_BOUNDS)
 			fprintf(fp, "amends_message_seconds_bucket{le=\"%g\"} %llu\n",
-				latency_bounds_us[i] / 1e6, (unsigned long long)cum);
+				(double)latency_bounds_us[i] / 1e6, (unsigned long long)cum);
 		else
 			fprintf(fp, "amends_message_seconds_bucket{le=\"+Inf\"} %llu\n",
 				(unsigned long long)cum);
