@@ -101,7 +101,7 @@ static void log_v(enum log_level lvl, const char *fmt, va_list ap, int err)
 		int e = errno; \
 		va_list ap; \
 		va_start(ap, fmt); \
-		log_v(lvl, fmt, ap, witherr ? e : 0); \
+		log_v(lvl, fmt, ap, (witherr) ? e : 0); \
 		va_end(ap); \
 		errno = e; \
 	}
