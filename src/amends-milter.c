@@ -203,8 +203,16 @@ static void pidfile_unlink_ours(const char *path)
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n > 0) {
+		char *end;
+		long pid;
+
 		buf[n] = '\0';
-		if (atol(buf) == (long)getpid())
+		errno = 0;
+		pid = strtol(buf, &end, 10);
+		/* Ours only if it holds just our pid, as write_pidfile() wrote it: a file that
+		 * does not parse is left alone. */
+		if (errno == 0 && end != buf && (*end == '\0' || *end == '\n') &&
+		    pid == (long)getpid())
 			unlink(path);
 	}
 }

@@ -92,6 +92,16 @@ static long long spool_name_field(const char *name, char tag)
 	return -1;
 }
 
+/* The seconds a name starts with, or -1 when it does not start with a digit (not a name
+ * maildir.c made; it sorts first, as before). strtoll saturates a number too large for a long
+ * long, which only puts that name last: as a sort key nothing more needs checking. */
+static long long spool_name_sec(const char *name)
+{
+	if (name[0] < '0' || name[0] > '9')
+		return -1;
+	return strtoll(name, NULL, 10);
+}
+
 /* Oldest first. A name is "<sec>.M<usec>P<pid>Q<n>.<host>" and the microseconds are not
  * zero-padded, so the fields are compared as numbers: as strings "M99876" sorts after
  * "M100023" of the same second. */
@@ -100,9 +110,9 @@ static int spool_entry_cmp(const void *a, const void *b)
 	const struct spool_entry *x = a, *y = b;
 	if (x->state != y->state)
 		return (int)x->state - (int)y->state;
-	long long kx[3] = { atoll(x->name), spool_name_field(x->name, 'M'),
+	long long kx[3] = { spool_name_sec(x->name), spool_name_field(x->name, 'M'),
 			    spool_name_field(x->name, 'Q') };
-	long long ky[3] = { atoll(y->name), spool_name_field(y->name, 'M'),
+	long long ky[3] = { spool_name_sec(y->name), spool_name_field(y->name, 'M'),
 			    spool_name_field(y->name, 'Q') };
 	for (int i = 0; i < 3; i++)
 		if (kx[i] != ky[i])
