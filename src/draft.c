@@ -404,8 +404,8 @@ static void draft_hdr_encoded(struct draft_hdr *h, const char *s, size_t len)
 			}
 			i += cl;
 		}
-		memcpy(word + w, "?=", 2);
-		w += 2;
+		word[w++] = '?';
+		word[w++] = '=';
 		draft_hdr_token(h, word, w);
 	}
 }
@@ -587,7 +587,7 @@ static void draft_day(struct strbuf *b, time_t t, long zone_s, bool with_time)
 static void draft_qp(struct strbuf *out, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789ABCDEF";
-	char line[80];   /* one output line: at most 76 octets, then "=\r\n" or "\r\n" */
+	char line[80];   /* one output line: at most 76 octets; "=\r\n" or "\r\n" follows it */
 	size_t i = 0;
 	while (i <= len) {
 		const char *eol = memchr(s + i, '\n', len - i);
@@ -609,8 +609,8 @@ static void draft_qp(struct strbuf *out, const char *s, size_t len)
 			size_t w = enc ? 3 : 1;
 			/* room for this char and, unless it ends the line, a soft break "=" */
 			if (col + w > (last ? 76u : 75u)) {
-				memcpy(line + col, "=\r\n", 3);
-				strbuf_append(out, line, col + 3);
+				strbuf_append(out, line, col);
+				strbuf_append(out, "=\r\n", 3);
 				col = 0;
 			}
 			if (enc) {
@@ -622,8 +622,8 @@ static void draft_qp(struct strbuf *out, const char *s, size_t len)
 			}
 			col += w;
 		}
-		memcpy(line + col, "\r\n", 2);
-		strbuf_append(out, line, col + 2);
+		strbuf_append(out, line, col);
+		strbuf_append(out, "\r\n", 2);
 		if (!eol)
 			break;
 		i = le + 1;
