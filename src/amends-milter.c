@@ -47,7 +47,7 @@ static pthread_mutex_t cfg_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void usage(FILE *fp)
 {
-	fprintf(fp,
+	(void)fprintf(fp,
 		"usage: amends-milter -c FILE [-f] [-n] [-p SOCKET] [-u USER] [-P PIDFILE]\n"
 		"  -c FILE    configuration file (default " SYSCONFDIR "/amends/amends.conf)\n"
 		"  -f         stay in the foreground and log to stderr\n"
@@ -82,7 +82,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		return -1;
 	}
 	if (o->socket && config_socket_valid(o->socket) < 0) {
-		fprintf(stderr, "amends-milter: -p %s: expected unix:/path or inet:PORT@HOST\n", o->socket);
+		(void)fprintf(stderr, "amends-milter: -p %s: expected unix:/path or "
+			      "inet:PORT@HOST\n", o->socket);
 		return -1;
 	}
 	return 0;
@@ -346,7 +347,7 @@ static void block_signals(void)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	(void)signal(SIGPIPE, SIG_IGN);   /* fails only for an invalid signal number */
 }
 
 int main(int argc, char **argv)

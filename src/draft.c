@@ -876,7 +876,7 @@ static int draft_body(struct draft_ctx *c, const struct template *tpl, struct st
 			if (strcmp(req->counts->v[k].category, cat) == 0 && req->counts->v[k].count > 0)
 				n = req->counts->v[k].count;
 		total += n;
-		snprintf(counts[i], sizeof(counts[i]), "%d", n);
+		(void)snprintf(counts[i], sizeof(counts[i]), "%d", n);   /* an int fits in 24 */
 		if ((size_t)snprintf(names[i], sizeof(names[i]), "count_%s", cat) >= sizeof(names[i]))
 			continue;
 		vars[nv++] = (struct template_var){ names[i], counts[i] };
@@ -1265,9 +1265,10 @@ int drafter_submit(struct drafter *d, const struct config *cfg, const struct dra
 		free(j);
 		return -1;
 	}
-	snprintf(j->qid, sizeof(j->qid), "%s", qid);
-	snprintf(j->kind, sizeof(j->kind), "%s", draft_kind_name(req->kind));
-	snprintf(j->lang, sizeof(j->lang), "%s", draft_reply_lang(cfg, req->lang));
+	/* labels for the writer's log line only: one cut at the field's size is still useful */
+	(void)snprintf(j->qid, sizeof(j->qid), "%s", qid);
+	(void)snprintf(j->kind, sizeof(j->kind), "%s", draft_kind_name(req->kind));
+	(void)snprintf(j->lang, sizeof(j->lang), "%s", draft_reply_lang(cfg, req->lang));
 	j->refs = 2;
 
 	long long deadline = util_now_ms() + (cfg->drafts.eom_budget_ms > 0 ?

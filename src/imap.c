@@ -577,7 +577,8 @@ static int imap_reject_count(struct imap_worker *w, const char *name)
 			oldest = i;
 	}
 	size_t k = w->rejects[free_slot].name[0] ? oldest : free_slot;
-	snprintf(w->rejects[k].name, sizeof(w->rejects[k].name), "%s", name);
+	/* a spool entry is one directory entry, at most NAME_MAX (255) bytes: it fits */
+	(void)snprintf(w->rejects[k].name, sizeof(w->rejects[k].name), "%s", name);
 	w->rejects[k].count = 1;
 	return 1;
 }

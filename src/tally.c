@@ -266,7 +266,8 @@ static int tally_try_open(struct tally *t)
 	if (atomic_load(&t->ready)) {
 		rc = 0;
 	} else if (t->be->open(t, t->where, &err) < 0) {
-		snprintf(t->open_err, sizeof(t->open_err), "%s", err ? err : "open failed");
+		/* the reason for later messages; one cut at 255 bytes still says what failed */
+		(void)snprintf(t->open_err, sizeof(t->open_err), "%s", err ? err : "open failed");
 		tally_set_error("store not open: %s", t->open_err);
 		rc = -1;
 	} else {
@@ -289,7 +290,7 @@ struct tally *tally_open_retrying(const struct config *cfg, char **err)
 	}
 	/* Soft: a read-only or full state dir must not keep mail from being answered and tagged;
 	 * every call retries the open until the fault clears. */
-	snprintf(t->open_err, sizeof(t->open_err), "%s", *err ? *err : "open failed");
+	(void)snprintf(t->open_err, sizeof(t->open_err), "%s", *err ? *err : "open failed");
 	return t;
 }
 
