@@ -120,8 +120,13 @@ static int spool_entry_cmp(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-static int spool_scan(int dirfd, enum spool_state st, size_t max, struct spool_entry **v,
-		      size_t *n, size_t *cap)
+/* The entries found so far, growing: at most max. */
+struct spool_listing {
+	struct spool_entry *v;
+	size_t n, cap, max;
+};
+
+static int spool_scan(int dirfd, enum spool_state st, struct spool_listing *l)
 {
 	int fd = dup(dirfd);
 	if (fd < 0)
@@ -134,27 +139,27 @@ static int spool_scan(int dirfd, enum spool_state st, size_t max, struct spool_e
 	rewinddir(dir);
 	struct dirent *de;
 	int rc = 0;
-	while ((de = readdir(dir)) != NULL && *n < max) {
+	while ((de = readdir(dir)) != NULL && l->n < l->max) {
 		struct stat sb;
 		if (de->d_name[0] == '.' || fstatat(dirfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
 		    !S_ISREG(sb.st_mode))
 			continue;
-		if (*n == *cap) {
-			size_t nc = *cap ? *cap * 2 : 32;
-			struct spool_entry *nv = realloc(*v, nc * sizeof(*nv));
+		if (l->n == l->cap) {
+			size_t nc = l->cap ? l->cap * 2 : 32;
+			struct spool_entry *nv = realloc(l->v, nc * sizeof(*nv));
 			if (!nv) {
 				rc = -1;
 				break;
 			}
-			*v = nv;
-			*cap = nc;
+			l->v = nv;
+			l->cap = nc;
 		}
 		char *name = util_strdup(de->d_name);
 		if (!name) {
 			rc = -1;
 			break;
 		}
-		(*v)[(*n)++] = (struct spool_entry){ name, st, sb.st_size, sb.st_mtime };
+		l->v[l->n++] = (struct spool_entry){ name, st, sb.st_size, sb.st_mtime };
 	}
 	closedir(dir);
 	return rc;
@@ -163,19 +168,18 @@ static int spool_scan(int dirfd, enum spool_state st, size_t max, struct spool_e
 int spool_list(struct spool *s, int with_failed, size_t max, struct spool_entry **out,
 	       size_t *n)
 {
-	struct spool_entry *v = NULL;
-	size_t cnt = 0, cap = 0;
-	int rc = spool_scan(maildir_dest_fd(s->md), SPOOL_WAITING, max, &v, &cnt, &cap);
+	struct spool_listing l = { .v = NULL, .n = 0, .cap = 0, .max = max };
+	int rc = spool_scan(maildir_dest_fd(s->md), SPOOL_WAITING, &l);
 	if (rc == 0 && with_failed)
-		rc = spool_scan(s->failed_fd, SPOOL_FAILED, max, &v, &cnt, &cap);
+		rc = spool_scan(s->failed_fd, SPOOL_FAILED, &l);
 	if (rc < 0) {
-		spool_list_free(v, cnt);
+		spool_list_free(l.v, l.n);
 		return -1;
 	}
-	if (cnt > 1)
-		qsort(v, cnt, sizeof(*v), spool_entry_cmp);
-	*out = v;
-	*n = cnt;
+	if (l.n > 1)
+		qsort(l.v, l.n, sizeof(*l.v), spool_entry_cmp);
+	*out = l.v;
+	*n = l.n;
 	return 0;
 }
 
