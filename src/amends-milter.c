@@ -47,7 +47,7 @@ static pthread_mutex_t cfg_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void usage(FILE *fp)
 {
-	fprintf(fp,
+	(void)fprintf(fp,
 		"usage: amends-milter -c FILE [-f] [-n] [-p SOCKET] [-u USER] [-P PIDFILE]\n"
 		"  -c FILE    configuration file (default " SYSCONFDIR "/amends/amends.conf)\n"
 		"  -f         stay in the foreground and log to stderr\n"
@@ -82,7 +82,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		return -1;
 	}
 	if (o->socket && config_socket_valid(o->socket) < 0) {
-		fprintf(stderr, "amends-milter: -p %s: expected unix:/path or inet:PORT@HOST\n", o->socket);
+		(void)fprintf(stderr, "amends-milter: -p %s: expected unix:/path or "
+			      "inet:PORT@HOST\n", o->socket);
 		return -1;
 	}
 	return 0;
@@ -134,7 +135,7 @@ static int socket_permissions(const struct config *cfg, const char *spec)
 {
 	const char *path;
 
-	if (strncmp(spec, "unix:", 5) && strncmp(spec, "local:", 6))
+	if (strncmp(spec, "unix:", 5) != 0 && strncmp(spec, "local:", 6) != 0)
 		return 0;
 	path = strchr(spec, ':') + 1;
 	if (chmod(path, (mode_t)cfg->milter.socket_mode) < 0) {
@@ -203,8 +204,16 @@ static void pidfile_unlink_ours(const char *path)
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n > 0) {
+		char *end;
+		long pid;
+
 		buf[n] = '\0';
-		if (atol(buf) == (long)getpid())
+		errno = 0;
+		pid = strtol(buf, &end, 10);
+		/* Ours only if it holds just our pid, as write_pidfile() wrote it: a file that
+		 * does not parse is left alone. */
+		if (errno == 0 && end != buf && (*end == '\0' || *end == '\n') &&
+		    pid == (long)getpid())
 			unlink(path);
 	}
 }
@@ -338,7 +347,7 @@ static void block_signals(void)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	(void)signal(SIGPIPE, SIG_IGN);   /* fails only for an invalid signal number */
 }
 
 int main(int argc, char **argv)

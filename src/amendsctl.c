@@ -14,6 +14,7 @@
 #include "log.h"
 #include "message.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,10 +39,30 @@ static const struct ctl_command commands[] = {
 
 static void usage(FILE *fp)
 {
-	fprintf(fp, "usage: amendsctl [-c FILE] COMMAND [ARGS]\n  -c FILE  configuration (default "
-		SYSCONFDIR "/amends/amends.conf)\ncommands:\n");
+	(void)fprintf(fp, "usage: amendsctl [-c FILE] COMMAND [ARGS]\n"
+		      "  -c FILE  configuration (default " SYSCONFDIR "/amends/amends.conf)\n"
+		      "commands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(fp, "  %s\n", commands[i].help);
+		(void)fprintf(fp, "  %s\n", commands[i].help);
+}
+
+/*
+ * stdout_status - the exit status rc, made 1 when stdout lost output. The subcommands do not
+ * check each printf/fwrite/fputc to stdout (ctl.h): a failed write sets the stream's error
+ * flag, which stays set, so one check here, after flushing, catches a full disk or a closed
+ * pipe that would otherwise exit 0 with the output cut short.
+ */
+static int stdout_status(int rc)
+{
+	int err = fflush(stdout) != 0 ? errno : 0;
+
+	if (!err && !ferror(stdout))
+		return rc;
+	if (err)
+		(void)fprintf(stderr, "amendsctl: cannot write the output: %s\n", strerror(err));
+	else
+		(void)fprintf(stderr, "amendsctl: cannot write the output\n");
+	return rc ? rc : 1;
 }
 
 int main(int argc, char **argv)
@@ -54,8 +75,8 @@ int main(int argc, char **argv)
 	while ((ch = getopt(argc, argv, "+c:hV")) != -1) {
 		switch (ch) {
 		case 'c': path = optarg; break;
-		case 'V': printf("amendsctl %s\n", PACKAGE_VERSION); return 0;
-		case 'h': usage(stdout); return 0;
+		case 'V': printf("amendsctl %s\n", PACKAGE_VERSION); return stdout_status(0);
+		case 'h': usage(stdout); return stdout_status(0);
 		default: usage(stderr); return 2;
 		}
 	}
@@ -79,10 +100,10 @@ int main(int argc, char **argv)
 		if (strcmp(argv[optind], commands[i].name) == 0) {
 			rc = commands[i].fn(cfg, argc - optind, argv + optind);
 			config_unref(cfg);
-			return rc;
+			return stdout_status(rc);
 		}
 	}
-	fprintf(stderr, "amendsctl: unknown command \"%s\"\n", argv[optind]);
+	(void)fprintf(stderr, "amendsctl: unknown command \"%s\"\n", argv[optind]);
 	usage(stderr);
 	config_unref(cfg);
 	return 2;

@@ -67,14 +67,14 @@ static void config_defaults(struct config *c)
 	c->milter.subject_tag = false;
 	c->milter.add_rules_header = true;
 
-	c->limits.max_scan_bytes = 10 * 1024 * 1024;
+	c->limits.max_scan_bytes = (size_t)10 * 1024 * 1024;
 	c->limits.mime_depth = 64;
 	c->limits.mime_parts = 1000;
-	c->limits.header_bytes = 64 * 1024;
+	c->limits.header_bytes = (size_t)64 * 1024;
 	c->limits.header_value_bytes = 8192;
 	c->limits.header_count = 1000;
 	c->limits.part_text_bytes = 50000;
-	c->limits.message_text_bytes = 512 * 1024;
+	c->limits.message_text_bytes = (size_t)512 * 1024;
 
 	set_str(&c->rules.dir, "rules");
 	c->rules.match_limit = 100000;
@@ -376,7 +376,7 @@ static void load_rules(struct cfgctx *x, const config_setting_t *s)
 	GET_NUM(x, s, "deadline_ms", 1, 60000, r->deadline_ms);
 	get_string(x, s, "longstanding_file", &r->longstanding_file);
 	get_string(x, s, "unsafe_rules", &r->unsafe_rules);
-	if (strcmp(r->unsafe_rules, "refuse") && strcmp(r->unsafe_rules, "contain"))
+	if (strcmp(r->unsafe_rules, "refuse") != 0 && strcmp(r->unsafe_rules, "contain") != 0)
 		diag_error(x->d, x->file, line_of(s ? config_setting_get_member(s, "unsafe_rules") : NULL),
 			   "rules.unsafe_rules: expected \"refuse\" or \"contain\"");
 	r->refuse_unsafe = strcmp(r->unsafe_rules, "contain") != 0;
@@ -447,18 +447,19 @@ static void load_tally(struct cfgctx *x, const config_setting_t *s)
 	get_string(x, s, "redis_prefix", &t->redis_prefix);
 	GET_NUM(x, s, "redis_timeout_ms", 10, 60000, t->redis_timeout_ms);
 	get_string(x, s, "redis_password", &t->redis_password);
-	if (strcmp(t->sender, "header") && strcmp(t->sender, "envelope"))
+	if (strcmp(t->sender, "header") != 0 && strcmp(t->sender, "envelope") != 0)
 		diag_error(x->d, x->file, line_of(s), "tally.sender: expected \"header\" or \"envelope\"");
-	if (strcasecmp(t->sqlite_synchronous, "full") && strcasecmp(t->sqlite_synchronous, "normal")
-	    && strcasecmp(t->sqlite_synchronous, "extra"))
+	if (strcasecmp(t->sqlite_synchronous, "full") != 0
+	    && strcasecmp(t->sqlite_synchronous, "normal") != 0
+	    && strcasecmp(t->sqlite_synchronous, "extra") != 0)
 		diag_error(x->d, x->file, line_of(s),
 			   "tally.sqlite_synchronous: expected \"full\", \"extra\" or \"normal\"");
 	if (t->window_days > t->retention_days)
 		diag_error(x->d, x->file, line_of(s),
 			   "tally.window_days (%d) must not exceed tally.retention_days (%d)",
 			   t->window_days, t->retention_days);
-	if (t->store[0] && strncmp(t->store, "sqlite:", 7) && strncmp(t->store, "redis:", 6)
-	    && strcmp(t->store, "none"))
+	if (t->store[0] && strncmp(t->store, "sqlite:", 7) != 0
+	    && strncmp(t->store, "redis:", 6) != 0 && strcmp(t->store, "none") != 0)
 		diag_error(x->d, x->file, line_of(s),
 			   "tally.store: expected sqlite:/path, redis:host:port or none");
 }
@@ -560,7 +561,7 @@ static void load_drafts(struct cfgctx *x, const config_setting_t *s)
 	get_string(x, s, "imap_ca_file", &d->imap_ca_file);
 	get_string(x, s, "imap_tls_fingerprint", &d->imap_tls_fingerprint);
 	load_identities(x, s ? config_setting_get_member(s, "identities") : NULL);
-	if (strcmp(d->delivery, "maildir") && strcmp(d->delivery, "imap"))
+	if (strcmp(d->delivery, "maildir") != 0 && strcmp(d->delivery, "imap") != 0)
 		diag_error(x->d, x->file, line_of(s), "drafts.delivery: expected \"maildir\" or \"imap\"");
 	if (d->folder[0] && (d->folder[0] != '.' || strchr(d->folder, '/') || strstr(d->folder, "..")))
 		diag_error(x->d, x->file, line_of(s),
@@ -694,7 +695,7 @@ static void config_finish(struct config *c, struct cfgctx *x)
 			diag_error(x->d, x->file, 0, "policy.problem_categories: unknown category \"%s\"",
 				   c->policy.problem_categories[i]);
 	if (c->policy.escalate_category[0] && config_category_index(c, c->policy.escalate_category) < 0
-	    && strcmp(c->policy.escalate_category, "abuse"))
+	    && strcmp(c->policy.escalate_category, "abuse") != 0)
 		diag_error(x->d, x->file, 0, "policy.escalate_category: unknown category \"%s\"",
 			   c->policy.escalate_category);
 }
@@ -764,7 +765,7 @@ static int config_refuse_include(const char *name, const char *text, struct diag
 	return -1;
 }
 
-#define CONFIG_MAX_FILE_BYTES (1024 * 1024)
+#define CONFIG_MAX_FILE_BYTES ((size_t)1024 * 1024)
 
 /* The configuration decides where mail data goes and who gets drafts: a file anyone can write
  * is refused, one a group can write is warned about (RELIABILITY R9.3, as OpenDKIM's

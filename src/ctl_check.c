@@ -183,7 +183,7 @@ static void print_json(const char *file, const struct config *cfg, const struct 
 		strbuf_putc(&b, '}');
 	}
 	strbuf_puts(&b, "]}\n");
-	fwrite(b.s, 1, b.len, stdout);
+	(void)fwrite(b.s, 1, b.len, stdout);
 	strbuf_free(&b);
 }
 
@@ -264,7 +264,7 @@ static int check_file(const char *file, const struct config *cfg, const struct r
 	char *raw;
 
 	if (util_read_file(file, CHECK_MAX_FILE, &raw, &len) < 0) {
-		fprintf(stderr, "amendsctl: %s: %s\n", file, strerror(errno));
+		(void)fprintf(stderr, "amendsctl: %s: %s\n", file, strerror(errno));
 		return -1;
 	}
 	memset(&in, 0, sizeof(in));
@@ -273,7 +273,7 @@ static int check_file(const char *file, const struct config *cfg, const struct r
 	in.raw = raw;
 	in.raw_len = len;
 	if (pipeline_run(&env, &in, PIPELINE_DRY_RUN | PIPELINE_EXPLAIN, &res) < 0) {
-		fprintf(stderr, "amendsctl: %s: the pipeline failed\n", file);
+		(void)fprintf(stderr, "amendsctl: %s: the pipeline failed\n", file);
 		pipeline_result_free(&res);
 		free(raw);
 		return -1;
@@ -298,13 +298,13 @@ int ctl_check_main(const struct config *cfg, int argc, char **argv)
 		if (!strcmp(argv[i], "--json"))
 			json = true;
 		else if (argv[i][0] == '-' && argv[i][1]) {
-			fprintf(stderr, "usage: amendsctl check [--json] FILE...\n");
+			(void)fprintf(stderr, "usage: amendsctl check [--json] FILE...\n");
 			return 2;
 		} else
 			nfiles++;
 	}
 	if (!nfiles) {
-		fprintf(stderr, "usage: amendsctl check [--json] FILE...\n");
+		(void)fprintf(stderr, "usage: amendsctl check [--json] FILE...\n");
 		return 2;
 	}
 	diag_init(&d);

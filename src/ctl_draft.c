@@ -31,12 +31,12 @@
 #include "util.h"
 
 
-#define CTL_DRAFT_MAX_INPUT (64u * 1024 * 1024)
+#define CTL_DRAFT_MAX_INPUT ((size_t)64 * 1024 * 1024)
 #define CTL_DRAFTS_MAX 100000
 
 static void ctl_draft_usage(void)
 {
-	fprintf(stderr, "usage: amendsctl draft [--kind apology|winback|partways] [--lang L] "
+	(void)fprintf(stderr, "usage: amendsctl draft [--kind apology|winback|partways] [--lang L] "
 		"[--raw] FILE\n");
 }
 
@@ -44,16 +44,16 @@ static void ctl_draft_usage(void)
 static void ctl_draft_print(const char *msg, size_t len, const char *body, bool raw)
 {
 	if (raw) {
-		fwrite(msg, 1, len, stdout);
+		(void)fwrite(msg, 1, len, stdout);
 		return;
 	}
 	const char *end = strstr(msg, "\r\n\r\n");
 	size_t hl = end ? (size_t)(end - msg) + 2 : len;
 	for (size_t i = 0; i < hl; i++)
 		if (!(msg[i] == '\r' && i + 1 < hl && msg[i + 1] == '\n'))
-			fputc(msg[i], stdout);
-	fputc('\n', stdout);
-	fputs(body ? body : "", stdout);
+			(void)fputc(msg[i], stdout);
+	(void)fputc('\n', stdout);
+	(void)fputs(body ? body : "", stdout);
 }
 
 int ctl_draft_main(const struct config *cfg, int argc, char **argv)
@@ -75,7 +75,8 @@ int ctl_draft_main(const struct config *cfg, int argc, char **argv)
 		case 'k':
 			kind = draft_kind_parse(optarg);
 			if (kind == POLICY_DRAFT_NONE) {
-				fprintf(stderr, "amendsctl: draft: unknown kind '%s'\n", optarg);
+				(void)fprintf(stderr, "amendsctl: draft: unknown kind '%s'\n",
+					      optarg);
 				return 2;
 			}
 			break;
@@ -95,13 +96,13 @@ int ctl_draft_main(const struct config *cfg, int argc, char **argv)
 	struct message *m = NULL;
 	int rc = 1;
 	if (util_read_file(file, CTL_DRAFT_MAX_INPUT, &data, &len) < 0) {
-		fprintf(stderr, "amendsctl: draft: %s: %s\n", file, strerror(errno));
+		(void)fprintf(stderr, "amendsctl: draft: %s: %s\n", file, strerror(errno));
 		return 1;
 	}
 	struct message_limits lim;
 	message_limits_from_config(cfg, &lim);
 	if (message_parse(data, len, &lim, &m) < 0) {
-		fprintf(stderr, "amendsctl: draft: %s: cannot parse\n", file);
+		(void)fprintf(stderr, "amendsctl: draft: %s: cannot parse\n", file);
 		goto out;
 	}
 	if (!lang)
@@ -111,7 +112,7 @@ int ctl_draft_main(const struct config *cfg, int argc, char **argv)
 		.counts = NULL, .history = NULL, .now = clock_now(), .queue_id = "",
 	};
 	if (draft_compose_ex(cfg, &req, &out, &outlen, &body, &err) < 0) {
-		fprintf(stderr, "amendsctl: draft: %s: %s\n", file, err ? err : "failed");
+		(void)fprintf(stderr, "amendsctl: draft: %s: %s\n", file, err ? err : "failed");
 		goto out;
 	}
 	ctl_draft_print(out, outlen, body, raw);
@@ -161,7 +162,7 @@ static char *ctl_draft_header(const char *msg, const char *name)
 static void ctl_put_safe(const char *s)
 {
 	for (; s && *s; s++)
-		fputc(((unsigned char)*s < 0x20 || *s == 0x7f) ? '?' : *s, stdout);
+		(void)fputc(((unsigned char)*s < 0x20 || *s == 0x7f) ? '?' : *s, stdout);
 }
 
 int ctl_drafts_main(const struct config *cfg, int argc, char **argv)
@@ -179,14 +180,15 @@ int ctl_drafts_main(const struct config *cfg, int argc, char **argv)
 	char *err = NULL;
 	struct spool *sp = spool_open(dir, &err);
 	if (!sp) {
-		fprintf(stderr, "amendsctl: drafts: %s\n", err ? err : dir);
+		(void)fprintf(stderr, "amendsctl: drafts: %s\n", err ? err : dir);
 		free(err);
 		return 1;
 	}
 	struct spool_entry *v = NULL;
 	size_t n = 0;
 	if (spool_list(sp, 1, CTL_DRAFTS_MAX, &v, &n) < 0) {
-		fprintf(stderr, "amendsctl: drafts: cannot list %s: %s\n", dir, strerror(errno));
+		(void)fprintf(stderr, "amendsctl: drafts: cannot list %s: %s\n", dir,
+			      strerror(errno));
 		spool_close(sp);
 		return 1;
 	}
@@ -196,17 +198,18 @@ int ctl_drafts_main(const struct config *cfg, int argc, char **argv)
 		size_t len = 0;
 		char when[32] = "-";
 		struct tm tm;
+		/* at most 23 bytes for any year an int holds: strftime cannot run out of room */
 		if (localtime_r(&v[i].mtime, &tm))
-			strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
+			(void)strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
 		v[i].state == SPOOL_FAILED ? failed++ : waiting++;
 		printf("%-7s %s  ", v[i].state == SPOOL_FAILED ? "failed" : "waiting", when);
-		if (spool_read(sp, &v[i], 1024 * 1024, &data, &len) == 0) {
+		if (spool_read(sp, &v[i], (size_t)1024 * 1024, &data, &len) == 0) {
 			char *kind = ctl_draft_header(data, "X-Amends-Draft-Kind");
 			char *to = ctl_draft_header(data, "To");
 			char *subj = ctl_draft_header(data, "Subject");
 			printf("%-9s ", kind ? kind : "?");
 			ctl_put_safe(to ? to : "?");
-			fputs("  ", stdout);
+			(void)fputs("  ", stdout);
 			ctl_put_safe(subj ? subj : "");
 			g_free(kind);
 			g_free(to);

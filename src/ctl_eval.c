@@ -133,7 +133,7 @@ static double eval_macro_f1(const struct eval_state *st, const struct eval_lang 
 		eval_prf(&l->cat[c], &p, &r, &f);
 		sum += f;
 	}
-	return st->cfg->n_categories ? sum / st->cfg->n_categories : 0.0;
+	return st->cfg->n_categories ? sum / (double)st->cfg->n_categories : 0.0;
 }
 
 static bool eval_is_latn(const char *code)
@@ -151,7 +151,8 @@ static struct eval_lang *eval_lang_get(struct eval_state *st, const char *code)
 			return &st->langs[i];
 	if (st->n_langs >= EVAL_MAX_LANGS || strlen(code) >= EVAL_LANG_LEN)
 		return NULL;
-	snprintf(st->langs[st->n_langs].code, EVAL_LANG_LEN, "%s", code);
+	/* fits: the length was checked just above */
+	(void)snprintf(st->langs[st->n_langs].code, EVAL_LANG_LEN, "%s", code);
 	return &st->langs[st->n_langs++];
 }
 
@@ -201,7 +202,8 @@ static int eval_parse_label(const struct config *cfg, char *line, int lineno, st
 
 	memset(lab, 0, sizeof(*lab));
 	if (n < 3 || !eval_safe_name(util_trim(f[0])) || !*util_trim(f[1])) {
-		fprintf(stderr, "amendsctl: labels.tsv:%d: expected file, lang, categories\n", lineno);
+		(void)fprintf(stderr, "amendsctl: labels.tsv:%d: expected file, lang, categories\n",
+			      lineno);
 		return -1;
 	}
 	lab->file = f[0];
@@ -216,8 +218,8 @@ static int eval_parse_label(const struct config *cfg, char *line, int lineno, st
 		int c = config_category_index(cfg, util_trim(tok));
 
 		if (c < 0) {
-			fprintf(stderr, "amendsctl: labels.tsv:%d: unknown category \"%s\"\n", lineno,
-				tok);
+			(void)fprintf(stderr, "amendsctl: labels.tsv:%d: unknown category \"%s\"\n",
+				      lineno, tok);
 			return -1;
 		}
 		lab->want[c] = true;
@@ -278,7 +280,7 @@ static void eval_text_rules(struct eval_state *st, const struct pipeline_result 
 		m = eval_hit_match(r, h, &ml);
 		strbuf_printf(&st->text, "%s %s(%+g) \"", any ? "," : "", ru->name, ru->score);
 		for (size_t k = 0; k < ml; k++)
-			strbuf_putc(&st->text, m[k] == '\n' ? ' ' : m[k]);
+			strbuf_putc(&st->text, (char)(m[k] == '\n' ? ' ' : m[k]));
 		strbuf_putc(&st->text, '"');
 		any = true;
 	}
@@ -428,15 +430,16 @@ static int eval_message(struct eval_state *st, const char *dir, const struct eva
 
 	strbuf_init(&path, 4096);
 	if (!l) {
-		fprintf(stderr, "amendsctl: %s: too many or too long language codes\n", lab->file);
+		(void)fprintf(stderr, "amendsctl: %s: too many or too long language codes\n",
+			      lab->file);
 		goto out;
 	}
 	if (strbuf_printf(&path, "%s/messages/%s", dir, lab->file) < 0) {
-		fprintf(stderr, "amendsctl: %s: path too long\n", lab->file);
+		(void)fprintf(stderr, "amendsctl: %s: path too long\n", lab->file);
 		goto out;
 	}
 	if (util_read_file(path.s, EVAL_MAX_MESSAGE, &raw, &len) < 0) {
-		fprintf(stderr, "amendsctl: %s: %s\n", path.s, strerror(errno));
+		(void)fprintf(stderr, "amendsctl: %s: %s\n", path.s, strerror(errno));
 		goto out;
 	}
 	memset(&in, 0, sizeof(in));
@@ -445,7 +448,7 @@ static int eval_message(struct eval_state *st, const char *dir, const struct eva
 	in.raw = raw;
 	in.raw_len = len;
 	if (pipeline_run(&env, &in, PIPELINE_DRY_RUN | PIPELINE_EXPLAIN, &res) < 0) {
-		fprintf(stderr, "amendsctl: %s: the pipeline failed\n", path.s);
+		(void)fprintf(stderr, "amendsctl: %s: the pipeline failed\n", path.s);
 		pipeline_result_free(&res);
 		goto out;
 	}
@@ -469,11 +472,11 @@ static int eval_corpus(struct eval_state *st, const char *dir)
 
 	strbuf_init(&path, 4096);
 	if (strbuf_printf(&path, "%s/labels.tsv", dir) < 0) {
-		fprintf(stderr, "amendsctl: %s: path too long\n", dir);
+		(void)fprintf(stderr, "amendsctl: %s: path too long\n", dir);
 		goto out;
 	}
 	if (util_read_file(path.s, EVAL_MAX_LABELS, &buf, &len) < 0) {
-		fprintf(stderr, "amendsctl: %s: %s\n", path.s, strerror(errno));
+		(void)fprintf(stderr, "amendsctl: %s: %s\n", path.s, strerror(errno));
 		goto out;
 	}
 	for (line = buf; line && *line; line = next) {
@@ -705,7 +708,7 @@ static void eval_print_json(const struct eval_state *st, const struct eval_opts 
 		s += n + (nl != NULL);
 	}
 	strbuf_puts(&b, "]}}\n");
-	fwrite(b.s, 1, b.len, stdout);
+	(void)fwrite(b.s, 1, b.len, stdout);
 	strbuf_free(&b);
 }
 
@@ -713,7 +716,7 @@ static void eval_print_json(const struct eval_state *st, const struct eval_opts 
 
 static int eval_usage(void)
 {
-	fprintf(stderr, "usage: amendsctl eval DIR [--json] [--rules DIR] [--deadline-ms N] "
+	(void)fprintf(stderr, "usage: amendsctl eval DIR [--json] [--rules DIR] [--deadline-ms N] "
 			"[--min-f1 X] [--min-f1-latn X] [--max-fp X] [--min-lang X]\n");
 	return 2;
 }
@@ -764,7 +767,8 @@ static int eval_parse_args(int argc, char **argv, struct eval_opts *o)
 				break;
 		if (k < UTIL_ARRAY_LEN(num_opts)) {
 			if (i + 1 >= argc || !eval_number(argv[++i], num_dst[k])) {
-				fprintf(stderr, "amendsctl: %s needs a number between 0 and 1\n", num_opts[k]);
+				(void)fprintf(stderr, "amendsctl: %s needs a number "
+					      "between 0 and 1\n", num_opts[k]);
 				return -1;
 			}
 			continue;

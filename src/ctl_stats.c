@@ -19,11 +19,11 @@ int ctl_stats_main(const struct config *cfg, int argc, char **argv)
 
 	(void)argc; (void)argv;
 	if (util_read_file(cfg->stats.stats_file, 16u << 20, &text, &len) < 0) {
-		fprintf(stderr, "amendsctl: %s: %s (is the daemon running?)\n", cfg->stats.stats_file,
-			strerror(errno));
+		(void)fprintf(stderr, "amendsctl: %s: %s (is the daemon running?)\n",
+			      cfg->stats.stats_file, strerror(errno));
 		return 1;
 	}
-	fwrite(text, 1, len, stdout);
+	(void)fwrite(text, 1, len, stdout);
 	free(text);
 	return 0;
 }

@@ -36,7 +36,7 @@ struct ctl_tally_opts {
 
 static void ctl_tally_usage(void)
 {
-	fprintf(stderr, "usage: amendsctl tally show ADDRESS | top [N] | reset ADDRESS | "
+	(void)fprintf(stderr, "usage: amendsctl tally show ADDRESS | top [N] | reset ADDRESS | "
 		"forget ADDRESS [--json]\n");
 }
 
@@ -54,7 +54,7 @@ static const char *iso_time(time_t t, char *buf, size_t n)
 static void put_safe(FILE *fp, const char *s)
 {
 	for (; s && *s; s++)
-		fputc(((unsigned char)*s < 0x20 || *s == 0x7f) ? '?' : *s, fp);
+		(void)fputc(((unsigned char)*s < 0x20 || *s == 0x7f) ? '?' : *s, fp);
 }
 
 static void json_str(struct strbuf *b, const char *s)
@@ -68,7 +68,7 @@ static int print_json(struct strbuf *b)
 	int rc = 0;
 
 	if (b->oom) {
-		fprintf(stderr, "amendsctl: tally: out of memory\n");
+		(void)fprintf(stderr, "amendsctl: tally: out of memory\n");
 		rc = 1;
 	} else
 		printf("%s\n", b->s ? b->s : "{}");
@@ -156,7 +156,7 @@ static int do_show(const struct config *cfg, struct tally *t, const char *key, b
 	known = tally_seen(t, key, &first, &last);
 	if (known < 0 || tally_counts(t, key, clock_now(), &c) < 0 ||
 	    tally_history(t, key, cfg->tally.incidents > 0 ? (size_t)cfg->tally.incidents : 0, &h) < 0) {
-		fprintf(stderr, "amendsctl: tally: show: %s\n", tally_error());
+		(void)fprintf(stderr, "amendsctl: tally: show: %s\n", tally_error());
 		goto out;
 	}
 	if (json)
@@ -184,13 +184,14 @@ static int do_top(struct tally *t, const char *arg, bool json)
 	if (arg) {
 		want = strtol(arg, &end, 10);
 		if (*end || want < 1 || want > CTL_TALLY_TOP_MAX) {
-			fprintf(stderr, "amendsctl: tally: top: N must be 1..%d\n", CTL_TALLY_TOP_MAX);
+			(void)fprintf(stderr, "amendsctl: tally: top: N must be 1..%d\n",
+				      CTL_TALLY_TOP_MAX);
 			return 2;
 		}
 		n = (size_t)want;
 	}
 	if (tally_top(t, n, &v, &nv) < 0) {
-		fprintf(stderr, "amendsctl: tally: top: %s\n", tally_error());
+		(void)fprintf(stderr, "amendsctl: tally: top: %s\n", tally_error());
 		return 1;
 	}
 	if (!json) {
@@ -223,7 +224,7 @@ static int do_erase(struct tally *t, const char *verb, const char *key, bool jso
 	int rv = strcmp(verb, "forget") == 0 ? tally_forget(t, key) : tally_reset(t, key);
 
 	if (rv < 0) {
-		fprintf(stderr, "amendsctl: tally: %s: %s\n", verb, tally_error());
+		(void)fprintf(stderr, "amendsctl: tally: %s: %s\n", verb, tally_error());
 		return 1;
 	}
 	if (!json) {
@@ -250,7 +251,7 @@ static int parse_args(int argc, char **argv, struct ctl_tally_opts *o)
 		if (strcmp(argv[i], "--json") == 0)
 			o->json = true;
 		else if (argv[i][0] == '-' && argv[i][1]) {
-			fprintf(stderr, "amendsctl: tally: unknown option %s\n", argv[i]);
+			(void)fprintf(stderr, "amendsctl: tally: unknown option %s\n", argv[i]);
 			return -1;
 		} else if (npos == 0) {
 			o->verb = argv[i];
@@ -259,7 +260,7 @@ static int parse_args(int argc, char **argv, struct ctl_tally_opts *o)
 			o->arg = argv[i];
 			npos++;
 		} else {
-			fprintf(stderr, "amendsctl: tally: too many arguments\n");
+			(void)fprintf(stderr, "amendsctl: tally: too many arguments\n");
 			return -1;
 		}
 	}
@@ -267,11 +268,11 @@ static int parse_args(int argc, char **argv, struct ctl_tally_opts *o)
 		return -1;
 	if (strcmp(o->verb, "top") != 0 && strcmp(o->verb, "show") != 0 &&
 	    strcmp(o->verb, "reset") != 0 && strcmp(o->verb, "forget") != 0) {
-		fprintf(stderr, "amendsctl: tally: unknown action \"%s\"\n", o->verb);
+		(void)fprintf(stderr, "amendsctl: tally: unknown action \"%s\"\n", o->verb);
 		return -1;
 	}
 	if (strcmp(o->verb, "top") != 0 && !o->arg) {
-		fprintf(stderr, "amendsctl: tally: %s needs an ADDRESS\n", o->verb);
+		(void)fprintf(stderr, "amendsctl: tally: %s needs an ADDRESS\n", o->verb);
 		return -1;
 	}
 	return 0;
@@ -291,13 +292,14 @@ int ctl_tally_main(const struct config *cfg, int argc, char **argv)
 	if (strcmp(o.verb, "top") != 0) {
 		key = tally_sender_key(cfg, o.arg);
 		if (!key) {
-			fprintf(stderr, "amendsctl: tally: not a usable address\n");
+			(void)fprintf(stderr, "amendsctl: tally: not a usable address\n");
 			return 2;
 		}
 	}
 	t = tally_open(cfg, &err);
 	if (!t) {
-		fprintf(stderr, "amendsctl: %s\n", err ? err : "tally: cannot open the store");
+		(void)fprintf(stderr, "amendsctl: %s\n",
+			      err ? err : "tally: cannot open the store");
 		free(err);
 		free(key);
 		return 1;

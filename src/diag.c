@@ -67,27 +67,30 @@ void diag_add(struct diag *d, enum diag_severity sev, const char *file, int line
 	diag_push(d, sev, file, line, col, strbuf_take(&b));
 }
 
+/* A line longer than buf is cut: still a readable message, so snprintf's count is not needed. */
 static void diag_format(const struct diag_entry *e, char *buf, size_t len)
 {
 	const char *sev = e->sev == DIAG_ERROR ? "error" : "warning";
+	const char *text = e->text ? e->text : "";
 
 	if (e->file && *e->file && e->line && e->col)
-		snprintf(buf, len, "%s:%d:%d: %s: %s", e->file, e->line, e->col, sev, e->text ? e->text : "");
+		(void)snprintf(buf, len, "%s:%d:%d: %s: %s", e->file, e->line, e->col, sev, text);
 	else if (e->file && *e->file && e->line)
-		snprintf(buf, len, "%s:%d: %s: %s", e->file, e->line, sev, e->text ? e->text : "");
+		(void)snprintf(buf, len, "%s:%d: %s: %s", e->file, e->line, sev, text);
 	else if (e->file && *e->file)
-		snprintf(buf, len, "%s: %s: %s", e->file, sev, e->text ? e->text : "");
+		(void)snprintf(buf, len, "%s: %s: %s", e->file, sev, text);
 	else
-		snprintf(buf, len, "%s: %s", sev, e->text ? e->text : "");
+		(void)snprintf(buf, len, "%s: %s", sev, text);
 }
 
+/* Write errors stay in fp's error flag for the caller: amendsctl checks stdout once at exit. */
 void diag_print(const struct diag *d, FILE *fp)
 {
 	char buf[4096];
 
 	for (size_t i = 0; i < d->n; i++) {
 		diag_format(&d->v[i], buf, sizeof(buf));
-		fprintf(fp, "%s\n", buf);
+		(void)fprintf(fp, "%s\n", buf);
 	}
 }
 

@@ -45,7 +45,7 @@
 #define DRAFT_QUOTE_MAX_BYTES 16384
 #define DRAFT_QUOTE_MAX_LINES 300
 #define DRAFT_MSGID_MAX 250
-#define DRAFT_MAX_BYTES (1024 * 1024)  /* whole draft: a hard cap on every strbuf */
+#define DRAFT_MAX_BYTES ((size_t)1024 * 1024)  /* whole draft: a hard cap on every strbuf */
 #define DRAFT_HDR_WIDTH 76             /* fold before this column (RFC 5322 says 78) */
 #define DRAFT_QUEUE_MAX 64
 
@@ -406,8 +406,8 @@ static void draft_hdr_encoded(struct draft_hdr *h, const char *s, size_t len)
 			}
 			i += cl;
 		}
-		memcpy(word + w, "?=", 2);
-		w += 2;
+		word[w++] = '?';
+		word[w++] = '=';
 		draft_hdr_token(h, word, w);
 	}
 }
@@ -589,7 +589,7 @@ static void draft_day(struct strbuf *b, time_t t, long zone_s, bool with_time)
 static void draft_qp(struct strbuf *out, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789ABCDEF";
-	char line[80];   /* one output line: at most 76 octets, then "=\r\n" or "\r\n" */
+	char line[80];   /* one output line: at most 76 octets; "=\r\n" or "\r\n" follows it */
 	size_t i = 0;
 	while (i <= len) {
 		const char *eol = memchr(s + i, '\n', len - i);
@@ -611,8 +611,8 @@ static void draft_qp(struct strbuf *out, const char *s, size_t len)
 			size_t w = enc ? 3 : 1;
 			/* room for this char and, unless it ends the line, a soft break "=" */
 			if (col + w > (last ? 76u : 75u)) {
-				memcpy(line + col, "=\r\n", 3);
-				strbuf_append(out, line, col + 3);
+				strbuf_append(out, line, col);
+				strbuf_append(out, "=\r\n", 3);
 				col = 0;
 			}
 			if (enc) {
@@ -624,8 +624,8 @@ static void draft_qp(struct strbuf *out, const char *s, size_t len)
 			}
 			col += w;
 		}
-		memcpy(line + col, "\r\n", 2);
-		strbuf_append(out, line, col + 2);
+		strbuf_append(out, line, col);
+		strbuf_append(out, "\r\n", 2);
 		if (!eol)
 			break;
 		i = le + 1;
@@ -707,7 +707,7 @@ static void draft_quote(struct strbuf *out, const struct message *m)
 	size_t srclen;
 	draft_quote_source(m, &src, &srclen);
 	struct strbuf t;
-	strbuf_init(&t, DRAFT_QUOTE_MAX_BYTES * 2);
+	strbuf_init(&t, (size_t)DRAFT_QUOTE_MAX_BYTES * 2);
 	bool cut = false;
 	draft_clean_into(&t, src, srclen < DRAFT_QUOTE_MAX_BYTES ? srclen : DRAFT_QUOTE_MAX_BYTES,
 			 0, true, &cut);
@@ -850,7 +850,7 @@ static int draft_body(struct draft_ctx *c, const struct template *tpl, struct st
 {
 	const struct draft_request *req = c->req;
 	struct strbuf hist, date, today, sig, cnt_total, hcount;
-	strbuf_init(&hist, 64 * 1024);
+	strbuf_init(&hist, (size_t)64 * 1024);
 	strbuf_init(&date, 64);
 	strbuf_init(&today, 64);
 	strbuf_init(&sig, 4096);
@@ -878,7 +878,7 @@ static int draft_body(struct draft_ctx *c, const struct template *tpl, struct st
 			if (strcmp(req->counts->v[k].category, cat) == 0 && req->counts->v[k].count > 0)
 				n = req->counts->v[k].count;
 		total += n;
-		snprintf(counts[i], sizeof(counts[i]), "%d", n);
+		(void)snprintf(counts[i], sizeof(counts[i]), "%d", n);   /* an int fits in 24 */
 		if ((size_t)snprintf(names[i], sizeof(names[i]), "count_%s", cat) >= sizeof(names[i]))
 			continue;
 		vars[nv++] = (struct template_var){ names[i], counts[i] };
@@ -1290,9 +1290,10 @@ int drafter_submit(struct drafter *d, const struct config *cfg, const struct dra
 		draft_job_free(j);
 		return -1;
 	}
-	snprintf(j->qid, sizeof(j->qid), "%s", qid);
-	snprintf(j->kind, sizeof(j->kind), "%s", draft_kind_name(req->kind));
-	snprintf(j->lang, sizeof(j->lang), "%s", draft_reply_lang(cfg, req->lang));
+	/* labels for the writer's log line only: one cut at the field's size is still useful */
+	(void)snprintf(j->qid, sizeof(j->qid), "%s", qid);
+	(void)snprintf(j->kind, sizeof(j->kind), "%s", draft_kind_name(req->kind));
+	(void)snprintf(j->lang, sizeof(j->lang), "%s", draft_reply_lang(cfg, req->lang));
 	j->refs = 2;
 
 	long budget = cfg->drafts.eom_budget_ms > 0 ? cfg->drafts.eom_budget_ms : 0;

@@ -38,7 +38,7 @@
 #include "stats.h"
 #include "util.h"
 
-#define IMAP_MAX_DRAFT_BYTES (16u * 1024 * 1024)
+#define IMAP_MAX_DRAFT_BYTES ((size_t)16 * 1024 * 1024)
 #define IMAP_MAX_BACKOFF_S 300
 #define IMAP_BATCH 256
 
@@ -577,7 +577,8 @@ static int imap_reject_count(struct imap_worker *w, const char *name)
 			oldest = i;
 	}
 	size_t k = w->rejects[free_slot].name[0] ? oldest : free_slot;
-	snprintf(w->rejects[k].name, sizeof(w->rejects[k].name), "%s", name);
+	/* a spool entry is one directory entry, at most NAME_MAX (255) bytes: it fits */
+	(void)snprintf(w->rejects[k].name, sizeof(w->rejects[k].name), "%s", name);
 	w->rejects[k].count = 1;
 	return 1;
 }
@@ -719,7 +720,7 @@ struct imap_worker *imap_worker_start(const struct config *cfg, struct spool *sp
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	/* libetpan and TLS need more than the milter's small stacks */
-	pthread_attr_setstacksize(&attr, 1024 * 1024);
+	pthread_attr_setstacksize(&attr, (size_t)1024 * 1024);
 	int rc = pthread_create(&w->thread, &attr, imap_worker_main, w);
 	pthread_attr_destroy(&attr);
 	if (rc != 0) {

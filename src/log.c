@@ -37,7 +37,8 @@ int log_open(const char *ident, bool to_stderr, const char *facility)
 		return -1;
 	if (fac < 0)
 		fac = LOG_MAIL;
-	snprintf(log_ident, sizeof(log_ident), "%s", ident ? ident : "amends");
+	/* our own program names; a longer ident would only be cut */
+	(void)snprintf(log_ident, sizeof(log_ident), "%s", ident ? ident : "amends");
 	log_stderr = to_stderr;
 	if (!to_stderr)
 		openlog(log_ident, LOG_PID | LOG_NDELAY, fac);
@@ -76,8 +77,9 @@ static void log_v(enum log_level lvl, const char *fmt, va_list ap, int err)
 	n = vsnprintf(line, sizeof(line), fmt, ap);
 	if (n < 0)
 		return;
+	/* a message longer than line is cut, above or here: still worth logging */
 	if (err && (size_t)n < sizeof(line))
-		snprintf(line + n, sizeof(line) - (size_t)n, ": %s", strerror(err));
+		(void)snprintf(line + n, sizeof(line) - (size_t)n, ": %s", strerror(err));
 	/* A stranger's bytes may reach a log line: keep it one printable line. */
 	for (char *p = line; *p; p++)
 		if ((unsigned char)*p < 0x20)
@@ -88,8 +90,11 @@ static void log_v(enum log_level lvl, const char *fmt, va_list ap, int err)
 		struct tm tm;
 
 		localtime_r(&now, &tm);
-		strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
-		fprintf(stderr, "%s %s[%d]: %s: %s\n", ts, log_ident, (int)getpid(), tag[lvl], line);
+		/* at most 26 bytes for any year an int holds: strftime cannot run out of room */
+		(void)strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
+		/* a log line that cannot be written has nowhere else to go */
+		(void)fprintf(stderr, "%s %s[%d]: %s: %s\n", ts, log_ident, (int)getpid(), tag[lvl],
+			      line);
 	} else {
 		syslog(prio[lvl], "%s", line);
 	}
@@ -101,7 +106,7 @@ static void log_v(enum log_level lvl, const char *fmt, va_list ap, int err)
 		int e = errno; \
 		va_list ap; \
 		va_start(ap, fmt); \
-		log_v(lvl, fmt, ap, witherr ? e : 0); \
+		log_v(lvl, fmt, ap, (witherr) ? e : 0); \
 		va_end(ap); \
 		errno = e; \
 	}

@@ -146,7 +146,7 @@ struct maildir *maildir_open(const struct maildir_opts *o, char **err)
 	m->dir_fd = m->tmp_fd = m->dest_fd = -1;
 	m->to_new = o->to_new;
 	if (!o->to_new)
-		snprintf(m->info, sizeof(m->info), ":2,%s", flags);
+		(void)snprintf(m->info, sizeof(m->info), ":2,%s", flags);   /* <= 26 flags: fits */
 	int root_fd = -1;
 	if (maildir_mkdirs(o->root) < 0 ||
 	    (root_fd = open(o->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||

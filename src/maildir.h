@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <time.h>
 
-#define MAILDIR_TMP_MAX_AGE_S (36 * 3600)
+#define MAILDIR_TMP_MAX_AGE_S (36L * 3600)
 
 struct maildir;
 

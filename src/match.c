@@ -75,8 +75,8 @@
 #define MATCH_FIRST_WINDOW_INTERP 16  /* the interpreter is about ten times slower per step */
 #define MATCH_MIN_WINDOW 8
 #define MATCH_SLICE_US 1000           /* target duration of one windowed call */
-#define MATCH_JIT_STACK_START (32 * 1024)
-#define MATCH_JIT_STACK_MAX (1024 * 1024)
+#define MATCH_JIT_STACK_START ((size_t)32 * 1024)
+#define MATCH_JIT_STACK_MAX ((size_t)1024 * 1024)
 #define MATCH_LEAD_CLOCK_EVERY 8      /* tries at the leads between two clock reads */
 #define MATCH_LEAD_MIN_GAP 16         /* bytes per lead place below which a search is cheaper */
 #define MATCH_BUDGET_STOP (-10000)    /* not a PCRE2 code: the rule's time budget ran out */
@@ -488,7 +488,7 @@ static void run_rule(struct run *st, size_t i, long long now)
 		return;
 	}
 	for (size_t h = 0; h < subj->n_headers; h++) {
-		if (strcasecmp(subj->header_names[h], r->header_name))
+		if (strcasecmp(subj->header_names[h], r->header_name) != 0)
 			continue;
 		int rc = run_text(st, i, r->target, (int)h, subj->header_values[h],
 				  subj->header_values[h] ? strlen(subj->header_values[h]) : 0, &bud);

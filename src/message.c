@@ -162,7 +162,7 @@ static const struct charset *charset_lookup(const char *name, size_t n)
 	if (n >= sizeof(low))
 		return NULL;
 	for (k = 0; k < n; k++)
-		low[k] = (name[k] >= 'A' && name[k] <= 'Z') ? (char)(name[k] - 'A' + 'a') : name[k];
+		low[k] = (char)((name[k] >= 'A' && name[k] <= 'Z') ? name[k] - 'A' + 'a' : name[k]);
 	low[k] = '\0';
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(charsets); i++)
 		if (!strcmp(low, charsets[i].name))
@@ -482,7 +482,7 @@ static void rfc2047_decode(const char *s, size_t n, struct strbuf *out, unsigned
 			ew_flush(&run, out, limits);
 			strbuf_append(out, s + lit, pos - lit);
 		}
-		if (run.cs && (run.cslen != w.cslen || strncasecmp(run.cs, w.cs, w.cslen)))
+		if (run.cs && (run.cslen != w.cslen || strncasecmp(run.cs, w.cs, w.cslen) != 0))
 			ew_flush(&run, out, limits);
 		if (!run.cs) {
 			run.cs = w.cs;
@@ -856,7 +856,7 @@ static size_t scan_param(const char *v, size_t n, size_t p, struct scan_params *
 	q = name_end;
 	while (q < n && (v[q] == ' ' || v[q] == '\t'))
 		q++;
-	if (q >= n || v[q] != '=' || name_end - p < 8 || strncasecmp(v + p, "boundary", 8))
+	if (q >= n || v[q] != '=' || name_end - p < 8 || strncasecmp(v + p, "boundary", 8) != 0)
 		return q;
 	q++;
 	while (q < n && (v[q] == ' ' || v[q] == '\t'))
@@ -1030,7 +1030,7 @@ static bool is_content_type_field(const char *p, size_t n)
 {
 	size_t i = 12;
 
-	if (n < 13 || strncasecmp(p, "content-type", 12))
+	if (n < 13 || strncasecmp(p, "content-type", 12) != 0)
 		return false;
 	while (i < n && (p[i] == ' ' || p[i] == '\t'))
 		i++;
@@ -1170,7 +1170,7 @@ static int scan_match(const struct scan *s, size_t p, size_t eol, bool *final)
 			const char *b = s->lv[k].boundary[j];
 			size_t bl = s->lv[k].blen[j];
 
-			if (!b || n < bl || memcmp(s->raw + p, b, bl))
+			if (!b || n < bl || memcmp(s->raw + p, b, bl) != 0)
 				continue;
 			if (n == bl) {
 				*final = false;

@@ -129,7 +129,7 @@ int metrics_parse_listen(const char *spec, struct sockaddr_storage *addr, sockle
 	}
 	/* No name service: "localhost" is the only name, and it means 127.0.0.1. */
 	if (strcasecmp(host, "localhost") == 0)
-		snprintf(host, sizeof(host), "127.0.0.1");
+		(void)snprintf(host, sizeof(host), "127.0.0.1");   /* fits */
 	if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
 		in->sin_family = AF_INET;
 		in->sin_port = htons((uint16_t)port);
@@ -252,13 +252,16 @@ static void serve_metrics(int fd, bool head_only, long long deadline)
 	char *body = NULL;
 	size_t blen = 0;
 	FILE *mem = open_memstream(&body, &blen);
+	bool lost;
 
 	if (!mem) {
 		respond_text(fd, "500 Internal Server Error", "", "out of memory\n", head_only, deadline);
 		return;
 	}
 	stats_write_prometheus(mem);
-	if (fclose(mem) != 0 || !body) {
+	/* a write that failed (out of memory) shows in the error flag; fclose may not report it */
+	lost = ferror(mem) != 0;
+	if (fclose(mem) != 0 || lost || !body) {
 		free(body);
 		respond_text(fd, "500 Internal Server Error", "", "out of memory\n", head_only, deadline);
 		return;

@@ -987,7 +987,7 @@ static size_t norm_pat_group(struct norm_pat *st, size_t i)
 	case 'C':
 		k++;
 		if (k < n && strchr("`'\"^%#${", p[k]) && p[k]) {
-			char close = p[k] == '{' ? '}' : p[k];
+			char close = (char)(p[k] == '{' ? '}' : p[k]);
 
 			for (k++; k < n; k++) {
 				if (p[k] == close) {

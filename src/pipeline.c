@@ -240,7 +240,7 @@ static char *raw_subject(const char *raw, size_t len)
 			for (;;) {
 				for (; p < eol; p++)
 					if (*p != '\r')
-						strbuf_putc(&b, *p == '\t' ? ' ' : *p);
+						strbuf_putc(&b, (char)(*p == '\t' ? ' ' : *p));
 				if (eol >= end || eol + 1 >= end || (eol[1] != ' ' && eol[1] != '\t'))
 					break;
 				p = eol + 1;

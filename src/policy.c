@@ -64,7 +64,7 @@ static void first_token(const char *v, char *out, size_t outsz)
 	       n + 1 < outsz) {
 		char c = *v++;
 
-		out[n++] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+		out[n++] = (char)((c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c);
 	}
 	out[n] = '\0';
 }

@@ -858,7 +858,7 @@ static size_t lint_probes(const struct ruleset *rs, const struct config *cfg, st
 	struct probe pr[8] = { { 0 } };
 	size_t found = 0;
 	pcre2_match_context *mc = pcre2_match_context_create(NULL);
-	pcre2_jit_stack *js = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, NULL);
+	pcre2_jit_stack *js = pcre2_jit_stack_create((size_t)32 * 1024, (size_t)1024 * 1024, NULL);
 	pcre2_match_data *md = pcre2_match_data_create(1, NULL);
 	int np = probes_make(pr);
 
@@ -953,7 +953,7 @@ void rules_lint(const struct ruleset *rs, const struct config *cfg, struct diag 
 	for (size_t i = 0; i < rs->n_rules; i++) {
 		const struct rule *r = &rs->rules[i];
 
-		if (!last || strcmp(last, r->file)) {
+		if (!last || strcmp(last, r->file) != 0) {
 			lint_file_mode(r->file, d);
 			last = r->file;
 		}

@@ -303,7 +303,7 @@ static void ls_move(struct lset *dst, struct lset *src)
 	memset(src, 0, sizeof(*src));
 }
 
-#define LS_BUILD_MAX (4 * AN_MAX_SET)
+#define LS_BUILD_MAX ((size_t)4 * AN_MAX_SET)
 
 /* Append s (fin: complete) without looking for it first (ls_dedupe afterwards); past
  * LS_BUILD_MAX strings, or a string past AN_MAX_LEN, the set is any. */
@@ -467,7 +467,7 @@ static size_t ls_count_cut(const struct ls_ent *e, size_t n, size_t cut)
 	for (size_t k = 1; k < n; k++) {
 		size_t a = e[k - 1].len < cut ? e[k - 1].len : cut, b = e[k].len < cut ? e[k].len : cut;
 
-		count += a != b || memcmp(e[k - 1].s, e[k].s, a);
+		count += a != b || memcmp(e[k - 1].s, e[k].s, a) != 0;
 	}
 	return count;
 }
@@ -851,7 +851,7 @@ static void parse_group(struct an_parser *ps, struct aset *out, struct lset *lea
 		return;
 	}
 	if (i < n && p[i] == '?') {
-		char k = i + 1 < n ? p[i + 1] : 0;
+		char k = (char)(i + 1 < n ? p[i + 1] : '\0');
 
 		if (k == ':' || k == '|' || k == '>') {
 			i += 2;

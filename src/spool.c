@@ -92,6 +92,16 @@ static long long spool_name_field(const char *name, char tag)
 	return -1;
 }
 
+/* The seconds a name starts with, or -1 when it does not start with a digit (not a name
+ * maildir.c made; it sorts first, as before). strtoll saturates a number too large for a long
+ * long, which only puts that name last: as a sort key nothing more needs checking. */
+static long long spool_name_sec(const char *name)
+{
+	if (name[0] < '0' || name[0] > '9')
+		return -1;
+	return strtoll(name, NULL, 10);
+}
+
 /* Oldest first. A name is "<sec>.M<usec>P<pid>Q<n>.<host>" and the microseconds are not
  * zero-padded, so the fields are compared as numbers: as strings "M99876" sorts after
  * "M100023" of the same second. */
@@ -100,9 +110,9 @@ static int spool_entry_cmp(const void *a, const void *b)
 	const struct spool_entry *x = a, *y = b;
 	if (x->state != y->state)
 		return (int)x->state - (int)y->state;
-	long long kx[3] = { atoll(x->name), spool_name_field(x->name, 'M'),
+	long long kx[3] = { spool_name_sec(x->name), spool_name_field(x->name, 'M'),
 			    spool_name_field(x->name, 'Q') };
-	long long ky[3] = { atoll(y->name), spool_name_field(y->name, 'M'),
+	long long ky[3] = { spool_name_sec(y->name), spool_name_field(y->name, 'M'),
 			    spool_name_field(y->name, 'Q') };
 	for (int i = 0; i < 3; i++)
 		if (kx[i] != ky[i])
@@ -110,8 +120,13 @@ static int spool_entry_cmp(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-static int spool_scan(int dirfd, enum spool_state st, size_t max, struct spool_entry **v,
-		      size_t *n, size_t *cap)
+/* The entries found so far, growing: at most max. */
+struct spool_listing {
+	struct spool_entry *v;
+	size_t n, cap, max;
+};
+
+static int spool_scan(int dirfd, enum spool_state st, struct spool_listing *l)
 {
 	int fd = dup(dirfd);
 	if (fd < 0)
@@ -124,27 +139,27 @@ static int spool_scan(int dirfd, enum spool_state st, size_t max, struct spool_e
 	rewinddir(dir);
 	struct dirent *de;
 	int rc = 0;
-	while ((de = readdir(dir)) != NULL && *n < max) {
+	while ((de = readdir(dir)) != NULL && l->n < l->max) {
 		struct stat sb;
 		if (de->d_name[0] == '.' || fstatat(dirfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
 		    !S_ISREG(sb.st_mode))
 			continue;
-		if (*n == *cap) {
-			size_t nc = *cap ? *cap * 2 : 32;
-			struct spool_entry *nv = realloc(*v, nc * sizeof(*nv));
+		if (l->n == l->cap) {
+			size_t nc = l->cap ? l->cap * 2 : 32;
+			struct spool_entry *nv = realloc(l->v, nc * sizeof(*nv));
 			if (!nv) {
 				rc = -1;
 				break;
 			}
-			*v = nv;
-			*cap = nc;
+			l->v = nv;
+			l->cap = nc;
 		}
 		char *name = util_strdup(de->d_name);
 		if (!name) {
 			rc = -1;
 			break;
 		}
-		(*v)[(*n)++] = (struct spool_entry){ name, st, sb.st_size, sb.st_mtime };
+		l->v[l->n++] = (struct spool_entry){ name, st, sb.st_size, sb.st_mtime };
 	}
 	closedir(dir);
 	return rc;
@@ -153,19 +168,18 @@ static int spool_scan(int dirfd, enum spool_state st, size_t max, struct spool_e
 int spool_list(struct spool *s, int with_failed, size_t max, struct spool_entry **out,
 	       size_t *n)
 {
-	struct spool_entry *v = NULL;
-	size_t cnt = 0, cap = 0;
-	int rc = spool_scan(maildir_dest_fd(s->md), SPOOL_WAITING, max, &v, &cnt, &cap);
+	struct spool_listing l = { .v = NULL, .n = 0, .cap = 0, .max = max };
+	int rc = spool_scan(maildir_dest_fd(s->md), SPOOL_WAITING, &l);
 	if (rc == 0 && with_failed)
-		rc = spool_scan(s->failed_fd, SPOOL_FAILED, max, &v, &cnt, &cap);
+		rc = spool_scan(s->failed_fd, SPOOL_FAILED, &l);
 	if (rc < 0) {
-		spool_list_free(v, cnt);
+		spool_list_free(l.v, l.n);
 		return -1;
 	}
-	if (cnt > 1)
-		qsort(v, cnt, sizeof(*v), spool_entry_cmp);
-	*out = v;
-	*n = cnt;
+	if (l.n > 1)
+		qsort(l.v, l.n, sizeof(*l.v), spool_entry_cmp);
+	*out = l.v;
+	*n = l.n;
 	return 0;
 }
 

@@ -48,7 +48,7 @@ static const char *const names[STATS_COUNTER_MAX] = {
 
 /* Rule hits: open addressing over twice STATS_MAX_RULES slots. A slot's name is set once (under
  * rule_lock) and never changes or moves, so readers probe without the lock. */
-#define RULE_SLOTS (2 * STATS_MAX_RULES)
+#define RULE_SLOTS ((size_t)2 * STATS_MAX_RULES)
 static _Atomic(char *) rule_names[RULE_SLOTS];
 static _Atomic uint64_t rule_hits[RULE_SLOTS];
 static _Atomic uint64_t rule_hits_dropped;
@@ -111,34 +111,40 @@ void stats_rule_hit(const char *name)
 		atomic_fetch_add_explicit(&rule_hits_dropped, 1, memory_order_relaxed);
 }
 
+/*
+ * The writers below do not check each fprintf/fputs/fputc ((void) casts): a failed write
+ * leaves fp's error flag set, and every caller of stats_write_prometheus() checks ferror()
+ * once at the end (stats_write_file() here, serve_metrics() in metrics.c).
+ */
+
 /* Prometheus label values: escape backslash, quote and newline; drop other controls. */
 static void write_label(FILE *fp, const char *s)
 {
 	for (; *s; s++) {
 		if (*s == '\\' || *s == '"')
-			fprintf(fp, "\\%c", *s);
+			(void)fprintf(fp, "\\%c", *s);
 		else if (*s == '\n')
-			fputs("\\n", fp);
+			(void)fputs("\\n", fp);
 		else if ((unsigned char)*s >= 0x20 && *s != 0x7f)
-			fputc(*s, fp);
+			(void)fputc(*s, fp);
 	}
 }
 
 static void write_rule_hits(FILE *fp)
 {
-	fprintf(fp, "# TYPE amends_rule_hits_total counter\n");
+	(void)fprintf(fp, "# TYPE amends_rule_hits_total counter\n");
 	for (size_t i = 0; i < RULE_SLOTS; i++) {
 		char *nm = atomic_load_explicit(&rule_names[i], memory_order_acquire);
 
 		if (!nm)
 			continue;
-		fputs("amends_rule_hits_total{rule=\"", fp);
+		(void)fputs("amends_rule_hits_total{rule=\"", fp);
 		write_label(fp, nm);
-		fprintf(fp, "\"} %llu\n", (unsigned long long)atomic_load(&rule_hits[i]));
+		(void)fprintf(fp, "\"} %llu\n", (unsigned long long)atomic_load(&rule_hits[i]));
 	}
-	fprintf(fp, "# TYPE amends_rule_hits_dropped_total counter\n");
-	fprintf(fp, "amends_rule_hits_dropped_total %llu\n",
-		(unsigned long long)atomic_load(&rule_hits_dropped));
+	(void)fprintf(fp, "# TYPE amends_rule_hits_dropped_total counter\n");
+	(void)fprintf(fp, "amends_rule_hits_dropped_total %llu\n",
+		      (unsigned long long)atomic_load(&rule_hits_dropped));
 }
 
 void stats_inc(enum stats_counter c) { stats_add(c, 1); }
@@ -162,8 +168,9 @@ const char *stats_name(enum stats_counter c)
 
 void stats_category(int idx, const char *name)
 {
+	/* a name past 31 bytes is cut in the metrics label (config does not bound it) */
 	if (idx >= 0 && idx < STATS_MAX_CATEGORIES)
-		snprintf(category_names[idx], sizeof(category_names[idx]), "%s", name);
+		(void)snprintf(category_names[idx], sizeof(category_names[idx]), "%s", name);
 }
 
 void stats_verdict(int idx)
@@ -190,26 +197,28 @@ void stats_write_prometheus(FILE *fp)
 	size_t i;
 
 	for (i = 0; i < STATS_COUNTER_MAX; i++) {
-		fprintf(fp, "# TYPE amends_%s_total counter\n", names[i]);
-		fprintf(fp, "amends_%s_total %llu\n", names[i], (unsigned long long)stats_get(i));
+		(void)fprintf(fp, "# TYPE amends_%s_total counter\n", names[i]);
+		(void)fprintf(fp, "amends_%s_total %llu\n", names[i],
+			      (unsigned long long)stats_get(i));
 	}
-	fprintf(fp, "# TYPE amends_verdicts_total counter\n");
+	(void)fprintf(fp, "# TYPE amends_verdicts_total counter\n");
 	for (i = 0; i < STATS_MAX_CATEGORIES; i++)
 		if (category_names[i][0])
-			fprintf(fp, "amends_verdicts_total{category=\"%s\"} %llu\n", category_names[i],
-				(unsigned long long)atomic_load(&category_counts[i]));
-	fprintf(fp, "# TYPE amends_message_seconds histogram\n");
+			(void)fprintf(fp, "amends_verdicts_total{category=\"%s\"} %llu\n",
+				      category_names[i],
+				      (unsigned long long)atomic_load(&category_counts[i]));
+	(void)fprintf(fp, "# TYPE amends_message_seconds histogram\n");
 	for (i = 0; i <= N_BOUNDS; i++) {
 		cum += atomic_load(&latency_buckets[i]);
 		if (i < N_BOUNDS)
-			fprintf(fp, "amends_message_seconds_bucket{le=\"%g\"} %llu\n",
-				latency_bounds_us[i] / 1e6, (unsigned long long)cum);
+			(void)fprintf(fp, "amends_message_seconds_bucket{le=\"%g\"} %llu\n",
+				      (double)latency_bounds_us[i] / 1e6, (unsigned long long)cum);
 		else
-			fprintf(fp, "amends_message_seconds_bucket{le=\"+Inf\"} %llu\n",
-				(unsigned long long)cum);
+			(void)fprintf(fp, "amends_message_seconds_bucket{le=\"+Inf\"} %llu\n",
+				      (unsigned long long)cum);
 	}
-	fprintf(fp, "amends_message_seconds_sum %g\n", atomic_load(&latency_sum_us) / 1e6);
-	fprintf(fp, "amends_message_seconds_count %llu\n", (unsigned long long)cum);
+	(void)fprintf(fp, "amends_message_seconds_sum %g\n", atomic_load(&latency_sum_us) / 1e6);
+	(void)fprintf(fp, "amends_message_seconds_count %llu\n", (unsigned long long)cum);
 	write_rule_hits(fp);
 }
 
@@ -227,11 +236,15 @@ int stats_write_file(const char *path)
 		goto out;
 	stats_write_prometheus(fp);
 	if (fflush(fp) != 0 || ferror(fp)) {
-		fclose(fp);
+		(void)fclose(fp);   /* already failed; the file is removed */
 		unlink(tmp.s);
 		goto out;
 	}
-	fclose(fp);
+	/* close can still fail (a deferred write error, NFS): never rename a short snapshot in */
+	if (fclose(fp) != 0) {
+		unlink(tmp.s);
+		goto out;
+	}
 	if (rename(tmp.s, path) < 0) {
 		unlink(tmp.s);
 		goto out;

@@ -266,7 +266,8 @@ static int tally_try_open(struct tally *t)
 	if (atomic_load(&t->ready)) {
 		rc = 0;
 	} else if (t->be->open(t, t->where, &err) < 0) {
-		snprintf(t->open_err, sizeof(t->open_err), "%s", err ? err : "open failed");
+		/* the reason for later messages; one cut at 255 bytes still says what failed */
+		(void)snprintf(t->open_err, sizeof(t->open_err), "%s", err ? err : "open failed");
 		tally_set_error("store not open: %s", t->open_err);
 		rc = -1;
 	} else {
@@ -289,7 +290,7 @@ struct tally *tally_open_retrying(const struct config *cfg, char **err)
 	}
 	/* Soft: a read-only or full state dir must not keep mail from being answered and tagged;
 	 * every call retries the open until the fault clears. */
-	snprintf(t->open_err, sizeof(t->open_err), "%s", *err ? *err : "open failed");
+	(void)snprintf(t->open_err, sizeof(t->open_err), "%s", *err ? *err : "open failed");
 	return t;
 }
 
@@ -501,19 +502,19 @@ static int event_ok(const struct tally_event *ev)
 
 /* ---- the interface -------------------------------------------------------------------------- */
 
-/* WITH_CONN checks a connection out; every use gives it back with pool_put(). */
-#define WITH_CONN(t, conn)                      \
-	void *conn;                             \
-	tally_errbuf[0] = '\0';                 \
-	if (!(t)) {                             \
-		tally_set_error("no tally");    \
-		return -1;                      \
-	}                                       \
-	if (tally_try_open(t) < 0)              \
-		return -1;                      \
-	conn = pool_get(t);                     \
-	if (!conn)                              \
-		return -1
+/* conn_checkout - clear the last error and check a connection out (NULL with the reason set);
+ * every caller gives it back with pool_put(). */
+static void *conn_checkout(struct tally *t)
+{
+	tally_errbuf[0] = '\0';
+	if (!t) {
+		tally_set_error("no tally");
+		return NULL;
+	}
+	if (tally_try_open(t) < 0)
+		return NULL;
+	return pool_get(t);
+}
 
 int tally_record(struct tally *t, const char *sender, const struct tally_event *ev,
 		 struct tally_counts *after)
@@ -526,7 +527,10 @@ int tally_record(struct tally *t, const char *sender, const struct tally_event *
 	if (!sender_ok(sender) || !event_ok(ev))
 		return -1;
 	{
-		WITH_CONN(t, conn);
+		void *conn = conn_checkout(t);
+
+		if (!conn)
+			return -1;
 		rc = t->be->record(t, conn, sender, ev, after ? after : &tmp);
 		pool_put(t, conn, rc);
 	}
@@ -544,7 +548,10 @@ int tally_counts(struct tally *t, const char *sender, time_t now, struct tally_c
 	if (!sender_ok(sender))
 		return -1;
 	{
-		WITH_CONN(t, conn);
+		void *conn = conn_checkout(t);
+
+		if (!conn)
+			return -1;
 		rc = t->be->counts(t, conn, sender, now, out);
 		pool_put(t, conn, rc);
 	}
@@ -584,7 +591,10 @@ int tally_seen(struct tally *t, const char *sender, time_t *first, time_t *last)
 	if (!sender_ok(sender))
 		return -1;
 	{
-		WITH_CONN(t, conn);
+		void *conn = conn_checkout(t);
+
+		if (!conn)
+			return -1;
 		return pool_put(t, conn, t->be->seen(t, conn, sender, first, last));
 	}
 }
@@ -601,7 +611,10 @@ int tally_history(struct tally *t, const char *sender, size_t max, struct tally_
 	if (max == 0)
 		return 0;
 	{
-		WITH_CONN(t, conn);
+		void *conn = conn_checkout(t);
+
+		if (!conn)
+			return -1;
 		rc = t->be->history(t, conn, sender, max, out);
 		pool_put(t, conn, rc);
 	}
@@ -642,7 +655,10 @@ int tally_draft_claim(struct tally *t, const char *sender, const char *kind, tim
 	if (!sender_ok(sender) || !kind_ok(kind))
 		return -1;
 	{
-		WITH_CONN(t, conn);
+		void *conn = conn_checkout(t);
+
+		if (!conn)
+			return -1;
 		return pool_put(t, conn, t->be->claim(t, conn, sender, kind, now));
 	}
 }
@@ -652,7 +668,10 @@ int tally_draft_unclaim(struct tally *t, const char *sender, const char *kind, t
 	if (!sender_ok(sender) || !kind_ok(kind))
 		return -1;
 	{
-		WITH_CONN(t, conn);
+		void *conn = conn_checkout(t);
+
+		if (!conn)
+			return -1;
 		return pool_put(t, conn, t->be->unclaim(t, conn, sender, kind, when));
 	}
 }
@@ -668,7 +687,10 @@ int tally_top(struct tally *t, size_t n, struct tally_sender_summary **out, size
 	if (n == 0)
 		return 0;
 	{
-		WITH_CONN(t, conn);
+		void *conn = conn_checkout(t);
+
+		if (!conn)
+			return -1;
 		rc = t->be->top(t, conn, n, clock_now(), out, nout);
 		pool_put(t, conn, rc);
 	}
@@ -696,7 +718,10 @@ int tally_reset(struct tally *t, const char *sender)
 	if (!sender_ok(sender))
 		return -1;
 	{
-		WITH_CONN(t, conn);
+		void *conn = conn_checkout(t);
+
+		if (!conn)
+			return -1;
 		return pool_put(t, conn, t->be->reset(t, conn, sender));
 	}
 }
@@ -706,13 +731,19 @@ int tally_forget(struct tally *t, const char *sender)
 	if (!sender_ok(sender))
 		return -1;
 	{
-		WITH_CONN(t, conn);
+		void *conn = conn_checkout(t);
+
+		if (!conn)
+			return -1;
 		return pool_put(t, conn, t->be->forget(t, conn, sender));
 	}
 }
 
 int tally_prune(struct tally *t, time_t now)
 {
-	WITH_CONN(t, conn);
+	void *conn = conn_checkout(t);
+
+	if (!conn)
+		return -1;
 	return pool_put(t, conn, t->be->prune(t, conn, now));
 }

@@ -325,7 +325,7 @@ static struct timeval rd_tv(const struct tally *t)
 	struct timeval tv;
 
 	tv.tv_sec = t->set.redis_timeout_ms / 1000;
-	tv.tv_usec = (t->set.redis_timeout_ms % 1000) * 1000;
+	tv.tv_usec = (suseconds_t)(t->set.redis_timeout_ms % 1000) * 1000;
 	return tv;
 }
 

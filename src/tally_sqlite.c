@@ -151,7 +151,7 @@ struct sq_member {
 	bool done;
 	bool combine;                 /* this thread is the combiner now */
 	int rc;
-	char err[200];
+	char err[200];                /* the reason, for the waiter's thread; a longer one is cut */
 };
 
 struct sq_conn {
@@ -933,7 +933,7 @@ static void sq_combine(struct tally *t, struct sq_member *me)
 	for (size_t i = 0; i < n; i++) {
 		batch[i]->rc = rc;
 		if (rc < 0)
-			snprintf(batch[i]->err, sizeof(batch[i]->err), "%s", tally_error());
+			(void)snprintf(batch[i]->err, sizeof(batch[i]->err), "%s", tally_error());
 		batch[i]->done = true;
 		if (batch[i] != me)
 			pthread_cond_signal(&batch[i]->wake);
@@ -993,7 +993,7 @@ static int sq_record(struct tally *t, void *conn, const char *sender,
 			if (s->q_tail == &me)
 				s->q_tail = prev;
 			me.rc = sq_busy(t);
-			snprintf(me.err, sizeof(me.err), "%s", tally_error());
+			(void)snprintf(me.err, sizeof(me.err), "%s", tally_error());
 			break;
 		}
 	}

@@ -315,7 +315,7 @@ bool template_lang_available(const struct config *cfg, const char *lang)
 
 /* ---- sets -------------------------------------------------------------------------------- */
 
-#define TEMPLATE_SET_MAX ((CONFIG_MAX_LANGS + 5) * 3)
+#define TEMPLATE_SET_MAX ((size_t)(CONFIG_MAX_LANGS + 5) * 3)
 
 struct template_set {
 	struct {
@@ -357,7 +357,8 @@ struct template_set *template_set_load(const struct config *cfg, struct diag *d)
 			struct template *t = template_load(cfg, langs[i], template_kinds[k], d);
 			if (!t)
 				continue;
-			snprintf(s->v[s->n].lang, sizeof(s->v[s->n].lang), "%s", langs[i]);
+			/* template_lang_available() took only names under 16 bytes: it fits */
+			(void)snprintf(s->v[s->n].lang, sizeof(s->v[s->n].lang), "%s", langs[i]);
 			s->v[s->n].kind = template_kinds[k];
 			s->v[s->n].t = t;
 			s->n++;

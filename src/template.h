@@ -22,7 +22,7 @@
 #include "diag.h"
 #include "util.h"
 
-#define TEMPLATE_MAX_BYTES (64 * 1024)
+#define TEMPLATE_MAX_BYTES ((size_t)64 * 1024)
 
 struct template;
 

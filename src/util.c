@@ -109,8 +109,11 @@ int strbuf_vprintf(struct strbuf *b, const char *fmt, va_list ap)
 			b->oom = true;
 			return -1;
 		}
-		vsnprintf(big, (size_t)n + 1, fmt, ap);
-		rc = strbuf_append(b, big, (size_t)n);
+		/* the same format and arguments again: anything but n bytes would append garbage */
+		if (vsnprintf(big, (size_t)n + 1, fmt, ap) != n)
+			rc = -1;
+		else
+			rc = strbuf_append(b, big, (size_t)n);
 		free(big);
 		return rc;
 	}
