@@ -421,6 +421,10 @@ static void load_categories(struct cfgctx *x, const config_setting_t *s)
 				     != strlen(cat->name)) {
 			diag_error(x->d, x->file, line_of(e),
 				   "category name must be lowercase letters, digits, _ or - (got \"%s\")", cat->name);
+		} else if (strlen(cat->name) > CONFIG_CATEGORY_NAME_MAX) {
+			diag_error(x->d, x->file, line_of(e),
+				   "category name \"%s\" is longer than %d characters", cat->name,
+				   CONFIG_CATEGORY_NAME_MAX);
 		} else if (config_category_index(x->c, cat->name) >= 0) {
 			diag_error(x->d, x->file, line_of(e), "duplicate category \"%s\"", cat->name);
 		}

@@ -18,6 +18,9 @@
 #include "diag.h"
 
 #define CONFIG_MAX_CATEGORIES 32
+/* A category name's longest (bytes): the metrics keep names of this size (stats.c), and two
+ * names cut to the same prefix would be one Prometheus series twice. */
+#define CONFIG_CATEGORY_NAME_MAX 31
 #define CONFIG_MAX_LANGS 16
 
 struct config_category {

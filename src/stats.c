@@ -15,7 +15,9 @@
 
 static _Atomic uint64_t counters[STATS_COUNTER_MAX];
 static _Atomic uint64_t category_counts[STATS_MAX_CATEGORIES];
-static char category_names[STATS_MAX_CATEGORIES][32];
+/* as long as a category name may be (CONFIG_CATEGORY_NAME_MAX in config.h, which stats does
+ * not include: the config checks the length when it loads) */
+static char category_names[STATS_MAX_CATEGORIES][31 + 1];
 
 /* Latency buckets (microseconds), Prometheus-style cumulative on output. */
 static const long latency_bounds_us[] = { 250, 500, 1000, 2000, 5000, 10000, 25000, 50000,

@@ -96,6 +96,7 @@ static void test_errors(void **state)
 		{ "rules = {\n  dir = \"r\";\n  unsafe_rules = \"warn\";\n};\n", 3, "rules.unsafe_rules" },
 		{ "categories = ( { name = \"Bad Name\"; } );\n", 1, "lowercase" },
 		{ "categories = ( { name = \"a\"; }, { name = \"a\"; } );\n", 1, "duplicate category" },
+		{ "categories = ( { name = \"a234567890123456789012345678901x\"; } );\n", 1, "longer than 31" },
 		{ "drafts = { folder = \"../etc\"; };\n", 1, "drafts.folder" },
 		{ "drafts = { flags = \"S\"; };\n", 1, "drafts.flags" },
 		{ "milter = { socket = \"unix:/x\" \n", 2, "syntax error" },
