@@ -856,6 +856,31 @@ static void late_req(struct draft_request *req, struct late_counts *c)
 	req->late_free = late_free_cb;
 }
 
+/* A drafter on cfg after making its Maildir's cur/ again (a test removed it). */
+static struct drafter *reopen_drafter(const char *cur)
+{
+	char *err = NULL;
+	struct drafter *dr;
+
+	assert_int_equal(mkdir(cur, 0700), 0);
+	dr = drafter_open(cfg, &err);
+	if (!dr)
+		fail_msg("drafter_open: %s", err);
+	return dr;
+}
+
+/* Submit expecting -1 (the caller is told), then close the drafter. */
+static void submit_fails_and_close(struct drafter *dr, struct draft_request *req,
+				   struct late_counts *c)
+{
+	char *err = NULL;
+
+	late_req(req, c);
+	assert_int_equal(drafter_submit(dr, cfg, req, &err), -1);
+	free(err);
+	drafter_close(dr);
+}
+
 /* Not waiting (eom_budget_ms 0, the default): submit returns before the write; a write that
  * fails then reaches late_failure exactly once, a good one never; late_arg is freed once per
  * submit either way. Waiting (budget > 0) the caller gets -1 itself and no callback. */
@@ -899,28 +924,16 @@ static void test_drafter_late_failure(void **state)
 	assert_int_equal(bad.freed, 4);
 
 	/* waiting, the caller hears of the failure itself */
-	assert_int_equal(mkdir(cur, 0700), 0);
 	cfg->drafts.eom_budget_ms = 5000;
-	dr = drafter_open(cfg, &err);
-	assert_non_null(dr);
+	dr = reopen_drafter(cur);
 	rm_tree(cur);
-	late_req(&req, &waited);
-	err = NULL;
-	assert_int_equal(drafter_submit(dr, cfg, &req, &err), -1);
-	free(err);
-	drafter_close(dr);
+	submit_fails_and_close(dr, &req, &waited);
 	assert_int_equal(waited.failures, 0);
 	assert_int_equal(waited.freed, 1);
 	/* a compose failure frees late_arg too */
-	assert_int_equal(mkdir(cur, 0700), 0);
-	dr = drafter_open(cfg, &err);
-	assert_non_null(dr);
+	dr = reopen_drafter(cur);
 	t.m.from_addr = (char *)"not an address";
-	late_req(&req, &waited);
-	err = NULL;
-	assert_int_equal(drafter_submit(dr, cfg, &req, &err), -1);
-	free(err);
-	drafter_close(dr);
+	submit_fails_and_close(dr, &req, &waited);
 	assert_int_equal(waited.failures, 0);
 	assert_int_equal(waited.freed, 2);
 }
