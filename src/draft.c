@@ -47,7 +47,11 @@
 #define DRAFT_MSGID_MAX 250
 #define DRAFT_MAX_BYTES ((size_t)1024 * 1024)  /* whole draft: a hard cap on every strbuf */
 #define DRAFT_HDR_WIDTH 76             /* fold before this column (RFC 5322 says 78) */
-#define DRAFT_QUEUE_MAX 64
+/* Drafts queued for the writer: nobody waits for them by default (eom_budget_ms 0), so a burst
+ * of draft-due mail queues; bounded in count and in bytes (a draft quotes up to 16 KiB). Past
+ * either bound a draft is refused at once: counted, logged, its claim given back. */
+#define DRAFT_QUEUE_MAX 256
+#define DRAFT_QUEUE_MAX_BYTES ((size_t)4 * 1024 * 1024)
 
 static const char *const draft_kind_names[] = {
 	[POLICY_DRAFT_PARTWAYS] = "partways",
@@ -1111,6 +1115,7 @@ struct drafter {
 	pthread_cond_t cv_work, cv_done;
 	struct draft_job *head, *tail;
 	size_t qlen;
+	size_t qbytes;                 /* sum of the queued drafts' sizes */
 	bool stop;
 };
 
@@ -1182,6 +1187,7 @@ static void *draft_writer_main(void *arg)
 		if (!d->head)
 			d->tail = NULL;
 		d->qlen--;
+		d->qbytes -= j->len;
 		pthread_mutex_unlock(&d->mu);
 		int rc = draft_write(d, j);
 		pthread_mutex_lock(&d->mu);
@@ -1299,7 +1305,7 @@ int drafter_submit(struct drafter *d, const struct config *cfg, const struct dra
 	long budget = cfg->drafts.eom_budget_ms > 0 ? cfg->drafts.eom_budget_ms : 0;
 	long long deadline = util_now_ms() + budget;
 	pthread_mutex_lock(&d->mu);
-	if (d->qlen >= DRAFT_QUEUE_MAX || d->stop) {
+	if (d->qlen >= DRAFT_QUEUE_MAX || d->qbytes + j->len > DRAFT_QUEUE_MAX_BYTES || d->stop) {
 		pthread_mutex_unlock(&d->mu);
 		stats_inc(STATS_DRAFTS_FAILED);
 		util_seterr(err, "draft writer is %zu drafts behind; dropped", d->qlen);
@@ -1312,6 +1318,7 @@ int drafter_submit(struct drafter *d, const struct config *cfg, const struct dra
 		d->head = j;
 	d->tail = j;
 	d->qlen++;
+	d->qbytes += j->len;
 	pthread_cond_signal(&d->cv_work);
 	while (budget > 0 && !j->done) {
 		long long left = deadline - util_now_ms();
