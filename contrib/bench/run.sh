@@ -36,6 +36,8 @@
 #        BENCH_SWEEP="100 300 1000" BENCH_CORPUS=$src/../shared/corpus/dev/messages
 #        BENCH_VARIANTS="null amends amends-normal gen latency" BENCH_KEEP=1 (keep the temp dir)
 #        BENCH_RATE=auto BENCH_ARRIVALS=poisson|even BENCH_SEED=1
+#        BENCH_EOM_BUDGET_MS=N (drafts.eom_budget_ms for every amends variant; default: the
+#        shipped 0, the reply does not wait for the draft; 500 was the default before round 8)
 # The run takes about ROUNDS x (5 + sweep size) x (SECONDS + 1-2 s): under 5 minutes by default.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
@@ -86,17 +88,24 @@ done
 # conf_for NAME RULES_DIR SYNC - the shipped amends.conf with private paths; fails loudly when
 # the shipped file no longer has the lines we rewrite.
 conf_for() {
-	local name=$1 rules=$2 sync=$3 f="$work/$1.conf"
+	local name=$1 rules=$2 sync=$3 f="$work/$1.conf" eom=()
+	[ -n "${BENCH_EOM_BUDGET_MS:-}" ] &&
+		eom=(-e "s|eom_budget_ms = [0-9]*;|eom_budget_ms = $BENCH_EOM_BUDGET_MS;|")
 	sed -e "s|^state_dir = .*|state_dir = \"$work/state-$name\";|" \
 	    -e "s|^\([[:space:]]*dir[[:space:]]*=[[:space:]]*\)\"[^\"]*\"|\1\"$rules\"|" \
 	    -e "s|templates_dir = \"templates\";|templates_dir = \"$src/conf/templates\";|" \
 	    -e "s|longstanding_file = \"longstanding.txt\";|longstanding_file = \"$src/conf/longstanding.txt\";|" \
 	    -e "s|sqlite_synchronous = \"[a-z]*\";|sqlite_synchronous = \"$sync\";|" \
+	    "${eom[@]}" \
 	    "$src/conf/amends.conf" >"$f"
 	for k in "state_dir = \"$work/state-$name\"" "dir = \"$rules\"" "$src/conf/templates" \
 	    "$src/conf/longstanding.txt" "sqlite_synchronous = \"$sync\"" "enabled = true"; do
 		grep -qF "$k" "$f" || { echo "bench: cannot set '$k' in $f" >&2; exit 1; }
 	done
+	if [ -n "${BENCH_EOM_BUDGET_MS:-}" ] && ! grep -qF "eom_budget_ms = $BENCH_EOM_BUDGET_MS;" "$f"; then
+		echo "bench: cannot set eom_budget_ms in $f" >&2
+		exit 1
+	fi
 }
 conf_for amends "$src/rules" full
 conf_for amends-normal "$src/rules" normal
