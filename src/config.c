@@ -83,7 +83,6 @@ static void config_defaults(struct config *c)
 	c->rules.target_cap_bytes = 50000;
 	c->rules.deadline_ms = 50;
 	set_str(&c->rules.longstanding_file, "");
-	set_str(&c->rules.unsafe_rules, "refuse");
 	c->rules.refuse_unsafe = true;
 
 	c->n_categories = UTIL_ARRAY_LEN(default_categories);
@@ -375,11 +374,17 @@ static void load_rules(struct cfgctx *x, const config_setting_t *s)
 	GET_NUM(x, s, "target_cap_bytes", 256, 1LL << 28, r->target_cap_bytes);
 	GET_NUM(x, s, "deadline_ms", 1, 60000, r->deadline_ms);
 	get_string(x, s, "longstanding_file", &r->longstanding_file);
-	get_string(x, s, "unsafe_rules", &r->unsafe_rules);
-	if (strcmp(r->unsafe_rules, "refuse") != 0 && strcmp(r->unsafe_rules, "contain") != 0)
-		diag_error(x->d, x->file, line_of(s ? config_setting_get_member(s, "unsafe_rules") : NULL),
-			   "rules.unsafe_rules: expected \"refuse\" or \"contain\"");
-	r->refuse_unsafe = strcmp(r->unsafe_rules, "contain") != 0;
+	{
+		char *mode = NULL;
+
+		get_string(x, s, "unsafe_rules", &mode);
+		if (mode && strcmp(mode, "refuse") != 0 && strcmp(mode, "contain") != 0)
+			diag_error(x->d, x->file, line_of(config_setting_get_member(s, "unsafe_rules")),
+				   "rules.unsafe_rules: expected \"refuse\" or \"contain\"");
+		else if (mode)
+			r->refuse_unsafe = strcmp(mode, "refuse") == 0;
+		free(mode);
+	}
 }
 
 static void load_categories(struct cfgctx *x, const config_setting_t *s)
@@ -842,7 +847,7 @@ static void config_free(struct config *c)
 	free(c->path); free(c->basedir); free(c->state_dir);
 	free(c->milter.socket); free(c->milter.socket_group); free(c->milter.user);
 	free(c->milter.pidfile); free(c->milter.log_level); free(c->milter.log_facility);
-	free(c->rules.dir); free(c->rules.longstanding_file); free(c->rules.unsafe_rules);
+	free(c->rules.dir); free(c->rules.longstanding_file);
 	for (i = 0; i < c->n_categories; i++) {
 		free(c->categories[i].name);
 		free(c->categories[i].subject_tag);

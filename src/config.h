@@ -70,9 +70,9 @@ struct config_rules {
 	size_t target_cap_bytes;    /* text per rule per target */
 	long deadline_ms;           /* whole rule phase per message */
 	char *longstanding_file;    /* addresses and @domains, reloaded with the rules ("" = none) */
-	char *unsafe_rules;         /* "refuse" (a rule that can backtrack catastrophically fails the
-				     * load) or "contain" (it loads; the match limits stop it) */
-	bool refuse_unsafe;         /* unsafe_rules is "refuse" */
+	bool refuse_unsafe;         /* unsafe_rules = "refuse" (default: a rule that can backtrack
+				     * catastrophically fails the load); false for "contain" (it
+				     * loads, the match limits stop it) */
 };
 
 struct config_tally {

@@ -46,7 +46,6 @@ static void test_defaults(void **state)
 	assert_non_null(config_identity(c, "ur"));
 	assert_int_equal(c->policy.n_problem_categories, 4);
 	assert_true(strncmp(c->tally.store, "sqlite:", 7) == 0);
-	assert_string_equal(c->rules.unsafe_rules, "refuse");
 	assert_true(c->rules.refuse_unsafe);
 	config_unref(c);
 	diag_free(&d);
