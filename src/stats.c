@@ -4,6 +4,7 @@
  * The daemon exports a snapshot file (for `amendsctl stats`) and, optionally, Prometheus text.
  */
 #include "stats.h"
+#include "config.h"
 #include "util.h"
 
 #include <pthread.h>
@@ -15,9 +16,8 @@
 
 static _Atomic uint64_t counters[STATS_COUNTER_MAX];
 static _Atomic uint64_t category_counts[STATS_MAX_CATEGORIES];
-/* as long as a category name may be (CONFIG_CATEGORY_NAME_MAX in config.h, which stats does
- * not include: the config checks the length when it loads) */
-static char category_names[STATS_MAX_CATEGORIES][31 + 1];
+/* as long as a category name may be: the config refuses longer ones when it loads */
+static char category_names[STATS_MAX_CATEGORIES][CONFIG_CATEGORY_NAME_MAX + 1];
 
 /* Latency buckets (microseconds), Prometheus-style cumulative on output. */
 static const long latency_bounds_us[] = { 250, 500, 1000, 2000, 5000, 10000, 25000, 50000,
@@ -170,7 +170,7 @@ const char *stats_name(enum stats_counter c)
 
 void stats_category(int idx, const char *name)
 {
-	/* a name past 31 bytes is cut in the metrics label (config does not bound it) */
+	/* fits: config.c refuses category names over CONFIG_CATEGORY_NAME_MAX */
 	if (idx >= 0 && idx < STATS_MAX_CATEGORIES)
 		(void)snprintf(category_names[idx], sizeof(category_names[idx]), "%s", name);
 }
