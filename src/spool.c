@@ -79,44 +79,34 @@ int spool_put(struct spool *s, const char *data, size_t len, char **name, char *
 	return maildir_deliver(s->md, data, len, name, err);
 }
 
-/* A number after the first occurrence of tag in name ("M" for microseconds, "Q" for the
- * delivery counter), or -1. Only the part before the host is looked at. */
-static long long spool_name_field(const char *name, char tag)
+/* The sort key of a name "<sec>.M<usec>P<pid>Q<n>.<host>" (maildir_unique_name): its seconds,
+ * microseconds and counter as numbers, since the microseconds are not zero-padded ("M99876"
+ * sorts after "M100023" of the same second as a string). A field that is missing is -1, so a
+ * name maildir.c did not make sorts first; strtoll saturates a number too large, which only
+ * sorts that name last. Parsed once per entry, not in every comparison. */
+static void spool_name_order(const char *name, long long order[3])
 {
 	const char *dot = strchr(name, '.');
-	if (!dot)
-		return -1;
-	for (const char *p = dot + 1; *p && *p != '.'; p++)
-		if (*p == tag && p[1] >= '0' && p[1] <= '9')
-			return strtoll(p + 1, NULL, 10);
-	return -1;
+
+	order[0] = name[0] >= '0' && name[0] <= '9' ? strtoll(name, NULL, 10) : -1;
+	order[1] = order[2] = -1;
+	for (const char *p = dot ? dot + 1 : ""; *p && *p != '.'; p++) {
+		int k = *p == 'M' ? 1 : *p == 'Q' ? 2 : 0;
+
+		if (k && p[1] >= '0' && p[1] <= '9' && order[k] < 0)
+			order[k] = strtoll(p + 1, NULL, 10);
+	}
 }
 
-/* The seconds a name starts with, or -1 when it does not start with a digit (not a name
- * maildir.c made; it sorts first, as before). strtoll saturates a number too large for a long
- * long, which only puts that name last: as a sort key nothing more needs checking. */
-static long long spool_name_sec(const char *name)
-{
-	if (name[0] < '0' || name[0] > '9')
-		return -1;
-	return strtoll(name, NULL, 10);
-}
-
-/* Oldest first. A name is "<sec>.M<usec>P<pid>Q<n>.<host>" and the microseconds are not
- * zero-padded, so the fields are compared as numbers: as strings "M99876" sorts after
- * "M100023" of the same second. */
+/* Oldest first, then the whole name. */
 static int spool_entry_cmp(const void *a, const void *b)
 {
 	const struct spool_entry *x = a, *y = b;
 	if (x->state != y->state)
 		return (int)x->state - (int)y->state;
-	long long kx[3] = { spool_name_sec(x->name), spool_name_field(x->name, 'M'),
-			    spool_name_field(x->name, 'Q') };
-	long long ky[3] = { spool_name_sec(y->name), spool_name_field(y->name, 'M'),
-			    spool_name_field(y->name, 'Q') };
 	for (int i = 0; i < 3; i++)
-		if (kx[i] != ky[i])
-			return kx[i] < ky[i] ? -1 : 1;
+		if (x->order[i] != y->order[i])
+			return x->order[i] < y->order[i] ? -1 : 1;
 	return strcmp(x->name, y->name);
 }
 
@@ -159,7 +149,11 @@ static int spool_scan(int dirfd, enum spool_state st, struct spool_listing *l)
 			rc = -1;
 			break;
 		}
-		l->v[l->n++] = (struct spool_entry){ name, st, sb.st_size, sb.st_mtime };
+		struct spool_entry *e = &l->v[l->n++];
+
+		*e = (struct spool_entry){ .name = name, .state = st, .size = sb.st_size,
+					   .mtime = sb.st_mtime };
+		spool_name_order(name, e->order);
 	}
 	closedir(dir);
 	return rc;

@@ -26,6 +26,7 @@ struct spool_entry {
 	enum spool_state state;
 	off_t size;
 	time_t mtime;
+	long long order[3];     /* sort key from the name: seconds, microseconds, counter */
 };
 
 struct spool *spool_open(const char *dir, char **err);
