@@ -101,6 +101,8 @@ struct rule {
 	 * tries lead_code (compiled anchored, JIT) only where an anchor occurs */
 	bool lead;
 	bool lead_digit;           /* some lead has a digit in it: its places can be thousands */
+	bool lead_word;            /* every match starts at \b with an ASCII word character: a lead
+				    * right after one is no place (rules_anchors.c, WORD START) */
 	pcre2_code *lead_code;
 };
 

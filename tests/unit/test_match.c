@@ -361,11 +361,15 @@ static void test_windows_equal_plain(void **state)
 		/* lead rules (their matches start at an anchor): tried only there */
 		"/(?:my\\s+)?money(?: back)?/", "/(?<=a )sword/", "/\\bwor(?:d|ld)s?\\b/",
 		"/(?:aaa|xaa)a*!?/", "/^hel+o/", "/(?:yz|xyz)\\s*a?xyz/", "/zzz(?=-)/",
+		/* word-start leads (rules_anchors.c, WORD START): not tried inside a word */
+		"/\\b(?:se|do|_x|9z)\\b/", "/\\b(?:se|do)\\s+it/", "/\\bse\\w*/",
 	};
 	static const char *const texts[] = {
 		"i want my money back", "aaaaaaaab", "xaaaa", "a sword word", "xyz axyz",
 		"x a\nb z", "x...z...z", "12 345678", "\xd9\xbe\xdb\x8c\xd8\xb3\xdb\x92 \xd9\xbe",
 		"abcd", "zzz", "aaa", "a\nb", "hello world!", "qa a", "bb",
+		"these do", "se dose do it", "do", "_do xse 1se _x 9z a9z", "caf\xc3\xa9se \xc3\xa9 se",
+		"\xd8\xa7se\xd8\xa7" "do", "(se)", "DO it SE",
 	};
 	struct strbuf rb;
 	struct ruleset *rs;

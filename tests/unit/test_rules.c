@@ -359,6 +359,40 @@ static void test_lead_digit(void **state)
 	}
 }
 
+/* Which lead rules skip places inside words (rules_anchors.c, WORD START). */
+static void test_lead_word(void **state)
+{
+	static const struct {
+		const char *pat;
+		bool word;
+	} cases[] = {
+		{ "/\\bmoney\\s+back\\b/", true },
+		{ "/\\b(?:_x|9z|do)/", true },          /* "_" and digits are word characters */
+		{ "/money\\s+back\\b/", false },         /* no \\b before */
+		{ "/\\b(?:dollar|\\.net)/", false },       /* "." is not a word character */
+		{ "/\\bdollar|\\bsorry/", false },        /* two branches */
+		{ "/\\b(?:very\\s+)?sorry/", true },
+		{ "/\\b(?:\\s*sorry)/", false },              /* " sorry" may lead */
+		{ "/\\b\xd9\xbe\xdb\x8c\xd8\xb3\xdb\x92/", false }, /* not ASCII */
+	};
+
+	(void)state;
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+		char text[256];
+		struct diag d;
+		struct ruleset *rs;
+
+		snprintf(text, sizeof(text), "rule R\ncategory refund\nmatch %s\n", cases[i].pat);
+		rs = load(text, &d);
+		assert_non_null(rs);
+		if (!rs->rules[0].lead || rs->rules[0].lead_word != cases[i].word)
+			fail_msg("%s: lead %d, lead_word %d", cases[i].pat, rs->rules[0].lead,
+				 rs->rules[0].lead_word);
+		diag_free(&d);
+		rules_unref(rs);
+	}
+}
+
 static void test_prefilter(void **state)
 {
 	static const struct {
@@ -427,7 +461,13 @@ static void test_prefilter(void **state)
 		{ "/(?:foo|)bar/", "foobar|bar", true },
 		{ "/(?:\\w+\\s+){0,2}?damaged/", "damaged", false },
 		{ "/\\b(?:abc|de)\\s+xyzw/", "abc xyzw|de xyzw", true },
-		{ "/\\b(?:abc|d)e*xyzw/", "xyzw", false },         /* a lead too short: anchors */
+		{ "/(?:abc|d)e*xyzw/", "xyzw", false },            /* a lead too short: anchors */
+		/* \\b first: leads of two bytes (WORD START) */
+		{ "/\\b(?:abc|d)e*xyzw/", "abce|abcxyzw|de|dxyzw", true },
+		{ "/\\b(?:se|do|order)\\b/", "se|do|order", true },
+		{ "/\\bse\\b|\\bdo\\b/", NULL, false },              /* two branches: not a word start */
+		{ "/(?:se|do)\\b/", NULL, false },
+		{ "/\\b(?:se|d)\\b/", NULL, false },                 /* one byte is still too short */
 		{ "/(?:abc\\s+)?\\w+/", NULL, false },
 		{ "/\\bi\\s*(?:am|['’]m)\\b/", "i am|i 'm|iam|i'm", true },  /* \\s* is \\s?; ’ is ' */
 		{ "/\\bf+u+c+k/", "fuck|fucck|fuccc|fuuck|fuucck|fuuccc|fuuu|ffuck|ffucck|ffuccc|"
@@ -758,6 +798,7 @@ int main(void)
 		cmocka_unit_test(test_refcount_generation),
 		cmocka_unit_test(test_prefilter),
 		cmocka_unit_test(test_lead_digit),
+		cmocka_unit_test(test_lead_word),
 		cmocka_unit_test(test_load_dir),
 		cmocka_unit_test(test_lint),
 		cmocka_unit_test(test_lint_columns),
