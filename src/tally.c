@@ -520,20 +520,18 @@ int tally_record(struct tally *t, const char *sender, const struct tally_event *
 		 struct tally_counts *after)
 {
 	struct tally_counts tmp = { 0 };
+	void *conn;
 	int rc;
 
 	if (after)
 		memset(after, 0, sizeof(*after));
 	if (!sender_ok(sender) || !event_ok(ev))
 		return -1;
-	{
-		void *conn = conn_checkout(t);
-
-		if (!conn)
-			return -1;
-		rc = t->be->record(t, conn, sender, ev, after ? after : &tmp);
-		pool_put(t, conn, rc);
-	}
+	conn = conn_checkout(t);
+	if (!conn)
+		return -1;
+	rc = t->be->record(t, conn, sender, ev, after ? after : &tmp);
+	pool_put(t, conn, rc);
 	tally_counts_free(&tmp);
 	if (rc < 0 && after)
 		tally_counts_free(after);
@@ -543,18 +541,16 @@ int tally_record(struct tally *t, const char *sender, const struct tally_event *
 int tally_counts(struct tally *t, const char *sender, time_t now, struct tally_counts *out)
 {
 	int rc;
+	void *conn;
 
 	memset(out, 0, sizeof(*out));
 	if (!sender_ok(sender))
 		return -1;
-	{
-		void *conn = conn_checkout(t);
-
-		if (!conn)
-			return -1;
-		rc = t->be->counts(t, conn, sender, now, out);
-		pool_put(t, conn, rc);
-	}
+	conn = conn_checkout(t);
+	if (!conn)
+		return -1;
+	rc = t->be->counts(t, conn, sender, now, out);
+	pool_put(t, conn, rc);
 	if (rc < 0)
 		tally_counts_free(out);
 	return rc;
@@ -587,21 +583,21 @@ void tally_counts_free(struct tally_counts *c)
 
 int tally_seen(struct tally *t, const char *sender, time_t *first, time_t *last)
 {
+	void *conn;
+
 	*first = *last = 0;
 	if (!sender_ok(sender))
 		return -1;
-	{
-		void *conn = conn_checkout(t);
-
-		if (!conn)
-			return -1;
-		return pool_put(t, conn, t->be->seen(t, conn, sender, first, last));
-	}
+	conn = conn_checkout(t);
+	if (!conn)
+		return -1;
+	return pool_put(t, conn, t->be->seen(t, conn, sender, first, last));
 }
 
 int tally_history(struct tally *t, const char *sender, size_t max, struct tally_history *out)
 {
 	int rc;
+	void *conn;
 
 	memset(out, 0, sizeof(*out));
 	if (!sender_ok(sender))
@@ -610,14 +606,11 @@ int tally_history(struct tally *t, const char *sender, size_t max, struct tally_
 		max = 1000;
 	if (max == 0)
 		return 0;
-	{
-		void *conn = conn_checkout(t);
-
-		if (!conn)
-			return -1;
-		rc = t->be->history(t, conn, sender, max, out);
-		pool_put(t, conn, rc);
-	}
+	conn = conn_checkout(t);
+	if (!conn)
+		return -1;
+	rc = t->be->history(t, conn, sender, max, out);
+	pool_put(t, conn, rc);
 	if (rc < 0)
 		tally_history_free(out);
 	return rc;
@@ -652,33 +645,32 @@ static int kind_ok(const char *kind)
 
 int tally_draft_claim(struct tally *t, const char *sender, const char *kind, time_t now)
 {
+	void *conn;
+
 	if (!sender_ok(sender) || !kind_ok(kind))
 		return -1;
-	{
-		void *conn = conn_checkout(t);
-
-		if (!conn)
-			return -1;
-		return pool_put(t, conn, t->be->claim(t, conn, sender, kind, now));
-	}
+	conn = conn_checkout(t);
+	if (!conn)
+		return -1;
+	return pool_put(t, conn, t->be->claim(t, conn, sender, kind, now));
 }
 
 int tally_draft_unclaim(struct tally *t, const char *sender, const char *kind, time_t when)
 {
+	void *conn;
+
 	if (!sender_ok(sender) || !kind_ok(kind))
 		return -1;
-	{
-		void *conn = conn_checkout(t);
-
-		if (!conn)
-			return -1;
-		return pool_put(t, conn, t->be->unclaim(t, conn, sender, kind, when));
-	}
+	conn = conn_checkout(t);
+	if (!conn)
+		return -1;
+	return pool_put(t, conn, t->be->unclaim(t, conn, sender, kind, when));
 }
 
 int tally_top(struct tally *t, size_t n, struct tally_sender_summary **out, size_t *nout)
 {
 	int rc;
+	void *conn;
 
 	*out = NULL;
 	*nout = 0;
@@ -686,14 +678,11 @@ int tally_top(struct tally *t, size_t n, struct tally_sender_summary **out, size
 		n = 10000;
 	if (n == 0)
 		return 0;
-	{
-		void *conn = conn_checkout(t);
-
-		if (!conn)
-			return -1;
-		rc = t->be->top(t, conn, n, clock_now(), out, nout);
-		pool_put(t, conn, rc);
-	}
+	conn = conn_checkout(t);
+	if (!conn)
+		return -1;
+	rc = t->be->top(t, conn, n, clock_now(), out, nout);
+	pool_put(t, conn, rc);
 	if (rc < 0) {
 		tally_top_free(*out, *nout);
 		*out = NULL;
@@ -715,28 +704,26 @@ void tally_top_free(struct tally_sender_summary *v, size_t n)
 
 int tally_reset(struct tally *t, const char *sender)
 {
+	void *conn;
+
 	if (!sender_ok(sender))
 		return -1;
-	{
-		void *conn = conn_checkout(t);
-
-		if (!conn)
-			return -1;
-		return pool_put(t, conn, t->be->reset(t, conn, sender));
-	}
+	conn = conn_checkout(t);
+	if (!conn)
+		return -1;
+	return pool_put(t, conn, t->be->reset(t, conn, sender));
 }
 
 int tally_forget(struct tally *t, const char *sender)
 {
+	void *conn;
+
 	if (!sender_ok(sender))
 		return -1;
-	{
-		void *conn = conn_checkout(t);
-
-		if (!conn)
-			return -1;
-		return pool_put(t, conn, t->be->forget(t, conn, sender));
-	}
+	conn = conn_checkout(t);
+	if (!conn)
+		return -1;
+	return pool_put(t, conn, t->be->forget(t, conn, sender));
 }
 
 int tally_prune(struct tally *t, time_t now)
