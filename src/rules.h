@@ -97,6 +97,11 @@ struct rule {
 	char **anchors;
 	size_t *anchor_len;
 	size_t n_anchors;
+	/* ... and one of these as well, from another part of the pattern (rules_anchors.c, ALSO):
+	 * the rule runs only when both sets occur; n_also == 0: none */
+	char **also;
+	size_t *also_len;
+	size_t n_also;
 	/* lead: every match STARTS with one of the anchors (rules_anchors.c, LEADS); match.c then
 	 * tries lead_code (compiled anchored, JIT) only where an anchor occurs */
 	bool lead;
@@ -117,6 +122,7 @@ struct rules_scan {
 	uint32_t *p_rule, *p_pos;
 	size_t np, pcap;
 	uint32_t *lead_n, *lead_off;  /* per rule: places, and (grouped) offset into grp */
+	unsigned char *also;          /* per rule: one of its ALSO set occurs (zero between scans) */
 	size_t rcap, n_rules;
 	uint32_t *grp;
 	size_t gcap;

@@ -48,6 +48,13 @@
  * "se" at the starts of words only, where it used to be searched through the whole text (33 of
  * the 1,000 generated rules were such word lists, and took a quarter of the matching time).
  *
+ * ALSO  A rule whose pattern is one branch has, besides its anchors, every other set its top
+ * level cannot match without (an exact run, or a piece's anchors: "\bfee\s+(?:\w+\s+){0,2}?
+ * money\b" needs "fee " and "money"). The best of them that the anchors do not already imply
+ * (some anchor without any of its strings in it) is kept as r->also; the scan marks a rule only
+ * when one of its anchors AND one of its also set occur (pick_also). Proximity rules of this
+ * shape are common; of the 1,000 generated rules' ~127 runs per message, ~24 are saved.
+ *
  * SPACE  Every text the rules see comes from normalize_text(), which turns a run of white space
  * into one " " or one "\n" (fuzz_normalize checks that no two white space characters follow each
  * other). So a white-space atom repeated (\s+, \s*, " +") matches at most one character here,
@@ -72,12 +79,12 @@
  * occurs: linear in the text plus the anchors found. For lead rules it records every place a
  * lead occurs (at most RULES_LEAD_MAX_POS per rule: a rule with more is marked 2, "occurs,
  * places not kept", and searched as any other); rules_scan_leads() hands them out per rule,
- * sorted. Header rules are few and their texts
- * short: rules_anchors_in() looks for their anchors one by one.
+ * sorted. Header rules are few and their texts short: rules_anchors_in() looks for their
+ * anchors (and also set) one by one.
  *
- * OWNERSHIP  Anchors belong to their rule (freed by rules_rule_clear); the automata to the
- *            ruleset (rules_prefilter_free). struct rules_scan is per-thread scratch owned by
- *            its caller (rules_scan_free).
+ * OWNERSHIP  Anchors and the also set belong to their rule (freed by rules_rule_clear); the
+ *            automata to the ruleset (rules_prefilter_free). struct rules_scan is per-thread
+ *            scratch owned by its caller (rules_scan_free).
  * DIAGNOSTICS  None: giving up only means "no prefilter". Returns -1 only when out of memory.
  */
 #include "rules_parse.h"
@@ -93,6 +100,7 @@
 #define AN_MAX_DEPTH 64       /* group nesting followed; deeper: give up (bounded stack) */
 #define AN_MIN_BYTES 3        /* shortest useful anchor */
 #define AN_MIN_WORD_BYTES 2   /* ... and lead of a word-start rule (WORD START) */
+#define AN_MAX_REQ 8          /* required sets of the top level kept for ALSO */
 #define AN_LEAD_MAX 16        /* leads are not extended past this: more says little, and long
 			       * leads only grow the automaton */
 
@@ -119,6 +127,8 @@ struct an_parser {
 	bool fail;            /* give up on the rule */
 	bool oom;
 	size_t top_branches;  /* branches of the pattern's top-level alternation */
+	struct aset req[AN_MAX_REQ]; /* the top level's required sets, as anchors (ALSO) */
+	size_t n_req;
 };
 
 static void set_clear(struct aset *s)
@@ -222,6 +232,40 @@ static void keep_better(struct aset *best, struct aset *cand)
 	if (sc > sb || (sc == sb && sc >= 0 && cand->n < best->n))
 		set_move(best, cand);
 	set_clear(cand);
+}
+
+/* A copy of src in dst (empty); -1 when out of memory. */
+static int set_copy(struct aset *dst, const struct aset *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	dst->any = src->any;
+	dst->exact = src->exact;
+	for (size_t k = 0; k < src->n; k++)
+		if (set_add(dst, src->v[k], src->len[k]) < 0)
+			return -1;
+	return 0;
+}
+
+/* ALSO: a set the top-level sequence cannot match without (an exact run, or a piece's
+ * anchors), kept when it is worth an anchor. depth 0 is the top level; whether it has one
+ * branch only is known at the end (rules_anchors_compute). */
+static void note_required(struct an_parser *ps, int depth, const struct aset *cand)
+{
+	struct aset c;
+
+	if (depth != 0 || ps->n_req == AN_MAX_REQ)
+		return;
+	if (set_copy(&c, cand) < 0) {
+		set_clear(&c);
+		ps->oom = true;
+		return;
+	}
+	set_to_anchors(&c);
+	if (set_score(&c) < AN_MIN_BYTES) {
+		set_clear(&c);
+		return;
+	}
+	ps->req[ps->n_req++] = c;
 }
 
 /* a := a followed by b when both are exact and the product stays small; false otherwise (then
@@ -1044,10 +1088,12 @@ static void parse_seq(struct an_parser *ps, struct aset *out, struct lset *lead,
 		if (exact_product(ps, &cur, &piece))
 			continue;
 		all_exact = false;
+		note_required(ps, depth, &cur);
 		keep_better(&best, &cur);
 		if (piece.exact) {
 			set_move(&cur, &piece);
 		} else {
+			note_required(ps, depth, &piece);
 			keep_better(&best, &piece);
 			set_exact1(ps, &cur, "", 0);
 		}
@@ -1057,6 +1103,7 @@ static void parse_seq(struct an_parser *ps, struct aset *out, struct lset *lead,
 		set_clear(&best);
 		return;
 	}
+	note_required(ps, depth, &cur);
 	keep_better(&best, &cur);
 	set_move(out, &best);
 }
@@ -1129,6 +1176,55 @@ static bool leads_word_start(const struct an_parser *ps, const struct lset *l)
 	return true;
 }
 
+/* Does every string of a contain one of the strings of x? Then x says nothing a does not. */
+static bool set_implied(char *const *a, const size_t *alen, size_t an, const struct aset *x)
+{
+	for (size_t k = 0; k < an; k++) {
+		bool found = false;
+
+		for (size_t j = 0; j < x->n && !found; j++)
+			found = x->len[j] <= alen[k] && memmem(a[k], alen[k], x->v[j], x->len[j]);
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+/* ALSO: of the top level's required sets, the best one (as keep_better ranks them) that the
+ * anchors do not already imply, moved to r->also. Only for a pattern of one branch: each
+ * required set of a branch is required of the pattern only when it is the only one. */
+static void pick_also(struct an_parser *ps, struct rule *r)
+{
+	long best_score = -1;
+	size_t best = 0;
+
+	if (ps->top_branches != 1 || !r->n_anchors)
+		return;
+	for (size_t k = 0; k < ps->n_req; k++) {
+		long sc = set_score(&ps->req[k]);
+
+		if (set_implied(r->anchors, r->anchor_len, r->n_anchors, &ps->req[k]))
+			continue;
+		if (sc > best_score || (sc == best_score && ps->req[k].n < ps->req[best].n)) {
+			best_score = sc;
+			best = k;
+		}
+	}
+	if (best_score < AN_MIN_BYTES)
+		return;
+	r->also = ps->req[best].v;
+	r->also_len = ps->req[best].len;
+	r->n_also = ps->req[best].n;
+	memset(&ps->req[best], 0, sizeof(ps->req[best]));
+}
+
+static void req_clear(struct an_parser *ps)
+{
+	for (size_t k = 0; k < ps->n_req; k++)
+		set_clear(&ps->req[k]);
+	ps->n_req = 0;
+}
+
 int rules_anchors_compute(struct rule *r, const char *np, size_t n)
 {
 	struct an_parser ps = { .p = np, .n = n, .caseless = (r->options & PCRE2_CASELESS) != 0 };
@@ -1143,6 +1239,7 @@ int rules_anchors_compute(struct rule *r, const char *np, size_t n)
 	if (ps.oom || ps.fail || ps.i != n) {
 		set_clear(&s);
 		ls_clear(&lead);
+		req_clear(&ps);
 		return ps.oom ? -1 : 0;
 	}
 	/* Leads, when there are good ones, are anchors too (every match contains its lead), and
@@ -1152,6 +1249,7 @@ int rules_anchors_compute(struct rule *r, const char *np, size_t n)
 	if (ps.oom) {
 		set_clear(&s);
 		ls_clear(&lead);
+		req_clear(&ps);
 		return -1;
 	}
 	word_start = leads_word_start(&ps, &lead);
@@ -1171,6 +1269,7 @@ int rules_anchors_compute(struct rule *r, const char *np, size_t n)
 		set_to_anchors(&s);
 		if (set_score(&s) < AN_MIN_BYTES) {
 			set_clear(&s);
+			req_clear(&ps);
 			return 0;
 		}
 		r->anchors = s.v;
@@ -1178,9 +1277,11 @@ int rules_anchors_compute(struct rule *r, const char *np, size_t n)
 		r->n_anchors = s.n;
 		memset(&s, 0, sizeof(s));
 	}
+	pick_also(&ps, r);
+	req_clear(&ps);
 	/* Already folded as the scan reads text (lit_char applies scan_fold to every literal,
 	 * those of case-sensitive rules too). */
-	return 0;
+	return ps.oom ? -1 : 0;
 }
 
 /* ---- Aho-Corasick ------------------------------------------------------------------------- */
@@ -1215,7 +1316,11 @@ struct ac {
 	uint32_t *pat_off;     /* rules of anchor id k: pat_rule[pat_off[k] .. pat_off[k + 1]) */
 	uint32_t *pat_rule;
 	uint32_t *pat_len;     /* bytes of anchor id k */
+	uint32_t *also_rule;   /* the rules with an ALSO set */
+	size_t n_also_rule;
 };
+
+#define AC_ALSO 0x80000000u    /* in pat_rule: the anchor is one of the rule's ALSO set */
 
 struct rules_prefilter {
 	struct ac *ac[RULES_TARGET_COUNT];
@@ -1488,6 +1593,7 @@ static void ac_free(struct ac *a)
 	free(a->eval);
 	free(a->pat_off);
 	free(a->pat_rule);
+	free(a->also_rule);
 	free(a->pat_len);
 	free(a);
 }
@@ -1509,7 +1615,7 @@ static int ac_leads(const struct ruleset *rs, struct ac *a, const uint32_t *ids,
 		a->pat_len[ids[k]] = len_of[k];
 	for (size_t id = 0; id < a->n_pat; id++)
 		for (uint32_t e = a->pat_off[id]; e < a->pat_off[id + 1]; e++)
-			if (rs->rules[a->pat_rule[e]].lead)
+			if (!(a->pat_rule[e] & AC_ALSO) && rs->rules[a->pat_rule[e]].lead)
 				is_lead[id] = 1;
 	/* fail links lead to shallower states: at most AN_MAX_LEN steps per state */
 	for (size_t v = 1; v < a->n_node; v++) {
@@ -1527,12 +1633,14 @@ static int ac_build(const struct ruleset *rs, enum rules_target t, struct ac **o
 {
 	struct ac *a = calloc(1, sizeof(*a));
 	uint32_t *ids = NULL, *rule_of = NULL, *len_of = NULL;
-	size_t n_ids = 0, total = 0;
+	size_t n_ids = 0, total = 0, n_also = 0;
 
 	*out = NULL;
 	for (size_t i = 0; i < rs->n_rules; i++)
-		if (rs->rules[i].target == t)
-			total += rs->rules[i].n_anchors;
+		if (rs->rules[i].target == t) {
+			total += rs->rules[i].n_anchors + rs->rules[i].n_also;
+			n_also += rs->rules[i].n_also > 0;
+		}
 	if (!total) {
 		free(a);
 		return 0;
@@ -1542,17 +1650,27 @@ static int ac_build(const struct ruleset *rs, enum rules_target t, struct ac **o
 	len_of = malloc(total * sizeof(*len_of));
 	if (!a || !ids || !rule_of || !len_of || node_new(a) < 0 || edge_grow(a) < 0)
 		goto oom;
+	a->also_rule = malloc((n_also ? n_also : 1) * sizeof(*a->also_rule));
+	if (!a->also_rule)
+		goto oom;
 	for (size_t i = 0; i < rs->n_rules; i++) {
 		const struct rule *r = &rs->rules[i];
 
-		for (size_t k = 0; r->target == t && k < r->n_anchors; k++) {
-			int64_t id = ac_insert(a, r->anchors[k], r->anchor_len[k]);
+		if (r->target != t)
+			continue;
+		if (r->n_also)
+			a->also_rule[a->n_also_rule++] = (uint32_t)i;
+		for (size_t k = 0; k < r->n_anchors + r->n_also; k++) {
+			bool also = k >= r->n_anchors;
+			const char *str = also ? r->also[k - r->n_anchors] : r->anchors[k];
+			size_t len = also ? r->also_len[k - r->n_anchors] : r->anchor_len[k];
+			int64_t id = ac_insert(a, str, len);
 
 			if (id < 0)
 				goto oom;
 			ids[n_ids] = (uint32_t)id;
-			len_of[n_ids] = (uint32_t)r->anchor_len[k];
-			rule_of[n_ids++] = (uint32_t)i;
+			len_of[n_ids] = (uint32_t)len;
+			rule_of[n_ids++] = (uint32_t)i | (also ? AC_ALSO : 0);
 		}
 	}
 	if (ac_link(a) < 0)
@@ -1618,20 +1736,25 @@ bool rules_prefilter_has(const struct ruleset *rs, enum rules_target t)
 static int scan_rules_cap(struct rules_scan *sc, size_t n)
 {
 	uint32_t *c, *o;
+	unsigned char *al;
 
 	if (sc->rcap >= n)
 		return 0;
 	c = calloc(n, sizeof(*c));
 	o = calloc(n + 1, sizeof(*o));
-	if (!c || !o) {
+	al = calloc(n ? n : 1, 1);
+	if (!c || !o || !al) {
 		free(c);
 		free(o);
+		free(al);
 		return -1;
 	}
 	free(sc->lead_n);
 	free(sc->lead_off);
+	free(sc->also);
 	sc->lead_n = c;
 	sc->lead_off = o;
+	sc->also = al;
 	sc->rcap = n;
 	return 0;
 }
@@ -1720,10 +1843,10 @@ int rules_prefilter_scan(const struct ruleset *rs, enum rules_target t, const ch
 			bool inside = at > 0 && ascii_word((unsigned char)s[at - 1]);
 
 			for (uint32_t e = a->pat_off[id]; e < a->pat_off[id + 1]; e++) {
-				const struct rule *r = &rs->rules[a->pat_rule[e]];
+				uint32_t ri = a->pat_rule[e];
 
-				if (r->lead && !(inside && r->lead_word))
-					scan_lead(sc, ok, a->pat_rule[e], at);
+				if (!(ri & AC_ALSO) && rs->rules[ri].lead && !(inside && rs->rules[ri].lead_word))
+					scan_lead(sc, ok, ri, at);
 			}
 		}
 		/* Everything on an output chain below a marked anchor was marked with it. */
@@ -1740,9 +1863,22 @@ int rules_prefilter_scan(const struct ruleset *rs, enum rules_target t, const ch
 		uint32_t id = sc->hits[k];
 
 		sc->mark[id] = 0;
-		for (uint32_t e = a->pat_off[id]; e < a->pat_off[id + 1]; e++)
-			if (!ok[a->pat_rule[e]])
-				ok[a->pat_rule[e]] = 1;
+		for (uint32_t e = a->pat_off[id]; e < a->pat_off[id + 1]; e++) {
+			uint32_t ri = a->pat_rule[e];
+
+			if (ri & AC_ALSO)
+				sc->also[ri & ~AC_ALSO] = 1;
+			else if (!ok[ri])
+				ok[ri] = 1;
+		}
+	}
+	/* ALSO: a rule one of whose anchors occurs but none of its second set cannot match. */
+	for (size_t k = 0; k < a->n_also_rule; k++) {
+		uint32_t ri = a->also_rule[k];
+
+		if (!sc->also[ri])
+			ok[ri] = 0;
+		sc->also[ri] = 0;
 	}
 	return 0;
 }
@@ -1820,18 +1956,19 @@ void rules_scan_free(struct rules_scan *sc)
 	free(sc->hits);
 	free(sc->lead_n);
 	free(sc->lead_off);
+	free(sc->also);
 	free(sc->p_rule);
 	free(sc->p_pos);
 	free(sc->grp);
 	memset(sc, 0, sizeof(*sc));
 }
 
-/* ASCII-caseless memmem for the anchors of header rules. */
-bool rules_anchors_in(const struct rule *r, const char *s, size_t len)
+/* Does s[0..len) contain one of the n strings v (ASCII caseless)? */
+static bool any_in(char *const *v, const size_t *vlen, size_t n, const char *s, size_t len)
 {
-	for (size_t k = 0; k < r->n_anchors; k++) {
-		const char *a = r->anchors[k];
-		size_t al = r->anchor_len[k];
+	for (size_t k = 0; k < n; k++) {
+		const char *a = v[k];
+		size_t al = vlen[k];
 
 		for (size_t i = 0; al <= len && i <= len - al; i++) {
 			size_t j = 0;
@@ -1843,4 +1980,11 @@ bool rules_anchors_in(const struct rule *r, const char *s, size_t len)
 		}
 	}
 	return false;
+}
+
+/* For the anchors (and ALSO set) of header rules. */
+bool rules_anchors_in(const struct rule *r, const char *s, size_t len)
+{
+	return any_in(r->anchors, r->anchor_len, r->n_anchors, s, len) &&
+	       (!r->n_also || any_in(r->also, r->also_len, r->n_also, s, len));
 }

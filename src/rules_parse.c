@@ -81,6 +81,10 @@ void rules_rule_clear(struct rule *r)
 		free(r->anchors[k]);
 	free(r->anchors);
 	free(r->anchor_len);
+	for (size_t k = 0; k < r->n_also; k++)
+		free(r->also[k]);
+	free(r->also);
+	free(r->also_len);
 	pcre2_code_free(r->code);
 	pcre2_code_free(r->lead_code);
 	memset(r, 0, sizeof(*r));

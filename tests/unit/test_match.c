@@ -363,6 +363,8 @@ static void test_windows_equal_plain(void **state)
 		"/(?:aaa|xaa)a*!?/", "/^hel+o/", "/(?:yz|xyz)\\s*a?xyz/", "/zzz(?=-)/",
 		/* word-start leads (rules_anchors.c, WORD START): not tried inside a word */
 		"/\\b(?:se|do|_x|9z)\\b/", "/\\b(?:se|do)\\s+it/", "/\\bse\\w*/",
+		/* a second required set (ALSO): tried only when both occur */
+		"/money\\W+back/", "/\\b(?:my|any)\\s+(?:\\w+\\s+){0,2}?back\\b/", "/hel+o\\W+world/",
 	};
 	static const char *const texts[] = {
 		"i want my money back", "aaaaaaaab", "xaaaa", "a sword word", "xyz axyz",

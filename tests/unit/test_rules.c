@@ -307,22 +307,75 @@ static void test_refcount_generation(void **state)
 /* ---- prefilter anchors -------------------------------------------------------------------- */
 
 /* The anchors of a one-rule set, joined with "|" (NULL when the rule has none). */
-static char *anchors_of(const struct ruleset *rs, char *buf, size_t size)
+/* The strings v[0..n) joined with "|" in buf, or NULL when there are none. */
+static char *joined(char *const *v, const size_t *len, size_t n, char *buf, size_t size)
 {
-	const struct rule *r = &rs->rules[0];
 	size_t used = 0;
 
-	if (!r->n_anchors)
+	if (!n)
 		return NULL;
 	buf[0] = '\0';
-	for (size_t k = 0; k < r->n_anchors; k++) {
-		int w = snprintf(buf + used, size - used, "%s%s", k ? "|" : "", r->anchors[k]);
+	for (size_t k = 0; k < n; k++) {
+		int w = snprintf(buf + used, size - used, "%s%s", k ? "|" : "", v[k]);
 
 		assert_true(w >= 0 && (size_t)w < size - used);
-		assert_int_equal(strlen(r->anchors[k]), r->anchor_len[k]);
+		assert_int_equal(strlen(v[k]), len[k]);
 		used += (size_t)w;
 	}
 	return buf;
+}
+
+static char *anchors_of(const struct ruleset *rs, char *buf, size_t size)
+{
+	const struct rule *r = &rs->rules[0];
+
+	return joined(r->anchors, r->anchor_len, r->n_anchors, buf, size);
+}
+
+/* The second set (rules_anchors.c, ALSO): required of every match as well, so a wrong one
+ * loses matches; test_match and fuzz_rules compare runs with and without the prefilter. */
+static void test_prefilter_also(void **state)
+{
+	static const struct {
+		const char *pat_flags, *anchors, *also;    /* NULL: none */
+	} cases[] = {
+		{ "/\\b(?:fee|receipt)\\s+(?:\\w+\\s+){0,1}?(?:arrived|money)\\b/", "fee |receipt ",
+		  "arrived|money" },
+		{ "/money\\W+back/", "money", "back" },          /* not a lead rule: the better set first */
+		{ "/\\$\\d+ off today/", "$0|$1|$2|$3|$4|$5|$6|$7|$8|$9", " off today" },
+		{ "/\\bmoney\\s+back\\b/", "money back", NULL },  /* the leads hold both words */
+		{ "/(?:\\w+\\s+){0,2}?damaged/", "damaged", NULL },   /* one set only */
+		{ "/refund\\W+now|money\\W+back/", "refund|money", NULL },   /* two branches */
+		{ "/(?:refund\\W+now)/", "refund", NULL },        /* inside a group: not the top level */
+		{ "/refund\\W+(?:now|at once)?/", "refund", NULL },   /* optional: proves nothing */
+		{ "/refund(?=\\W+now)/", "refund", NULL },        /* a lookahead is not matched */
+		{ "/parcel\\W+(?:lost|gone)\\W+refund/", "parcel", "refund" },  /* best of the rest */
+		{ "/caf\xc3\xa9\\W+au\\W+lait/", "caf", "lait" },  /* é has cases: it is left out */
+	};
+
+	(void)state;
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+		char text[512], got[1024], got_also[1024];
+		const struct rule *r;
+		struct diag d;
+		struct ruleset *rs;
+		const char *a, *al;
+
+		snprintf(text, sizeof(text), "rule R\ncategory refund\nmatch %s\n", cases[i].pat_flags);
+		rs = load(text, &d);
+		if (!rs)
+			fail_msg("case %zu: %s does not load", i, cases[i].pat_flags);
+		r = &rs->rules[0];
+		a = anchors_of(rs, got, sizeof(got));
+		al = joined(r->also, r->also_len, r->n_also, got_also, sizeof(got_also));
+		if (!a || strcmp(a, cases[i].anchors) ||
+		    (cases[i].also == NULL ? al != NULL : (!al || strcmp(al, cases[i].also))))
+			fail_msg("case %zu: %s: anchors \"%s\" also \"%s\", expected \"%s\" and \"%s\"",
+				 i, cases[i].pat_flags, a ? a : "(none)", al ? al : "(none)",
+				 cases[i].anchors, cases[i].also ? cases[i].also : "(none)");
+		diag_free(&d);
+		rules_unref(rs);
+	}
 }
 
 /* Every match must contain one anchor: a wrong one loses matches, so each case is checked by
@@ -799,6 +852,7 @@ int main(void)
 		cmocka_unit_test(test_prefilter),
 		cmocka_unit_test(test_lead_digit),
 		cmocka_unit_test(test_lead_word),
+		cmocka_unit_test(test_prefilter_also),
 		cmocka_unit_test(test_load_dir),
 		cmocka_unit_test(test_lint),
 		cmocka_unit_test(test_lint_columns),
