@@ -63,6 +63,20 @@ static struct ruleset *load(const char *text, struct diag *d)
 	return rules_load_buffer("t.rules", text, strlen(text), cfg, d);
 }
 
+/* A ruleset of one rule R (category refund) with the pattern pat ("/.../flags"); fails the
+ * test when it does not load. */
+static struct ruleset *load_pattern(const char *pat, struct diag *d)
+{
+	char text[2048];
+	struct ruleset *rs;
+
+	snprintf(text, sizeof(text), "rule R\ncategory refund\nmatch %s\n", pat);
+	rs = load(text, d);
+	if (!rs)
+		fail_msg("%s does not load: %s", pat, d->n ? d->v[0].text : "?");
+	return rs;
+}
+
 static char *diag_string(const struct diag *d)
 {
 	char *buf = NULL;
@@ -205,15 +219,11 @@ static void test_flags(void **state)
 	};
 
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
-		char text[256];
 		struct diag d;
-		struct ruleset *rs;
+		struct ruleset *rs = load_pattern(cases[i].pat_flags, &d);
 		pcre2_match_data *md;
 		int rc;
 
-		snprintf(text, sizeof(text), "rule R\ncategory refund\nmatch %s\n", cases[i].pat_flags);
-		rs = load(text, &d);
-		assert_non_null(rs);
 		md = pcre2_match_data_create(1, NULL);
 		rc = pcre2_match(rs->rules[0].code, (PCRE2_SPTR)cases[i].subject,
 				 strlen(cases[i].subject), 0, 0, md, NULL);
@@ -355,17 +365,13 @@ static void test_prefilter_also(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
-		char text[512], got[1024], got_also[1024];
-		const struct rule *r;
+		char got[1024], got_also[1024];
 		struct diag d;
-		struct ruleset *rs;
+		struct ruleset *rs = load_pattern(cases[i].pat_flags, &d);
+		const struct rule *r = &rs->rules[0];
 		const char *a, *al;
 
-		snprintf(text, sizeof(text), "rule R\ncategory refund\nmatch %s\n", cases[i].pat_flags);
-		rs = load(text, &d);
-		if (!rs)
-			fail_msg("case %zu: %s does not load", i, cases[i].pat_flags);
-		r = &rs->rules[0];
+
 		a = anchors_of(rs, got, sizeof(got));
 		al = joined(r->also, r->also_len, r->n_also, got_also, sizeof(got_also));
 		if (!a || strcmp(a, cases[i].anchors) ||
@@ -396,13 +402,9 @@ static void test_lead_digit(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
-		char text[256];
 		struct diag d;
-		struct ruleset *rs;
+		struct ruleset *rs = load_pattern(cases[i].pat, &d);
 
-		snprintf(text, sizeof(text), "rule R\ncategory refund\nmatch %s\n", cases[i].pat);
-		rs = load(text, &d);
-		assert_non_null(rs);
 		if (rs->rules[0].lead_digit != cases[i].digit)
 			fail_msg("%s: lead_digit %d", cases[i].pat, rs->rules[0].lead_digit);
 		if (cases[i].digit && rs->rules[0].jit && !rs->rules[0].jit_partial)
@@ -431,13 +433,9 @@ static void test_lead_word(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
-		char text[256];
 		struct diag d;
-		struct ruleset *rs;
+		struct ruleset *rs = load_pattern(cases[i].pat, &d);
 
-		snprintf(text, sizeof(text), "rule R\ncategory refund\nmatch %s\n", cases[i].pat);
-		rs = load(text, &d);
-		assert_non_null(rs);
 		if (!rs->rules[0].lead || rs->rules[0].lead_word != cases[i].word)
 			fail_msg("%s: lead %d, lead_word %d", cases[i].pat, rs->rules[0].lead,
 				 rs->rules[0].lead_word);
@@ -541,17 +539,11 @@ static void test_prefilter(void **state)
 	};
 
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
-		char text[2048], got[4096];
+		char got[4096];
 		struct diag d;
-		struct ruleset *rs;
-		const char *a;
+		struct ruleset *rs = load_pattern(cases[i].pat_flags, &d);
+		const char *a = anchors_of(rs, got, sizeof(got));
 
-		snprintf(text, sizeof(text), "rule R\ncategory refund\nmatch %s\n", cases[i].pat_flags);
-		rs = load(text, &d);
-		if (!rs)
-			fail_msg("case %zu: %s does not load: %s", i, cases[i].pat_flags,
-				 d.n ? d.v[0].text : "?");
-		a = anchors_of(rs, got, sizeof(got));
 		if (cases[i].anchors == NULL ? a != NULL : (!a || strcmp(a, cases[i].anchors)))
 			fail_msg("case %zu: %s: anchors \"%s\", expected \"%s\"", i,
 				 cases[i].pat_flags, a ? a : "(none)",
@@ -702,13 +694,10 @@ static void test_load_dir(void **state)
 /* What lint says of a one-rule set with pattern pat (malloc'd). */
 static char *lint_of(const char *pat)
 {
-	char text[256], *s;
+	char *s;
 	struct diag d;
-	struct ruleset *rs;
+	struct ruleset *rs = load_pattern(pat, &d);
 
-	snprintf(text, sizeof(text), "rule R\ncategory refund\nmatch %s\n", pat);
-	rs = load(text, &d);
-	assert_non_null(rs);
 	diag_free(&d);
 	diag_init(&d);
 	rules_lint(rs, cfg, &d);
