@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <gmime/gmime.h>
 #include "message.h"
 #include "../msgdiff.h"
 #include "util.h"
@@ -444,6 +445,103 @@ static void test_text_after_empty_blocks(void **state)
 			message_free(m);
 			strbuf_free(&raw);
 		}
+	}
+}
+
+/* GMime's quoted-printable machine over the whole content in one step, and the part text's
+ * line ends (CRLF, CR -> LF; trailing LFs cut): what the part text must be (the oracle for
+ * test_qp_as_gmime; the content decodes to valid UTF-8 without NUL). Caller frees. */
+static char *qp_oracle(const char *in, size_t n)
+{
+	GMimeEncoding dec;
+	char *out = malloc(2 * n + 16), *t = malloc(2 * n + 16);
+	size_t k, w = 0;
+
+	assert_non_null(out);
+	assert_non_null(t);
+	g_mime_encoding_init_decode(&dec, GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE);
+	k = g_mime_encoding_step(&dec, in, n, out);
+	k += g_mime_encoding_flush(&dec, "", 0, out + k);
+	for (size_t i = 0; i < k; i++) {
+		if (out[i] == '\r' && i + 1 < k && out[i + 1] == '\n')
+			continue;
+		t[w++] = out[i] == '\r' ? '\n' : out[i];
+	}
+	while (w && t[w - 1] == '\n')
+		w--;
+	t[w] = '\0';
+	free(out);
+	return t;
+}
+
+/* message.c decodes quoted-printable runs without "=" by copying them and steps only the
+ * escapes through GMime's machine (decode_into): the part text must be exactly what the
+ * machine gives over the whole content, for every kind of escape, good and broken, cut
+ * anywhere by the 8 KiB reads and 4 KiB steps; lone parts and parts of GMime's tree. */
+static void test_qp_as_gmime(void **state)
+{
+	/* no piece starts with 8, 9 or a hex letter: an escape never makes a byte >= 0x80 (the
+	 * text would carry U+FFFD for it) */
+	static const char *const bits[] = {
+		"x", "y", "Z", " ", "  ", "\n", "\r\n", "=", "=\n", "=\r\n", "=41", "=4a", "=4", "=4x",
+		"==", "=\r", "=3D", "=3d", "=20", "=0A", "=09", "=0D", "=\t", "word ", "Refund please ",
+	};
+	/* well-formed text dense with escapes, as Urdu or Hindi in quoted-printable: whole UTF-8
+	 * sequences, plain words, soft breaks (no piece ends in a lone "=") */
+	static const char *const dense[] = {
+		"=D8=A7", "=D9=88=D8=A7=D9=BE=D8=B3", "=E0=A4=AF=E0=A4=B9", "=E0=A8=AA", " ", "\r\n",
+		"=\r\n", "=\n", "refund ", "=3D", "=20", "x", "=C3=A9",
+	};
+	uint32_t seed = 4242;
+
+	(void)state;
+	for (int it = 0; it < 600; it++) {
+		const char *const *set = it % 3 == 2 ? dense : bits;
+		size_t n_set = it % 3 == 2 ? sizeof(dense) / sizeof(dense[0]) : sizeof(bits) / sizeof(bits[0]);
+		struct strbuf body;
+		size_t target;
+
+		seed = seed * 1103515245u + 12345u;
+		target = 1 + (seed >> 8) % (it % 4 == 0 ? 30000 : 600);
+		strbuf_init(&body, 0);
+		while (body.len < target) {
+			seed = seed * 1103515245u + 12345u;
+			strbuf_puts(&body, set[(seed >> 16) % n_set]);
+		}
+		strbuf_puts(&body, "\r\nEND\r\n");
+		for (int multipart = 0; multipart < 2; multipart++) {
+			struct strbuf raw;
+			struct message_limits lim;
+			struct message *m = NULL;
+			/* the CRLF before a boundary belongs to the boundary */
+			char *want = qp_oracle(body.s, body.len - (multipart ? 2 : 0));
+
+			strbuf_init(&raw, 0);
+			strbuf_puts(&raw, "Subject: qp\r\n");
+			if (multipart)
+				strbuf_puts(&raw, "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n");
+			strbuf_puts(&raw, "Content-Type: text/plain; charset=utf-8\r\n"
+				    "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
+			strbuf_append(&raw, body.s, body.len);
+			if (multipart)
+				strbuf_puts(&raw, "--b--\r\n");
+			message_limits_default(&lim);
+			assert_int_equal(message_parse(raw.s, raw.len, &lim, &m), 0);
+			assert_int_equal(m->n_parts, 1);
+			if (strcmp(m->parts[0].text, want)) {
+				size_t d = 0;
+
+				while (want[d] && m->parts[0].text[d] == want[d])
+					d++;
+				fail_msg("case %d (%s, %zu bytes): differs at %zu: \"%.20s\" vs GMime \"%.20s\"",
+					 it, multipart ? "multipart" : "lone", body.len, d,
+					 m->parts[0].text + d, want + d);
+			}
+			message_free(m);
+			strbuf_free(&raw);
+			free(want);
+		}
+		strbuf_free(&body);
 	}
 }
 
@@ -1037,6 +1135,7 @@ int main(void)
 		cmocka_unit_test(test_charset_names_blanked),
 		cmocka_unit_test(test_transfer_encodings),
 		cmocka_unit_test(test_text_after_empty_blocks),
+		cmocka_unit_test(test_qp_as_gmime),
 		cmocka_unit_test(test_line_ends_and_nuls),
 		cmocka_unit_test(test_header_split_matches_gmime),
 		cmocka_unit_test(test_depth_at_limit),
