@@ -9,9 +9,9 @@
  * second-long waits; queued on the mutex each waits only for the commits ahead of it. The
  * busy timeout still covers other processes (amendsctl tally reset); synchronous FULL by
  * default (a committed tally survives a power cut; NORMAL may lose the last transactions on
- * power loss but never corrupts). The records of threads that arrive together share one
- * transaction and one fsync, written by one of them (group commit by combining, see sq_record),
- * and none returns before it is durable. Statements are prepared
+ * power loss but never corrupts). The records, draft claims and unclaims of threads that arrive
+ * together share one transaction and one fsync, written by one of them (group commit by
+ * combining, see sq_queue_write), and none returns before it is durable. Statements are prepared
  * once per connection and reused. The schema is versioned with PRAGMA user_version and
  * upgraded step by step at open; a file from a newer amends is refused.
  *
@@ -140,12 +140,18 @@ struct sq_state {
 
 /* One record, on its thread's stack, queued for the combiner (sq_record). The combiner fills in
  * after, rc and err and sets done; or hands its role over by setting combine. Under q_lock. */
+/* A write waiting for the group commit: a record (ev), or a claim or an unclaim (kind). */
+enum sq_op { SQ_OP_RECORD, SQ_OP_CLAIM, SQ_OP_UNCLAIM };
+
 struct sq_member {
 	struct sq_member *next;
+	enum sq_op op;
 	const char *sender;
-	const struct tally_event *ev;
+	const struct tally_event *ev;    /* SQ_OP_RECORD */
+	const char *kind;                /* SQ_OP_CLAIM, SQ_OP_UNCLAIM */
 	time_t when;
-	struct tally_counts *after;
+	struct tally_counts *after;      /* SQ_OP_RECORD: the counts after it */
+	int changed;                     /* SQ_OP_CLAIM: 1 claimed, 0 already claimed */
 	pthread_cond_t wake;          /* done, or combine */
 	bool taken;                   /* in a batch being written: it will be done */
 	bool done;
@@ -861,20 +867,60 @@ out:
 
 /*
  * Group commit by combining. With synchronous=FULL every COMMIT costs an fsync of the WAL, and
- * sixteen milter threads would queue behind it. So a record is queued, and the first thread to
- * find nobody writing becomes the combiner: it takes write_lock, writes the queued records, its
- * own first (at most SQ_BATCH_MAX), in one transaction, reading each record's counts right after
- * its rows, commits, tells each member its outcome and wakes it; then it hands the role to the
- * first thread still queued (which writes the records queued meanwhile), or leaves it free. A member sleeps once, on its own condition, until it is done: it does not wait for
- * write_lock, and nothing wakes the other members. Alone (light load), a thread writes and
- * commits its own record, as without batching. Nothing is reported before it is durable: a
- * member is done only after its batch's COMMIT, with that COMMIT's outcome - a failure fails
- * every record of the batch, each logged and counted by its own caller. The counts a member
- * returns were read inside the batch's transaction: its own rows and those of the batch
- * members before it, which commit with it or not at all. A member still queued (not taken into
- * a batch) after the busy timeout leaves the queue and fails "busy", as a thread that could not
- * get write_lock in time did before.
- */
+ * sixteen milter threads would queue behind it. So a write (a record, a draft claim or an
+ * unclaim) is queued, and the first thread to find nobody writing becomes the combiner: it
+ * takes write_lock, writes the queued members, its own first (at most SQ_BATCH_MAX), in one
+ * transaction, reading each record's counts right after its rows, commits, tells each member
+ * its outcome and wakes it; then it hands the role to the first thread still queued (which
+ * writes the members queued meanwhile), or leaves it free. A member sleeps once, on its own
+ * condition, until it is done: it does not wait for write_lock, and nothing wakes the other
+ * members. Alone (light load), a thread writes and commits its own member, as without
+ * batching. Nothing is reported before it is durable: a member is done only after its batch's
+ * COMMIT, with that COMMIT's outcome - a failure fails every member of the batch, each logged
+ * and counted by its own caller. The counts a record returns were read inside the batch's
+ * transaction: its own rows and those of the batch members before it, which commit with it or
+ * not at all (and a claim sees the claims before it). A member still queued (not taken into a
+ * batch) after the busy timeout leaves the queue and fails "busy", as a thread that could not
+ * get write_lock in time did before. Only the rare writes (reset, forget, prune) still take
+ * the write turn themselves (sq_begin). */
+
+/* sq_claim_rows - the claim statement: m->changed 1 when it took the claim, 0 when a claim of
+ * the same kind lies within the dedupe window. In an open transaction. */
+static int sq_claim_rows(struct tally *t, struct sq_conn *c, struct sq_member *m)
+{
+	sqlite3_stmt *st = c->st[ST_CLAIM];
+
+	sqlite3_bind_text(st, 1, m->sender, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, m->kind, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)m->when);
+	/* blocked while a claim lies within (now - dedupe, ...] */
+	sqlite3_bind_int64(st, 4, (sqlite3_int64)m->when - t->set.dedupe_s);
+	if (sq_run(c, ST_CLAIM) < 0)
+		return -1;
+	m->changed = sqlite3_changes(c->db) > 0;
+	return 0;
+}
+
+/* sq_member_rows - one queued write's statements, in the batch's transaction. */
+static int sq_member_rows(struct tally *t, struct sq_conn *c, struct sq_member *m)
+{
+	sqlite3_stmt *st;
+
+	switch (m->op) {
+	case SQ_OP_RECORD:
+		return sq_record_rows(t, c, m->sender, m->ev, m->when) < 0 ||
+		       sq_read_counts(t, c, m->sender, m->when, m->after) < 0 ? -1 : 0;
+	case SQ_OP_CLAIM:
+		return sq_claim_rows(t, c, m);
+	case SQ_OP_UNCLAIM:
+		st = c->st[ST_UNCLAIM];
+		sqlite3_bind_text(st, 1, m->sender, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, m->kind, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)m->when);
+		return sq_run(c, ST_UNCLAIM);
+	}
+	return -1;
+}
 
 /* sq_batch_write - write the rows of batch[0..n) in one transaction and commit; 0 or -1 (every
  * record fails then: a failed statement has rolled the transaction back). Under write_lock. */
@@ -884,13 +930,9 @@ static int sq_batch_write(struct tally *t, struct sq_member **batch, size_t n)
 
 	if (sq_writer_open(t) < 0 || sq_run(s->writer, ST_BEGIN) < 0)
 		return -1;
-	for (size_t i = 0; i < n; i++) {
-		struct sq_member *m = batch[i];
-
-		if (sq_record_rows(t, s->writer, m->sender, m->ev, m->when) < 0 ||
-		    sq_read_counts(t, s->writer, m->sender, m->when, m->after) < 0)
+	for (size_t i = 0; i < n; i++)
+		if (sq_member_rows(t, s->writer, batch[i]) < 0)
 			return -1;      /* tally_record frees the counts of a failed record */
-	}
 	return sq_run(s->writer, ST_COMMIT);
 }
 
@@ -948,102 +990,94 @@ static void sq_combine(struct tally *t, struct sq_member *me)
 	pthread_mutex_unlock(&s->q_lock);
 }
 
-static int sq_record(struct tally *t, void *conn, const char *sender,
-		     const struct tally_event *ev, struct tally_counts *after)
+/* sq_queue_write - queue the write me (op, sender and its fields set) for the group commit and
+ * wait until it is durable or failed: 0, or -1 with the reason. Records, claims and unclaims
+ * all take this way, in the order they came, so none waits for the write turn by itself (a
+ * claim that did was overtaken by one combiner after another on a loaded host and failed busy
+ * after a second: the soak's only tally failures). */
+static int sq_queue_write(struct tally *t, struct sq_member *me)
 {
 	struct sq_state *s = t->state;
-	time_t when = ev->when > 0 ? ev->when : clock_now();
-	struct sq_member me = { .sender = sender, .ev = ev, .when = when, .after = after };
 	struct timespec until;
 
-	if (ev->n_categories == 0)
-		return sq_read_counts(t, conn, sender, when, after);
-	if (pthread_cond_init(&me.wake, NULL) != 0) {
+	if (pthread_cond_init(&me->wake, NULL) != 0) {
 		tally_set_error("tally: cannot create a condition variable");
 		return -1;
 	}
 	until = util_deadline_ms(t->set.busy_timeout_ms);
 	pthread_mutex_lock(&s->q_lock);
 	if (s->q_tail)
-		s->q_tail->next = &me;
+		s->q_tail->next = me;
 	else
-		s->q_head = &me;
-	s->q_tail = &me;
+		s->q_head = me;
+	s->q_tail = me;
 	if (!s->combining)
-		s->combining = me.combine = true;
-	while (!me.done) {
-		if (me.combine) {
+		s->combining = me->combine = true;
+	while (!me->done) {
+		if (me->combine) {
 			pthread_mutex_unlock(&s->q_lock);
-			sq_combine(t, &me);     /* me is done after it */
+			sq_combine(t, me);     /* me is done after it */
 			pthread_mutex_lock(&s->q_lock);
 			continue;
 		}
-		if (me.taken) {
-			pthread_cond_wait(&me.wake, &s->q_lock);
-		} else if (pthread_cond_timedwait(&me.wake, &s->q_lock, &until) == ETIMEDOUT &&
-			   !me.taken && !me.done && !me.combine) {
+		if (me->taken) {
+			pthread_cond_wait(&me->wake, &s->q_lock);
+		} else if (pthread_cond_timedwait(&me->wake, &s->q_lock, &until) == ETIMEDOUT &&
+			   !me->taken && !me->done && !me->combine) {
 			/* never taken into a batch in time: leave the queue */
 			struct sq_member **pp = &s->q_head, *prev = NULL;
 
-			while (*pp != &me) {
+			while (*pp != me) {
 				prev = *pp;
 				pp = &(*pp)->next;
 			}
-			*pp = me.next;
-			if (s->q_tail == &me)
+			*pp = me->next;
+			if (s->q_tail == me)
 				s->q_tail = prev;
-			me.rc = sq_busy(t);
-			(void)snprintf(me.err, sizeof(me.err), "%s", tally_error());
+			me->rc = sq_busy(t);
+			(void)snprintf(me->err, sizeof(me->err), "%s", tally_error());
 			break;
 		}
 	}
 	pthread_mutex_unlock(&s->q_lock);
-	pthread_cond_destroy(&me.wake);
-	if (me.rc < 0) {
-		tally_set_error("%s%s", me.err, strncmp(me.err, "busy:", 5) ? " (group commit)" : "");
+	pthread_cond_destroy(&me->wake);
+	if (me->rc < 0) {
+		tally_set_error("%s%s", me->err, strncmp(me->err, "busy:", 5) ? " (group commit)" : "");
 		return -1;
 	}
+	return 0;
+}
+
+static int sq_record(struct tally *t, void *conn, const char *sender,
+		     const struct tally_event *ev, struct tally_counts *after)
+{
+	time_t when = ev->when > 0 ? ev->when : clock_now();
+	struct sq_member me = { .op = SQ_OP_RECORD, .sender = sender, .ev = ev, .when = when,
+				.after = after };
+
+	if (ev->n_categories == 0)
+		return sq_read_counts(t, conn, sender, when, after);
+	if (sq_queue_write(t, &me) < 0)
+		return -1;
 	sq_maybe_prune(t, when);
 	return 0;
 }
 
 static int sq_claim(struct tally *t, void *conn, const char *sender, const char *kind, time_t now)
 {
-	struct sq_conn *c;
-	sqlite3_stmt *st;
-	int changed;
+	struct sq_member me = { .op = SQ_OP_CLAIM, .sender = sender, .kind = kind, .when = now };
 
-	if (!(c = sq_begin(t)))
+	if (sq_queue_write(t, &me) < 0)
 		return -1;
-	st = c->st[ST_CLAIM];
-	sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, (sqlite3_int64)now);
-	/* blocked while a claim lies within (now - dedupe, ...] */
-	sqlite3_bind_int64(st, 4, (sqlite3_int64)now - t->set.dedupe_s);
-	if (sq_run(c, ST_CLAIM) < 0)
-		return sq_abort(t);
-	changed = sqlite3_changes(c->db);
-	if (sq_commit(t, c) < 0)
-		return -1;
-	return changed > 0 ? 1 : 0;
+	return me.changed;
 }
 
 static int sq_unclaim(struct tally *t, void *conn, const char *sender, const char *kind,
 		      time_t when)
 {
-	struct sq_conn *c;
-	sqlite3_stmt *st;
+	struct sq_member me = { .op = SQ_OP_UNCLAIM, .sender = sender, .kind = kind, .when = when };
 
-	if (!(c = sq_begin(t)))
-		return -1;
-	st = c->st[ST_UNCLAIM];
-	sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, (sqlite3_int64)when);
-	if (sq_run(c, ST_UNCLAIM) < 0)
-		return sq_abort(t);
-	return sq_commit(t, c);
+	return sq_queue_write(t, &me);
 }
 
 /* sq_delete_sender - run the given per-sender deletes in one transaction. secure (a privacy

@@ -194,8 +194,11 @@ done
 sleep 6
 "$AMENDSCTL" -c "$CONF" stats >"$T_TMP/stats.out" 2>&1 || fail "amendsctl stats: $(cat "$T_TMP/stats.out")"
 counter() { awk -v n="amends_$1" '$1 == n {print $2}' "$T_TMP/stats.out"; }
+# why, when not: the daemon's error lines by kind (queue id and sender cut off), most first
+why() { grep -E ': (err|error|warning): ' "$T_DAEMON_LOG" | sed -E 's/^.*: (err|error|warning): ([^ :]+: )?//;
+	s/ for [^ ]+:/ for -:/; s/[0-9]+/N/g' | sort | uniq -c | sort -rn | head -5; }
 for c in internal_errors_total tally_failures_total drafts_failed_total; do
-	[ "$(counter "$c")" = 0 ] || fail "amends_$c is $(counter "$c"), not 0"
+	[ "$(counter "$c")" = 0 ] || fail "amends_$c is $(counter "$c"), not 0; the log says: $(why)"
 done
 total=$(sent_count)
 [ "$(counter messages_total)" -ge "$total" ] ||
