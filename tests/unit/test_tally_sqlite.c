@@ -503,15 +503,15 @@ static void test_group_commit(void **state)
 
 struct cl_state {
 	struct tally *t;
-	volatile int stop;
-	int rec_fails;
+	int stop;                     /* atomic */
+	int rec_fails;                /* atomic */
 };
 
 static void *cl_record_main(void *arg)
 {
 	struct cl_state *cs = arg;
 
-	for (int i = 0; i < 5000 && !cs->stop; i++) {
+	for (int i = 0; i < 5000 && !__atomic_load_n(&cs->stop, __ATOMIC_RELAXED); i++) {
 		struct tally_counts c;
 
 		if (tc_record(cs->t, "load@x.example", TC_T0, "complaint", &c) < 0)
@@ -558,11 +558,11 @@ static void test_claims_under_load(void **state)
 		    cl_claim(cs.t, who, true, &busy) != 0 || cl_claim(cs.t, who, false, &busy) != 1)
 			fail_msg("claim %d: wrong result (%s)", i, tally_error());
 	}
-	cs.stop = 1;
+	__atomic_store_n(&cs.stop, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < CL_RECORDERS; i++)
 		pthread_join(th[i], NULL);
 	print_message("%d claims and unclaims under load: %d busy and retried, %d records failed\n",
-		      4 * CL_CLAIMS, busy, cs.rec_fails);
+		      4 * CL_CLAIMS, busy, __atomic_load_n(&cs.rec_fails, __ATOMIC_RELAXED));
 	tally_close(cs.t);
 }
 
