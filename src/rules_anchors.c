@@ -1168,7 +1168,7 @@ static bool ascii_word(unsigned char c)
 static bool leads_word_start(const struct an_parser *ps, const struct lset *l)
 {
 	if (ps->top_branches != 1 || ps->n < 3 || ps->p[0] != '\\' || ps->p[1] != 'b' ||
-	    memchr("?*+{", ps->p[2], 4) || l->any || !l->n)
+	    (ps->p[2] && strchr("?*+{", ps->p[2])) || l->any || !l->n)
 		return false;
 	for (size_t k = 0; k < l->n; k++)
 		if (!l->len[k] || !ascii_word((unsigned char)l->v[k][0]))
