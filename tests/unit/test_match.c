@@ -371,7 +371,7 @@ static void test_windows_equal_plain(void **state)
 		"x a\nb z", "x...z...z", "12 345678", "\xd9\xbe\xdb\x8c\xd8\xb3\xdb\x92 \xd9\xbe",
 		"abcd", "zzz", "aaa", "a\nb", "hello world!", "qa a", "bb",
 		"these do", "se dose do it", "do", "_do xse 1se _x 9z a9z", "caf\xc3\xa9se \xc3\xa9 se",
-		"\xd8\xa7se\xd8\xa7" "do", "(se)", "DO it SE",
+		"\xd8\xa7se\xd8\xa7\x64o", "(se)", "DO it SE",
 	};
 	struct strbuf rb;
 	struct ruleset *rs;
