@@ -432,6 +432,57 @@ static void test_windows_equal_plain(void **state)
 	strbuf_free(&rb);
 }
 
+/* What the prefilter's scan says of rule 0 over text: ok (0 not run, 1 run, 2 searched) and
+ * the places its leads were recorded at, joined as "3,10" in buf. */
+static int scan_rule0(const struct ruleset *rs, const char *text, char *buf, size_t size)
+{
+	struct rules_scan sc = { 0 };
+	unsigned char ok[4] = { 0 };
+	const uint32_t *pos;
+	size_t n, used = 0;
+
+	assert_true(rs->n_rules <= sizeof(ok));
+	assert_int_equal(rules_scan_begin(&sc, rs->n_rules), 0);
+	assert_int_equal(rules_prefilter_scan(rs, RULES_TARGET_BODY, text, strlen(text), &sc, ok), 0);
+	assert_int_equal(rules_scan_leads(&sc, 0, &pos, &n), 0);
+	buf[0] = '\0';
+	for (size_t k = 0; k < n; k++)
+		used += (size_t)snprintf(buf + used, size - used, "%s%u", k ? "," : "", pos[k]);
+	rules_scan_free(&sc);
+	return ok[0];
+}
+
+/* WORD START and ALSO (rules_anchors.c) save work, so the hit tests pass without them: here
+ * the scan itself is looked at. A word-start rule gets no place inside a word (after an ASCII
+ * letter, digit or "_"; after a non-ASCII letter it does: \b is PCRE2's to judge there), and a
+ * rule with a second required part is not run when that part is absent. */
+static void test_prefilter_skips(void **state)
+{
+	struct ruleset *ws = load("rule W\ncategory refund\nmatch /\\b(?:se|do)\\b/\n");
+	struct ruleset *al = load("rule A\ncategory refund\n"
+				  "match /\\bfee\\s+(?:\\w+\\s+){0,2}?money\\b/\n");
+	char got[256];
+
+	(void)state;
+	assert_true(ws->rules[0].lead_word);
+	assert_int_equal(scan_rule0(ws, "these do, dose se_x 5se caf\xc3\xa9se (se)", got,
+				    sizeof(got)), 1);
+	assert_string_equal(got, "6,10,15,29,33");
+	assert_int_equal(scan_rule0(ws, "these dose", got, sizeof(got)), 1);
+	assert_string_equal(got, "6");
+	assert_int_equal(scan_rule0(ws, "thesexdo", got, sizeof(got)), 1);   /* occurs, no place */
+	assert_string_equal(got, "");
+
+	assert_int_equal(al->rules[0].n_also, 1);
+	assert_string_equal(al->rules[0].also[0], "money");
+	assert_int_equal(scan_rule0(al, "the fee was high", got, sizeof(got)), 0);
+	assert_int_equal(scan_rule0(al, "the fee and the money", got, sizeof(got)), 1);
+	assert_string_equal(got, "4");
+	assert_int_equal(scan_rule0(al, "money but no f-e-e", got, sizeof(got)), 0);
+	rules_unref(ws);
+	rules_unref(al);
+}
+
 /* A lead rule whose leads occur in more places than are kept (RULES_LEAD_MAX_POS) is searched
  * instead (in windows: its JIT code is for complete matches only); just under the limit it is
  * tried at its leads. Either way the hit is the one plain pcre2_match finds. */
@@ -820,6 +871,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_targets),
+		cmocka_unit_test(test_prefilter_skips),
 		cmocka_unit_test(test_lead_places_limit),
 		cmocka_unit_test(test_cap),
 		cmocka_unit_test(test_limit_recorded),
