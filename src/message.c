@@ -1724,7 +1724,7 @@ static bool decode_into(GMimeEncoding *dec, const char *in, size_t n, struct str
 			size_t cap, bool *more)
 {
 	char buf[2 * DECODE_STEP];   /* a decoding step's output is below twice its input */
-	bool qp = dec->encoding == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE && !dec->encode;
+	bool qp = dec->encoding == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE;
 	size_t pos = 0;
 
 	while (pos < n) {
