@@ -1889,14 +1889,14 @@ static int scan_group(struct rules_scan *sc)
 	uint32_t *pos, *fill;
 	size_t n = sc->n_rules;
 
-	if (sc->gcap < sc->np) {
+	if (sc->gcap < sc->np || !sc->grp) {   /* never NULL: a lead rule may have no place */
 		uint32_t *g = malloc((sc->np ? sc->np : 1) * sizeof(*g));
 
 		if (!g)
 			return -1;
 		free(sc->grp);
 		sc->grp = g;
-		sc->gcap = sc->np;
+		sc->gcap = sc->np ? sc->np : 1;
 	}
 	pos = sc->grp;
 #ifdef __clang_analyzer__
