@@ -15,7 +15,9 @@
  * once per connection and reused. The schema is versioned with PRAGMA user_version and
  * upgraded step by step at open; a file from a newer amends is refused.
  *
- * Tables: events (one row per message and category: windowed counts are COUNT over ts),
+ * Tables: events (one row per message and category), event_days (per sender, category and day:
+ * how many events, the first and last; a windowed count reads these and the events of the
+ * window's first day only, so its cost does not grow with a sender's history),
  * incidents (the last N messages per sender, cited by drafts), drafts (last claim per sender
  * and kind, for the dedupe), senders (first and last seen). Pruned by retention, hourly.
  *
@@ -47,6 +49,21 @@
 
 #define SQ_PRUNE_EVERY_S 3600
 #define SQ_BATCH_MAX 64           /* records in one group commit at most */
+/* Page caches, in KiB. A reader's cache is emptied at the start of each read transaction
+ * whenever the writer has committed since its last one (WAL; under load, every time), so it
+ * only ever holds one query's pages: a count over a long history fills it and the memory
+ * stays with the thread's malloc arena. Kept small, the pool's worst case is 64 sessions x
+ * 256 KiB. The writer's cache stays valid between its transactions (SQLite's default size). */
+#define SQ_READER_CACHE_KIB 256
+#define SQ_WRITER_CACHE_KIB 2000
+
+#define SQ_DAY_S 86400
+
+/* sq_day - the day (UTC) of ts, rounding down also before 1970, as schema step 2 does */
+static sqlite3_int64 sq_day(sqlite3_int64 ts)
+{
+	return ts >= 0 ? ts / SQ_DAY_S : (ts - (SQ_DAY_S - 1)) / SQ_DAY_S;
+}
 
 /* Schema steps: step i takes user_version i to i+1. Append, never edit a released step. */
 static const char *const sq_schema[] = {
@@ -66,15 +83,26 @@ static const char *const sq_schema[] = {
 	"CREATE TABLE drafts(sender TEXT NOT NULL, kind TEXT NOT NULL, ts INTEGER NOT NULL,"
 	"  PRIMARY KEY(sender, kind)) WITHOUT ROWID;"
 	"CREATE INDEX drafts_ts ON drafts(ts);",
+	/* 2: per-day counts (sq_read_counts), built from the events already there; a count
+	 * then reads one row per day of the window and the events of the window's first day,
+	 * whose index becomes (sender, ts). */
+	"CREATE TABLE event_days(sender TEXT NOT NULL, category TEXT NOT NULL, day INTEGER NOT NULL,"
+	"  n INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL,"
+	"  PRIMARY KEY(sender, category, day)) WITHOUT ROWID;"
+	"INSERT INTO event_days(sender, category, day, n, first, last)"
+	"  SELECT sender, category, CASE WHEN ts >= 0 THEN ts / 86400 ELSE (ts - 86399) / 86400 END,"
+	"  count(*), min(ts), max(ts) FROM events GROUP BY 1, 2, 3;"
+	"DROP INDEX events_sender;"
+	"CREATE INDEX events_sender ON events(sender, ts);",
 };
 #define SQ_SCHEMA_VERSION ((int)UTIL_ARRAY_LEN(sq_schema))
 
 enum sq_stmt {
 	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
-	ST_SENDER_UPSERT, ST_EVENT_INSERT, ST_INCIDENT_INSERT, ST_INCIDENT_TRIM,
+	ST_SENDER_UPSERT, ST_EVENT_INSERT, ST_DAY_UPSERT, ST_INCIDENT_INSERT, ST_INCIDENT_TRIM,
 	ST_COUNTS, ST_SEEN, ST_HISTORY, ST_CLAIM, ST_UNCLAIM, ST_TOP,
-	ST_DEL_EVENTS, ST_DEL_INCIDENTS, ST_DEL_DRAFTS, ST_DEL_SENDER,
-	ST_PRUNE_EVENTS, ST_PRUNE_INCIDENTS, ST_PRUNE_DRAFTS, ST_PRUNE_SENDERS,
+	ST_DEL_EVENTS, ST_DEL_DAYS, ST_DEL_INCIDENTS, ST_DEL_DRAFTS, ST_DEL_SENDER,
+	ST_PRUNE_EVENTS, ST_PRUNE_DAYS, ST_PRUNE_INCIDENTS, ST_PRUNE_DRAFTS, ST_PRUNE_SENDERS,
 	ST_COUNT
 };
 
@@ -86,12 +114,21 @@ static const char *const sq_sql[ST_COUNT] = {
 		" ON CONFLICT(sender) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),"
 		" last_seen = max(last_seen, excluded.last_seen)",
 	[ST_EVENT_INSERT] = "INSERT INTO events(sender, category, ts, message_id) VALUES(?1, ?2, ?3, ?4)",
+	[ST_DAY_UPSERT] = "INSERT INTO event_days(sender, category, day, n, first, last)"
+		" VALUES(?1, ?2, ?3, 1, ?4, ?4) ON CONFLICT(sender, category, day) DO UPDATE SET"
+		" n = n + 1, first = min(first, excluded.first), last = max(last, excluded.last)",
 	[ST_INCIDENT_INSERT] = "INSERT INTO incidents(sender, ts, message_id, subject, categories, rules)"
 		" VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
 	[ST_INCIDENT_TRIM] = "DELETE FROM incidents WHERE sender = ?1 AND id NOT IN"
 		" (SELECT id FROM incidents WHERE sender = ?1 ORDER BY ts DESC, id DESC LIMIT ?2)",
-	[ST_COUNTS] = "SELECT category, count(*), min(ts), max(ts) FROM events"
-		" WHERE sender = ?1 AND ts >= ?2 GROUP BY category ORDER BY category",
+	/* the window [?2, ...): the events of its first day (?2 up to ?3, the end of day ?4), then
+	 * the days after it whole */
+	[ST_COUNTS] = "SELECT category, sum(n), min(first), max(last) FROM ("
+		" SELECT category, count(*) AS n, min(ts) AS first, max(ts) AS last FROM events"
+		"  WHERE sender = ?1 AND ts >= ?2 AND ts < ?3 GROUP BY category"
+		" UNION ALL SELECT category, n, first, last FROM event_days"
+		"  WHERE sender = ?1 AND day > ?4)"
+		" GROUP BY category ORDER BY category",
 	[ST_SEEN] = "SELECT first_seen, last_seen FROM senders WHERE sender = ?1",
 	[ST_HISTORY] = "SELECT ts, message_id, subject, categories, rules FROM incidents"
 		" WHERE sender = ?1 ORDER BY ts DESC, id DESC LIMIT ?2",
@@ -102,10 +139,14 @@ static const char *const sq_sql[ST_COUNT] = {
 		" JOIN senders s ON s.sender = e.sender WHERE e.ts >= ?1"
 		" GROUP BY e.sender ORDER BY n DESC, s.last_seen DESC, e.sender LIMIT ?2",
 	[ST_DEL_EVENTS] = "DELETE FROM events WHERE sender = ?1",
+	[ST_DEL_DAYS] = "DELETE FROM event_days WHERE sender = ?1",
 	[ST_DEL_INCIDENTS] = "DELETE FROM incidents WHERE sender = ?1",
 	[ST_DEL_DRAFTS] = "DELETE FROM drafts WHERE sender = ?1",
 	[ST_DEL_SENDER] = "DELETE FROM senders WHERE sender = ?1",
 	[ST_PRUNE_EVENTS] = "DELETE FROM events WHERE ts < ?1",
+	/* day ?1 holds the cut: its n still counts pruned events, but no window starts before
+	 * the cut (window_days <= retention_days), so no count reads that day whole */
+	[ST_PRUNE_DAYS] = "DELETE FROM event_days WHERE day < ?1",
 	[ST_PRUNE_INCIDENTS] = "DELETE FROM incidents WHERE ts < ?1",
 	[ST_PRUNE_DRAFTS] = "DELETE FROM drafts WHERE ts < ?1",
 	[ST_PRUNE_SENDERS] = "DELETE FROM senders WHERE last_seen < ?1",
@@ -222,6 +263,7 @@ static int sq_run(struct sq_conn *c, enum sq_stmt which)
 
 static void *sq_conn_new(struct tally *t);
 static struct sq_conn *sq_conn_open(struct tally *t, const char *path, int flags, bool prepare);
+static int sq_cache_size(sqlite3 *db, int kib);
 static void sq_conn_free(void *p);
 
 /* sq_writer_done - give the write turn back; a writer whose transaction failed other than busy
@@ -382,6 +424,12 @@ static int sq_writer_open(struct tally *t)
 		return 0;
 	if (!(s->writer = sq_conn_new(t)))
 		return -1;
+	if (sq_cache_size(s->writer->db, SQ_WRITER_CACHE_KIB) != SQLITE_OK) {
+		sq_fail(s->writer, "writer setup", sqlite3_errcode(s->writer->db));
+		sq_conn_free(s->writer);
+		s->writer = NULL;
+		return -1;
+	}
 	if (!s->ckpt_running) {
 		int rc = pthread_create(&s->ckpt_thread, NULL, sq_ckpt_main, t);
 
@@ -483,6 +531,16 @@ static void sq_global_config(void)
 	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* sq_cache_size - bound db's page cache to kib KiB (a negative cache_size is KiB); SQLITE_* */
+static int sq_cache_size(sqlite3 *db, int kib)
+{
+	char sql[48];
+
+	if (snprintf(sql, sizeof(sql), "PRAGMA cache_size = -%d", kib) >= (int)sizeof(sql))
+		return SQLITE_ERROR;
+	return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
 /* sq_conn_open - a connection with the per-connection settings; prepare statements too */
 static struct sq_conn *sq_conn_open(struct tally *t, const char *path, int flags, bool prepare)
 {
@@ -507,6 +565,8 @@ static struct sq_conn *sq_conn_open(struct tally *t, const char *path, int flags
 	sqlite3_extended_result_codes(c->db, 1);
 	sqlite3_busy_timeout(c->db, t->set.busy_timeout_ms);
 	rc = sqlite3_exec(c->db, t->set.sync_pragma, NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sq_cache_size(c->db, SQ_READER_CACHE_KIB);
 	for (i = 0; prepare && rc == SQLITE_OK && i < ST_COUNT; i++)
 		rc = sqlite3_prepare_v3(c->db, sq_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c->st[i], NULL);
 	if (rc != SQLITE_OK) {
@@ -645,8 +705,12 @@ static int sq_read_counts(struct tally *t, struct sq_conn *c, const char *sender
 	sqlite3_stmt *st = c->st[ST_COUNTS];
 	int rc;
 
+	sqlite3_int64 since = (sqlite3_int64)now - t->set.window_s, day = sq_day(since);
+
 	sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)now - t->set.window_s);
+	sqlite3_bind_int64(st, 2, since);
+	sqlite3_bind_int64(st, 3, (day + 1) * SQ_DAY_S);
+	sqlite3_bind_int64(st, 4, day);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *cat = (const char *)sqlite3_column_text(st, 0);
 
@@ -782,6 +846,9 @@ static int sq_prune_conn(struct tally *t, time_t now)
 	sqlite3_bind_int64(c->st[ST_PRUNE_EVENTS], 1, cut);
 	if (sq_run(c, ST_PRUNE_EVENTS) < 0)
 		return sq_abort(t);
+	sqlite3_bind_int64(c->st[ST_PRUNE_DAYS], 1, sq_day(cut));
+	if (sq_run(c, ST_PRUNE_DAYS) < 0)
+		return sq_abort(t);
 	sqlite3_bind_int64(c->st[ST_PRUNE_INCIDENTS], 1, cut);
 	if (sq_run(c, ST_PRUNE_INCIDENTS) < 0)
 		return sq_abort(t);
@@ -841,6 +908,13 @@ static int sq_record_rows(struct tally *t, struct sq_conn *c, const char *sender
 		sqlite3_bind_int64(st, 3, (sqlite3_int64)when);
 		sqlite3_bind_text(st, 4, f.message_id, -1, SQLITE_STATIC);
 		if (sq_run(c, ST_EVENT_INSERT) < 0)
+			goto out;
+		st = c->st[ST_DAY_UPSERT];
+		sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, ev->categories[i], -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, sq_day((sqlite3_int64)when));
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)when);
+		if (sq_run(c, ST_DAY_UPSERT) < 0)
 			goto out;
 	}
 	if (t->set.incidents > 0) {
@@ -1113,7 +1187,7 @@ static int sq_reset(struct tally *t, void *conn, const char *sender)
 {
 	/* The sender stays known (first/last seen) and the dedupe stays: a reset must not make
 	 * amends write the same customer a second letter within the week. */
-	static const enum sq_stmt which[] = { ST_DEL_EVENTS, ST_DEL_INCIDENTS };
+	static const enum sq_stmt which[] = { ST_DEL_EVENTS, ST_DEL_DAYS, ST_DEL_INCIDENTS };
 
 	return sq_delete_sender(t, sender, which, UTIL_ARRAY_LEN(which), false);
 }
@@ -1121,7 +1195,7 @@ static int sq_reset(struct tally *t, void *conn, const char *sender)
 static int sq_forget(struct tally *t, void *conn, const char *sender)
 {
 	static const enum sq_stmt which[] = {
-		ST_DEL_EVENTS, ST_DEL_INCIDENTS, ST_DEL_DRAFTS, ST_DEL_SENDER
+		ST_DEL_EVENTS, ST_DEL_DAYS, ST_DEL_INCIDENTS, ST_DEL_DRAFTS, ST_DEL_SENDER
 	};
 	/* a privacy request: see sq_delete_sender */
 	return sq_delete_sender(t, sender, which, UTIL_ARRAY_LEN(which), true);

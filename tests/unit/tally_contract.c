@@ -127,6 +127,12 @@ void tc_test_counts(void **state)
 	/* another sender is separate */
 	assert_int_equal(count_in(f->t, "b@x.example", TC_T0, "complaint"), 0);
 	assert_int_equal(tally_seen(f->t, "b@x.example", &first, &last), 0);
+	/* a message whose clock is behind the last one's: it is the first seen now */
+	assert_int_equal(tc_record(f->t, "a@x.example", TC_T0 - 5, "complaint", &c), 0);
+	assert_int_equal(tally_count_of(&c, "complaint"), 3);
+	assert_int_equal(c.v[0].first_seen, TC_T0 - 5);
+	assert_int_equal(c.v[0].last_seen, TC_T0 + 10);
+	tally_counts_free(&c);
 	/* NULL "after" is allowed */
 	assert_int_equal(tc_record(f->t, "a@x.example", TC_T0 + 30, "abuse", NULL), 0);
 	assert_int_equal(count_in(f->t, "a@x.example", TC_T0 + 30, "abuse"), 1);
@@ -151,6 +157,112 @@ void tc_test_window(void **state)
 	assert_int_equal(c.v[0].first_seen, TC_T0 + 10 * TC_DAY);
 	tally_counts_free(&c);
 	assert_int_equal(count_in(f->t, "w@x.example", TC_T0 + 80 * TC_DAY, "complaint"), 0);
+}
+
+/* One recorded event of tc_test_window_model: its sender, category and time */
+struct wm_event {
+	int sender, cat;
+	time_t ts;
+};
+
+/* wm_check - the store's counts c for sender at now equal those of the n events in ev */
+static void wm_check(const struct tally_counts *c, const struct wm_event *ev, size_t n,
+		     int sender, time_t now, time_t window, const char *const *cats, int n_cats)
+{
+	int k;
+
+	for (k = 0; k < n_cats; k++) {
+		int want = 0;
+		time_t first = 0, last = 0;
+		size_t i, j;
+
+		for (i = 0; i < n; i++) {
+			if (ev[i].sender != sender || ev[i].cat != k || ev[i].ts < now - window)
+				continue;
+			if (!want++ || ev[i].ts < first)
+				first = ev[i].ts;
+			if (ev[i].ts > last)
+				last = ev[i].ts;
+		}
+		assert_int_equal(tally_count_of(c, cats[k]), want);
+		for (j = 0; want && j < c->n; j++)
+			if (strcmp(c->v[j].category, cats[k]) == 0) {
+				assert_int_equal(c->v[j].first_seen, first);
+				assert_int_equal(c->v[j].last_seen, last);
+			}
+	}
+}
+
+/* The windowed counts against a model: a few hundred messages of two senders, at steps from
+ * one second to weeks (so that windows start inside days, on their first and last second and
+ * on day boundaries), each record's counts and later reads compared with a count over every
+ * event recorded; then again after a prune. */
+void tc_test_window_model(void **state)
+{
+	static const char *const cats[] = { "abuse", "complaint", "refund" };
+	static const char *const senders[] = { "m0@x.example", "m1@x.example" };
+	/* -1: to the next midnight (UTC), so that events fall on a window's first and last day's
+	 * boundaries too */
+	static const time_t steps[] = { 0, 1, 59, 3600, 86399, 86400, 86401, 3 * 86400 + 7,
+					 9 * 86400, 17 * 86400, -1, -1 };
+	struct tc_fix *f = *state;
+	const time_t window = (time_t)f->cfg->tally.window_days * TC_DAY;
+	struct wm_event ev[400];
+	struct tally_counts c;
+	unsigned seed = 20261130;
+	time_t now = TC_T0 - 40 * TC_DAY - TC_T0 % TC_DAY;   /* a midnight */
+	time_t cut_at;
+	struct tally *t2;
+	size_t n = 0;
+	int s, k;
+
+	while (n + 2 <= UTIL_ARRAY_LEN(ev)) {
+		char cs[64];
+		int a, b;
+
+		time_t step = steps[rand_r(&seed) % UTIL_ARRAY_LEN(steps)];
+
+		now += step >= 0 ? step : TC_DAY - now % TC_DAY;
+		s = (int)(rand_r(&seed) % 2);
+		a = (int)(rand_r(&seed) % 3);
+		b = (int)(rand_r(&seed) % 4);   /* 3: one category only */
+		snprintf(cs, sizeof(cs), "%s%s%s", cats[a], b < 3 && b != a ? "," : "",
+			 b < 3 && b != a ? cats[b] : "");
+		assert_int_equal(tc_record(f->t, senders[s], now, cs, &c), 0);
+		ev[n++] = (struct wm_event){ s, a, now };
+		if (b < 3 && b != a)
+			ev[n++] = (struct wm_event){ s, b, now };
+		wm_check(&c, ev, n, s, now, window, cats, 3);
+		tally_counts_free(&c);
+	}
+	/* reads later on: the window's start on the first, on the last second of a day and past */
+	for (k = 0; k < 40; k++) {
+		time_t later = now + (time_t)(rand_r(&seed) % (40 * 86400));
+
+		if (k % 4 == 1)
+			later += 86399 - (later - window) % 86400;   /* window starts at 23:59:59 */
+		else if (k % 4 == 2)
+			later -= (later - window) % 86400;           /* ... at 00:00:00 */
+		for (s = 0; s < 2; s++) {
+			assert_int_equal(tally_counts(f->t, senders[s], later, &c), 0);
+			wm_check(&c, ev, n, s, later, window, cats, 3);
+			tally_counts_free(&c);
+		}
+	}
+	cut_at = now + 5 * TC_DAY + 12 * 3600 + 7;
+	/* a prune keeps what the window can still see, also when the retention is the window
+	 * and the cut falls inside a day (a second handle with those settings prunes) */
+	f->cfg->tally.retention_days = f->cfg->tally.window_days;
+	t2 = tc_open_again(f);
+	assert_non_null(t2);
+	assert_int_equal(tally_prune(t2, cut_at), 0);
+	tally_close(t2);
+	for (k = 0; k < 2; k++)
+		for (s = 0; s < 2; s++) {
+			assert_int_equal(tally_counts(f->t, senders[s], cut_at + k * 3600, &c), 0);
+			wm_check(&c, ev, n, s, cut_at + k * 3600, window, cats, 3);
+			tally_counts_free(&c);
+		}
 }
 
 void tc_test_history(void **state)

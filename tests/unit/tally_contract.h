@@ -38,6 +38,7 @@ int tc_record(struct tally *t, const char *sender, time_t when, const char *cats
 
 void tc_test_counts(void **state);
 void tc_test_window(void **state);
+void tc_test_window_model(void **state);
 void tc_test_history(void **state);
 void tc_test_claim(void **state);
 void tc_test_reset_forget(void **state);

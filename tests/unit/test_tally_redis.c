@@ -261,7 +261,8 @@ static void test_password_rejected(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(tc_test_counts), T(tc_test_window), T(tc_test_history), T(tc_test_claim),
+		T(tc_test_counts), T(tc_test_window), T(tc_test_window_model),
+		T(tc_test_history), T(tc_test_claim),
 		T(tc_test_reset_forget), T(tc_test_top), T(tc_test_prune), T(tc_test_threads),
 		T(tc_test_bad_input),
 		T(test_keys_and_expiry), T(test_noscript), T(test_stopped), T(test_paused),

@@ -64,13 +64,15 @@ static void test_schema(void **state)
 
 	db_path(f, path, sizeof(path));
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(db_int(db, "PRAGMA user_version"), 1);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 2);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
 	sqlite3_finalize(st);
 	assert_int_equal(tc_record(f->t, "s@x.example", TC_T0, "complaint,refund", NULL), 0);
 	assert_int_equal(db_int(db, "SELECT count(*) FROM events WHERE sender = 's@x.example'"), 2);
+	assert_int_equal(db_int(db, "SELECT sum(n) FROM event_days WHERE sender = 's@x.example'"
+			 " AND day = 1800000000 / 86400 AND first = 1800000000 AND last = first"), 2);
 	assert_int_equal(db_int(db, "SELECT count(*) FROM incidents"), 1);
 	assert_int_equal(db_int(db, "SELECT first_seen FROM senders"), TC_T0);
 	sqlite3_close(db);
@@ -92,6 +94,84 @@ static void test_newer_schema_refused(void **state)
 	assert_non_null(err);
 	assert_non_null(strstr(err, "newer"));
 	free(err);
+}
+
+/* The schema amends wrote at user_version 1 (schema step 1), as a file from then has it */
+static const char v1_schema[] =
+	"CREATE TABLE senders(sender TEXT PRIMARY KEY, first_seen INTEGER NOT NULL,"
+	"  last_seen INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX senders_last ON senders(last_seen);"
+	"CREATE TABLE events(id INTEGER PRIMARY KEY, sender TEXT NOT NULL, category TEXT NOT NULL,"
+	"  ts INTEGER NOT NULL, message_id TEXT NOT NULL DEFAULT '');"
+	"CREATE INDEX events_sender ON events(sender, category, ts);"
+	"CREATE INDEX events_ts ON events(ts);"
+	"CREATE TABLE incidents(id INTEGER PRIMARY KEY, sender TEXT NOT NULL, ts INTEGER NOT NULL,"
+	"  message_id TEXT NOT NULL, subject TEXT NOT NULL, categories TEXT NOT NULL,"
+	"  rules TEXT NOT NULL);"
+	"CREATE INDEX incidents_sender ON incidents(sender, ts, id);"
+	"CREATE INDEX incidents_ts ON incidents(ts);"
+	"CREATE TABLE drafts(sender TEXT NOT NULL, kind TEXT NOT NULL, ts INTEGER NOT NULL,"
+	"  PRIMARY KEY(sender, kind)) WITHOUT ROWID;"
+	"CREATE INDEX drafts_ts ON drafts(ts);"
+	"PRAGMA user_version = 1;";
+
+/* A version 1 file is upgraded at open: its events become per-day counts, and the counts of
+ * its window are the same as before, on the window's first day too (T0 - 30 days is 08:00). */
+static void test_upgrade_from_v1(void **state)
+{
+	static const struct { const char *sender, *cat; long long ts; } old[] = {
+		{ "u@x.example", "complaint", 1800000000LL - 31 * 86400 },      /* before the window */
+		{ "u@x.example", "complaint", 1800000000LL - 30 * 86400 - 5 },  /* its first day, before */
+		{ "u@x.example", "complaint", 1800000000LL - 30 * 86400 },      /* its first second */
+		{ "u@x.example", "complaint", 1800000000LL - 30 * 86400 + 5 },
+		{ "u@x.example", "complaint", 1800000000LL - 10 * 86400 },
+		{ "u@x.example", "refund", 1800000000LL - 2 * 86400 },
+		{ "v@x.example", "complaint", 1800000000LL - 86400 },
+	};
+	struct tc_fix *f = *state;
+	struct tally_counts c;
+	char path[512], sql[256];
+	sqlite3 *db;
+	size_t i;
+
+	tally_close(f->t);
+	f->t = NULL;
+	db_path(f, path, sizeof(path));
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, v1_schema, NULL, NULL, NULL), SQLITE_OK);
+	for (i = 0; i < UTIL_ARRAY_LEN(old); i++) {
+		snprintf(sql, sizeof(sql), "INSERT INTO events(sender, category, ts) VALUES('%s', '%s', %lld)",
+			 old[i].sender, old[i].cat, old[i].ts);
+		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	}
+	f->t = tc_open_again(f);
+	assert_non_null(f->t);
+	assert_int_equal(db_int(db, "PRAGMA user_version"), 2);
+	/* one row per sender, category and day; the sender index now leads with the time */
+	assert_int_equal(db_int(db, "SELECT count(*) FROM event_days"), 5);
+	assert_int_equal(db_int(db, "SELECT n FROM event_days WHERE sender = 'u@x.example'"
+				" AND day = (1800000000 - 30 * 86400) / 86400"), 3);
+	assert_int_equal(db_int(db, "SELECT name = 'ts' FROM pragma_index_info('events_sender')"
+				" WHERE seqno = 1"), 1);
+	sqlite3_close(db);
+
+	assert_int_equal(tally_counts(f->t, "u@x.example", TC_T0, &c), 0);
+	assert_int_equal(tally_count_of(&c, "complaint"), 3);
+	assert_int_equal(tally_count_of(&c, "refund"), 1);
+	assert_string_equal(c.v[0].category, "complaint");
+	assert_int_equal(c.v[0].first_seen, TC_T0 - 30 * TC_DAY);
+	assert_int_equal(c.v[0].last_seen, TC_T0 - 10 * TC_DAY);
+	tally_counts_free(&c);
+	/* recorded after the upgrade: counted with the old ones */
+	assert_int_equal(tc_record(f->t, "u@x.example", TC_T0 + 1, "complaint", &c), 0);
+	assert_int_equal(tally_count_of(&c, "complaint"), 3);   /* TC_T0 - 30 days is out now */
+	assert_int_equal(c.v[0].first_seen, TC_T0 - 30 * TC_DAY + 5);
+	assert_int_equal(c.v[0].last_seen, TC_T0 + 1);
+	tally_counts_free(&c);
+	assert_int_equal(tally_counts(f->t, "v@x.example", TC_T0, &c), 0);
+	assert_int_equal(tally_count_of(&c, "complaint"), 1);
+	tally_counts_free(&c);
 }
 
 static void test_reopen_keeps_data(void **state)
@@ -571,10 +651,11 @@ static void test_claims_under_load(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(tc_test_counts), T(tc_test_window), T(tc_test_history), T(tc_test_claim),
+		T(tc_test_counts), T(tc_test_window), T(tc_test_window_model),
+		T(tc_test_history), T(tc_test_claim),
 		T(tc_test_reset_forget), T(tc_test_top), T(tc_test_prune), T(tc_test_threads),
 		T(tc_test_bad_input),
-		T(test_schema), T(test_newer_schema_refused), T(test_reopen_keeps_data),
+		T(test_schema), T(test_newer_schema_refused), T(test_upgrade_from_v1), T(test_reopen_keeps_data),
 		T(test_bad_specs), T(test_locked), T(test_full_disk), T(test_synchronous_normal),
 		T(test_group_commit), T(test_claims_under_load), T(test_checkpoint_thread),
 		cmocka_unit_test(test_sender_key),
