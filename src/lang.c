@@ -12,9 +12,11 @@
  * Latin script is English unless enough romanized Urdu/Hindi markers appear; then Urdu- and
  * Hindi-leaning spellings and words decide (wapis/bohat/aik/thay and detached future "kar dun
  * ga" lean Urdu; wapas/bahut/ek/hu, joined "aapka" and ₹/UPI/GST lean Hindi).
- * Works on raw or normalized text; invalid UTF-8 bytes are skipped. Time and memory: one pass,
- * a fixed token buffer on the stack, at most LANG_MAX_TOKENS words looked up in one static hash
- * table of all the lists (built once, on first use).
+ * Works on raw or normalized text; invalid UTF-8 bytes are skipped. Time and memory: one pass
+ * over the first LANG_MAX_TOKENS words at most (the customer's own words come first; a long
+ * pasted document after them does not change the language of the letter), a fixed token
+ * buffer on the stack, words looked up in one static hash table of all the lists (built once,
+ * on first use).
  *
  * OWNERSHIP  Returns static strings.
  * DIAGNOSTICS  None.
@@ -377,7 +379,7 @@ static void lang_scan_text(struct lang_scan *sc, const unsigned char *p, size_t 
 	bool urdu_letters = false;
 	uint32_t c;
 
-	while (i < n) {
+	while (i < n && sc->tokens < LANG_MAX_TOKENS) {
 		l = lang_u8(p + i, n - i, &c);
 		if (l == 0) {
 			i++;

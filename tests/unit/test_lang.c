@@ -84,6 +84,34 @@ static void test_lang_base_and_junk(void **state)
 	assert_string_equal(lang_detect(junk, sizeof(junk) - 1), "en");
 }
 
+/* The first 4,000 words decide: a short English letter with a long Urdu document pasted
+ * after it is English (read whole, the document's letters, counted double, would make it
+ * Urdu), and the same letter after the document is Urdu. */
+static void test_lang_first_words(void **state)
+{
+	static const char en[] = "please refund my order ";          /* 4 words */
+	static const char ur[] = "\u0645\u06cc\u0631\u0627 \u0622\u0631\u0688\u0631 "; /* 2 words */
+	const size_t n_en = 1000, n_ur = 6000;
+	size_t len = n_en * (sizeof(en) - 1) + n_ur * (sizeof(ur) - 1), i;
+	char *text = malloc(len + 1), *p;
+
+	(void)state;
+	assert_non_null(text);
+	for (p = text, i = 0; i < n_en; i++, p += sizeof(en) - 1)
+		memcpy(p, en, sizeof(en) - 1);
+	for (i = 0; i < n_ur; i++, p += sizeof(ur) - 1)
+		memcpy(p, ur, sizeof(ur) - 1);
+	*p = '\0';
+	assert_string_equal(lang_detect(text, len), "en");
+	/* the other way round */
+	for (p = text, i = 0; i < n_ur; i++, p += sizeof(ur) - 1)
+		memcpy(p, ur, sizeof(ur) - 1);
+	for (i = 0; i < n_en; i++, p += sizeof(en) - 1)
+		memcpy(p, en, sizeof(en) - 1);
+	assert_string_equal(lang_detect(text, len), "ur");
+	free(text);
+}
+
 /* ---- the dev corpus ----------------------------------------------------------------------- */
 
 static char *corpus_dir;
@@ -202,6 +230,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lang_cases),
 		cmocka_unit_test(test_lang_base_and_junk),
+		cmocka_unit_test(test_lang_first_words),
 		cmocka_unit_test(test_lang_corpus),
 	};
 
