@@ -10,7 +10,8 @@
  *     (a 100,000-level chain takes seconds) and 500,000 header lines take it 2 s: our limits have
  *     to be applied to its input, not to its output. The body of an attachment (a leaf part of
  *     an application/, image/, audio/, video/, font/ or model/ type) is left out too: it is
- *     never read, and GMime need not parse it. Malformed mail may be read one way by the scan
+ *     never read, and GMime need not parse it; so is, when the caller skips shadowed parts,
+ *     the body of an HTML alternative after a text/plain one (scan_shadow). Malformed mail may be read one way by the scan
  *     and another by GMime, so after the parse the two are compared (as many entities; every
  *     body left out is an empty attachment to GMime); when they differ the message is parsed
  *     again with every body kept (parse_once). Otherwise ordinary mail reaches GMime unchanged.
@@ -716,6 +717,8 @@ struct scan_level {
 	char *boundary[2];      /* "--" + boundary, NULL when unknown */
 	size_t blen[2];
 	int depth;              /* depth of the container entity */
+	bool alternative;       /* multipart/alternative */
+	bool seen_plain;        /* ... and a child so far was a plain text/plain (scan_shadow) */
 };
 
 struct scan_seg {
@@ -737,6 +740,9 @@ struct scan {
 	int nlv;
 	bool drop_binary;       /* leave attachment bodies out (message_parse checks the result) */
 	size_t dropped;         /* attachment bodies left out */
+	bool drop_shadowed;     /* leave shadowed HTML bodies out (scan_shadow) */
+	size_t dropped_shadow;  /* ... left out */
+	int parent;             /* the level whose boundary began this header block, or -1 */
 	bool oom;
 };
 
@@ -747,6 +753,10 @@ struct scan_ct {
 	bool opaque;            /* a boundary we may read differently from GMime */
 	int fields;             /* Content-Type fields seen */
 	bool binary;            /* application/, image/, audio/, video/, font/, model/ */
+	bool plain, html;       /* text/plain, text/html */
+	bool alternative;       /* multipart/alternative */
+	bool disposition;       /* a Content-Disposition field */
+	bool cut;               /* header lines past the limits were left out */
 };
 
 /* Leave [from, to) out of GMime's input. */
@@ -999,6 +1009,16 @@ static bool is_binary_media(const char *type, size_t len)
 	return false;
 }
 
+/* Does the value v (n bytes) name the media type mt, whole ("text/plain", not "text/plainer")?
+ * What may follow is what ends a token for GMime's content-type parser. */
+static bool media_is(const char *v, size_t n, const char *mt)
+{
+	size_t l = strlen(mt);
+
+	return n >= l && !strncasecmp(v, mt, l) &&
+	       (n == l || v[l] == ';' || v[l] == ' ' || v[l] == '\t' || v[l] == '(');
+}
+
 /* Classify one Content-Type field (name and value as collected) into ct. */
 static void scan_content_type(const char *f, size_t n, struct scan_ct *ct)
 {
@@ -1014,8 +1034,11 @@ static void scan_content_type(const char *f, size_t n, struct scan_ct *ct)
 
 		ct->binary = slash && slash + 1 < f + n && is_binary_media(f + v, (size_t)(slash - f - v));
 	}
+	ct->plain = media_is(f + v, n - v, "text/plain");
+	ct->html = media_is(f + v, n - v, "text/html");
 	if (n - v >= 10 && !strncasecmp(f + v, "multipart/", 10)) {
 		ct->kind = SCAN_MULTIPART;
+		ct->alternative = media_is(f + v, n - v, "multipart/alternative");
 		ct_boundaries(f + v, n - v, ct);
 	} else if (ct->kind == SCAN_LEAF &&
 		   ((n - v >= 14 && !strncasecmp(f + v, "message/rfc822", 14)) ||
@@ -1025,12 +1048,12 @@ static void scan_content_type(const char *f, size_t n, struct scan_ct *ct)
 	}
 }
 
-/* Is the field at p a Content-Type field ("Content-Type", optional blanks, ':')? */
-static bool is_content_type_field(const char *p, size_t n)
+/* Is the field at p (n bytes) named name (optional blanks, then ':')? */
+static bool is_field(const char *p, size_t n, const char *name)
 {
-	size_t i = 12;
+	size_t i = strlen(name);
 
-	if (n < 13 || strncasecmp(p, "content-type", 12) != 0)
+	if (n <= i || strncasecmp(p, name, i) != 0)
 		return false;
 	while (i < n && (p[i] == ' ' || p[i] == '\t'))
 		i++;
@@ -1129,13 +1152,16 @@ static size_t scan_headers(struct scan *s, size_t pos, struct scan_ct *ct)
 			dropping = true;
 			drop_from = field_start;
 			collecting = false;
+			ct->cut = true;
 		}
 		if (!dropping) {
 			scan_neutralise(s, pos, eol);
-			if (!cont && is_content_type_field(s->raw + pos, eol - pos)) {
+			if (!cont && is_field(s->raw + pos, eol - pos, "content-type")) {
 				collecting = true;
 				strbuf_reset(&field);
 			}
+			if (!cont && is_field(s->raw + pos, eol - pos, "content-disposition"))
+				ct->disposition = true;
 			if (collecting) {
 				strbuf_append(&field, s->raw + pos, eol - pos);
 				strbuf_putc(&field, ' ');
@@ -1205,6 +1231,27 @@ static bool scan_new_part(struct scan *s, size_t pos)
 	return true;
 }
 
+/* scan_shadow - is the entity whose header block gave ct an HTML alternative of a text/plain
+ * that came before it in the same multipart/alternative? walk_tree marks such a part shadowed
+ * and the daemon never reads it (message_limits.skip_shadowed), so GMime need not parse its
+ * body either: usually the larger half of an HTML mail. Also notes a text/plain for the parts
+ * after it. Only plain header blocks count: one Content-Type field, no Content-Disposition
+ * (an attachment does not shadow), nothing cut by the limits; message_parse checks that GMime
+ * saw the part as shadowed. */
+static bool scan_shadow(struct scan *s, const struct scan_ct *ct)
+{
+	struct scan_level *l = s->parent >= 0 ? &s->lv[s->parent] : NULL;
+
+	if (!l || !l->alternative || ct->kind != SCAN_LEAF || ct->fields != 1 || ct->disposition ||
+	    ct->cut)
+		return false;
+	if (ct->plain) {
+		l->seen_plain = true;
+		return false;
+	}
+	return ct->html && l->seen_plain && s->drop_shadowed;
+}
+
 /* scan_run - walk header blocks and boundaries of the whole input once. */
 static void scan_run(struct scan *s)
 {
@@ -1214,6 +1261,7 @@ static void scan_run(struct scan *s)
 
 	s->end = s->len;
 	s->parts = 1;
+	s->parent = -1;
 	while (pos < s->len && !s->oom) {
 		if (headers) {
 			struct scan_ct ct = { .kind = SCAN_LEAF };
@@ -1231,6 +1279,10 @@ static void scan_run(struct scan *s)
 				skipping = true;
 				skip_from = pos;
 				s->dropped++;
+			} else if (scan_shadow(s, &ct)) {
+				skipping = true;
+				skip_from = pos;
+				s->dropped_shadow++;
 			} else if (ct.kind != SCAN_LEAF) {
 				struct scan_level *l = &s->lv[s->nlv++];
 
@@ -1239,10 +1291,13 @@ static void scan_run(struct scan *s)
 				l->blen[0] = ct.blen[0];
 				l->blen[1] = ct.blen[1];
 				l->depth = depth;
+				l->alternative = ct.alternative;
+				l->seen_plain = false;
 				ct.boundary[0] = ct.boundary[1] = NULL;
 				if (ct.kind == SCAN_MESSAGE) {
 					depth++;
 					headers = true;
+					s->parent = -1;
 					if (!scan_new_part(s, pos))
 						break;
 				}
@@ -1283,6 +1338,7 @@ static void scan_run(struct scan *s)
 			if (!final) {
 				depth = s->lv[k].depth + 1;
 				headers = true;
+				s->parent = k;
 				if (!scan_new_part(s, next))
 					break;
 			} else {
@@ -1585,8 +1641,10 @@ not_lone:
 /* What message_parse asks of the scan, and what it learns. */
 struct scan_result {
 	bool drop_binary;       /* in: leave out attachment bodies */
+	bool drop_shadowed;     /* in: leave out shadowed HTML bodies (scan_shadow) */
 	int parts;              /* out: entities the scan found */
-	size_t dropped;         /* out: bodies left out */
+	size_t dropped;         /* out: attachment bodies left out */
+	size_t dropped_shadow;  /* out: shadowed HTML bodies left out */
 };
 
 /* message_scan - bound the input; 0, or -1 when out of memory. GMime is to parse *st; or,
@@ -1596,7 +1654,8 @@ static int message_scan(const char *raw, size_t len, const struct message_limits
 			GMimeParserOptions *opts, unsigned *limits, struct scan_result *res,
 			struct raw_headers *rh, GMimeStream **st, struct lone_part *lp, char **work)
 {
-	struct scan s = { .raw = raw, .len = len, .lim = lim, .drop_binary = res->drop_binary };
+	struct scan s = { .raw = raw, .len = len, .lim = lim, .drop_binary = res->drop_binary,
+			  .drop_shadowed = res->drop_shadowed };
 	int max_levels = lim->mime_depth > 0 ? lim->mime_depth + 2 : 2;
 
 	*st = NULL;
@@ -1607,6 +1666,7 @@ static int message_scan(const char *raw, size_t len, const struct message_limits
 	scan_run(&s);
 	res->parts = s.parts;
 	res->dropped = s.dropped;
+	res->dropped_shadow = s.dropped_shadow;
 	if (!s.oom) {
 		if (s.end > s.keep_from)
 			scan_drop(&s, s.end, s.end);
@@ -1619,7 +1679,8 @@ static int message_scan(const char *raw, size_t len, const struct message_limits
 			if (from == SIZE_MAX)
 				from = 0;
 		}
-		if (rh->split && s.nsegs == 1 && !s.dropped && lone_part_of(rh, opts, lp)) {
+		if (rh->split && s.nsegs == 1 && !s.dropped && !s.dropped_shadow &&
+		    lone_part_of(rh, opts, lp)) {
 			/* the body starts after the empty line ("\n" or "\r\n") at from */
 			size_t at = from + (in[s.segs[0].off + from] == '\r' ? 2 : 1);
 
@@ -1658,6 +1719,9 @@ struct decoder {
 	size_t cap_parts;
 	int visited;            /* entities walked */
 	size_t empty_binary;    /* attachments (scan's binary types) with an empty body */
+	bool check_empty;       /* the scan left shadowed bodies out: count the two below */
+	size_t empty_shadowed;  /* shadowed HTML parts with an empty body */
+	size_t empty_text;      /* text parts that are read, with an empty body */
 	bool oom;
 };
 
@@ -2008,19 +2072,22 @@ static bool is_text_type(GMimeObject *o, const char *subtype)
 	return ct && g_mime_content_type_is_type(ct, "text", subtype);
 }
 
+/* Is the part's body empty (as one the scan left out is)? */
+static bool is_empty_body(GMimePart *part)
+{
+	GMimeDataWrapper *w = g_mime_part_get_content(part);
+	GMimeStream *st = w ? g_mime_data_wrapper_get_stream(w) : NULL;
+
+	return !st || g_mime_stream_length(st) == 0;
+}
+
 /* Is this a part of one of the scan's binary types whose body is empty (left out by the scan)? */
 static bool is_empty_binary(GMimePart *part)
 {
 	GMimeContentType *ct = g_mime_object_get_content_type((GMimeObject *)part);
 	const char *type = ct ? g_mime_content_type_get_media_type(ct) : NULL;
-	GMimeDataWrapper *w;
-	GMimeStream *st;
 
-	if (!type || !is_binary_media(type, strlen(type)))
-		return false;
-	w = g_mime_part_get_content(part);
-	st = w ? g_mime_data_wrapper_get_stream(w) : NULL;
-	return !st || g_mime_stream_length(st) == 0;
+	return type && is_binary_media(type, strlen(type)) && is_empty_body(part);
 }
 
 /* A text/plain or text/html part that is not an attachment: listed and decoded. */
@@ -2064,6 +2131,12 @@ static int visit_leaf(struct decoder *d, GMimeObject *o, int depth, bool in_rfc8
 	html = is_text_type(o, "html");
 	if (!html && !is_text_type(o, "plain"))
 		return 0;
+	if (d->check_empty && is_empty_body((GMimePart *)o)) {
+		if (shadow && html)
+			d->empty_shadowed++;
+		else
+			d->empty_text++;
+	}
 	return visit_text(d, &src, html, g_mime_object_get_content_type_parameter(o, "charset"),
 			  depth, in_rfc822, shadow);
 }
@@ -2412,6 +2485,7 @@ static int parse_once(const char *raw, size_t len, const struct message_limits *
 		    visit_lone(&d, &lone) < 0)
 			goto out;
 	} else {
+		d.check_empty = res->dropped_shadow > 0;
 		parser = g_mime_parser_new_with_stream(st);
 		g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
 		msg = g_mime_parser_construct_message(parser, opts);
@@ -2425,11 +2499,15 @@ static int parse_once(const char *raw, size_t len, const struct message_limits *
 		    walk_tree(&d, body) < 0)
 			goto out;
 	}
-	if (res->dropped && (d.visited != res->parts || d.empty_binary < res->dropped)) {
+	/* every body left out must be one nobody reads: an attachment, or a shadowed HTML part
+	 * (and then no text part that is read may be empty, lest it be one the scan left out) */
+	if ((res->dropped || res->dropped_shadow) &&
+	    (d.visited != res->parts || d.empty_binary < res->dropped ||
+	     d.empty_shadowed < res->dropped_shadow || d.empty_text > 0)) {
 		*agrees = false;
 		goto out;
 	}
-	m->bodies_left_out = res->dropped;
+	m->bodies_left_out = res->dropped + res->dropped_shadow;
 	if (fill_defaults(m) < 0 || join_bodies(m) < 0)
 		goto out;
 	rc = 0;
@@ -2454,7 +2532,8 @@ out:
 
 int message_parse(const char *raw, size_t len, const struct message_limits *lim, struct message **out)
 {
-	struct scan_result res = { .drop_binary = !lim->keep_attachment_bodies };
+	struct scan_result res = { .drop_binary = !lim->keep_attachment_bodies,
+				   .drop_shadowed = !lim->keep_attachment_bodies && lim->skip_shadowed };
 	bool agrees;
 	int rc;
 

@@ -41,7 +41,8 @@ struct message_limits {
 	size_t message_text_bytes;  /* 524288 */
 	bool skip_shadowed;         /* leave shadowed parts undecoded (text ""): the daemon, which
 	                             * never reads them; amendsctl check lists them */
-	bool keep_attachment_bodies; /* tests: hand GMime the attachment bodies too (message.c) */
+	bool keep_attachment_bodies; /* tests: hand GMime the attachment bodies and shadowed HTML
+	                              * bodies too (message.c) */
 	bool gmime_headers;         /* tests: let GMime read the top-level headers even when they
 	                             * are plain (the reference for message.c's own reading) */
 };
@@ -84,7 +85,8 @@ struct message {
 	size_t n_headers;
 	struct message_part *parts;
 	size_t n_parts;
-	size_t bodies_left_out;     /* attachment bodies GMime was not given (message.c, scan) */
+	size_t bodies_left_out;     /* attachment bodies and shadowed HTML bodies (skip_shadowed)
+	                             * GMime was not given (message.c, scan) */
 	bool own_headers;           /* the top-level headers were read by message.c, not GMime
 	                             * (a plain header block: message.c, split_headers) */
 	bool own_body;              /* a lone text part, decoded without a GMime tree (message.c,

@@ -8,7 +8,8 @@
  * carry no CR/LF and stay within header_value_bytes; counts, depths and text lengths stay
  * within the limits given; the parts' text lengths are the real lengths; and the message is
  * the same whether message.c reads plain top-level headers itself or GMime reads them all
- * (message_limits.gmime_headers).
+ * (message_limits.gmime_headers), and the same when the daemon leaves attachment and shadowed
+ * HTML bodies out of GMime's input as when GMime is given everything (keep_attachment_bodies).
  *
  * OWNERSHIP  Everything parsed is freed before returning (leaks are reported by LeakSanitizer).
  */
@@ -106,6 +107,28 @@ static void parse_one(const uint8_t *data, size_t size, const struct message_lim
 	message_free(g);
 }
 
+/* The daemon's reading (skip_shadowed: bodies nobody reads left out) is GMime's given all. */
+static void compare_left_out(const uint8_t *data, size_t size, const struct message_limits *lim)
+{
+	struct message_limits daemon = *lim, whole;
+	struct message *m = NULL, *w = NULL;
+	const char *d;
+
+	daemon.skip_shadowed = true;
+	whole = daemon;
+	whole.keep_attachment_bodies = true;
+	FUZZ_CHECK(message_parse((const char *)data, size, &daemon, &m) == 0 && m,
+		   "message_parse (skip_shadowed) failed on %zu bytes", size);
+	FUZZ_CHECK(message_parse((const char *)data, size, &whole, &w) == 0 && w,
+		   "message_parse (keep_attachment_bodies) failed on %zu bytes", size);
+	FUZZ_CHECK(w->bodies_left_out == 0, "%zu bodies left out although kept", w->bodies_left_out);
+	w->bodies_left_out = m->bodies_left_out;
+	d = msgdiff(m, w);
+	FUZZ_CHECK(d == NULL, "with bodies left out the message differs: %s", d);
+	message_free(m);
+	message_free(w);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct message_limits lim;
@@ -113,6 +136,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_setup();
 	message_limits_default(&lim);
 	parse_one(data, size, &lim);
+	compare_left_out(data, size, &lim);
 	if (size < 65536) {
 		struct message_limits tiny = {
 			.mime_depth = 3, .mime_parts = 5, .header_bytes = 512,

@@ -804,6 +804,63 @@ static void test_attachment_bodies_left_out(void **state)
 	}
 }
 
+/* With skip_shadowed (the daemon), the body of an HTML alternative after a text/plain one is
+ * not given to GMime; never when the text/plain is not plainly one, nor when GMime then reads
+ * a text part with an empty body (it might be the one left out: the message is parsed again). */
+static void test_shadowed_html_left_out(void **state)
+{
+#define ALT_HDR "Content-Type: multipart/alternative; boundary=a\n\n"
+#define PLAIN "--a\nContent-Type: text/plain; charset=utf-8\n\nmy order is late\n"
+#define HTML "--a\nContent-Type: text/html\nContent-Transfer-Encoding: base64\n\n" \
+	"PHA+bXkgb3JkZXIgaXMgbGF0ZTwvcD4=\n"
+	static const struct { const char *raw; size_t left_out; } cases[] = {
+		{ ALT_HDR PLAIN HTML "--a--\n", 1 },
+		{ ALT_HDR HTML PLAIN "--a--\n", 0 },        /* HTML first: not yet known shadowed */
+		{ ALT_HDR "--a\nContent-Type: text/plain\nContent-Disposition: attachment\n\nx\n"
+		  HTML "--a--\n", 0 },                    /* an attachment does not shadow */
+		{ ALT_HDR PLAIN "--a\nContent-Type: text/html\nContent-Type: text/html\n\n<p>x</p>\n"
+		  "--a--\n", 0 },                         /* two Content-Type fields */
+		{ ALT_HDR "--a\nContent-Type: text/plainer\n\nx\n" HTML "--a--\n", 0 },
+		/* GMime reads an empty text part: parsed again whole */
+		{ "Content-Type: multipart/mixed; boundary=m\n\n--m\n" ALT_HDR PLAIN HTML "--a--\n"
+		  "--m\nContent-Type: text/plain\n\n--m--\n", 0 },
+		{ "Content-Type: multipart/mixed; boundary=m\n\n--m\n" ALT_HDR PLAIN HTML "--a--\n"
+		  "--m\nContent-Type: application/pdf\n\n%PDF-1.4\n--m--\n", 2 },
+	};
+	struct message_limits daemon, whole;
+	struct message *listed;
+
+	(void)state;
+	message_limits_default(&daemon);
+	daemon.skip_shadowed = true;
+	whole = daemon;
+	whole.keep_attachment_bodies = true;
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+		struct message *m = parse_lim(cases[i].raw, strlen(cases[i].raw), &daemon);
+		struct message *w = parse_lim(cases[i].raw, strlen(cases[i].raw), &whole);
+		const char *d;
+
+		if (m->bodies_left_out != cases[i].left_out)
+			fail_msg("case %zu: %zu bodies left out, want %zu", i, m->bodies_left_out,
+				 cases[i].left_out);
+		w->bodies_left_out = m->bodies_left_out;
+		d = msgdiff(m, w);
+		if (d)
+			fail_msg("case %zu: differs from GMime given everything: %s", i, d);
+		message_free(m);
+		message_free(w);
+	}
+	/* amendsctl check (skip_shadowed off) lists the HTML text: its body is given to GMime */
+	listed = parse_str(cases[0].raw);
+	assert_int_equal(listed->bodies_left_out, 0);
+	assert_int_equal(listed->n_parts, 2);
+	assert_string_equal(listed->parts[1].text, "my order is late");
+	message_free(listed);
+#undef ALT_HDR
+#undef PLAIN
+#undef HTML
+}
+
 static void test_limits_str(void **state)
 {
 	char buf[64], tiny[8];
@@ -965,7 +1022,39 @@ static void test_hostile_small_stack(void **state)
  * exactly as when GMime reads everything. Over the dev corpus (every message, scenario and
  * mailbox) and the ~700 public messages, many of them malformed, with the default limits and
  * with tiny ones. */
-static size_t split_compared, split_own, split_lone;
+static size_t split_compared, split_own, split_lone, split_shadow_left_out;
+
+/* compare_left_out - the daemon's reading (skip_shadowed: attachment and shadowed HTML bodies
+ * left out of GMime's input) against GMime given everything: the same message. Returns how
+ * many shadowed HTML bodies were left out. */
+static size_t compare_left_out(const char *raw, size_t len, const struct message_limits *base,
+			       const char *name)
+{
+	struct message_limits lim = *base;
+	struct message *a = NULL, *whole = NULL, *noshadow = NULL;
+	const char *d;
+	size_t n;
+
+	lim.skip_shadowed = true;
+	assert_int_equal(message_parse(raw, len, &lim, &a), 0);
+	lim.keep_attachment_bodies = true;
+	assert_int_equal(message_parse(raw, len, &lim, &whole), 0);
+	lim.keep_attachment_bodies = false;
+	lim.skip_shadowed = false;
+	assert_int_equal(message_parse(raw, len, &lim, &noshadow), 0);
+	assert_int_equal(whole->bodies_left_out, 0);
+	whole->bodies_left_out = a->bodies_left_out;
+	d = msgdiff(a, whole);
+	if (d)
+		fail_msg("%s: with bodies left out, the message differs: %s", name, d);
+	/* skip_shadowed off leaves only attachment bodies out, so the difference is HTML's */
+	assert_true(a->bodies_left_out >= noshadow->bodies_left_out);
+	n = a->bodies_left_out - noshadow->bodies_left_out;
+	message_free(a);
+	message_free(whole);
+	message_free(noshadow);
+	return n;
+}
 
 #define READ_HEADERS 1          /* compare_split: message.c read the headers */
 #define READ_BODY 2             /* ... and decoded the lone text part */
@@ -1019,6 +1108,8 @@ static int compare_split_file(const char *path, const struct stat *st, int type,
 	compare_split(raw, len, &tiny, path);
 	def.skip_shadowed = true;
 	compare_split(raw, len, &def, path);
+	split_shadow_left_out += compare_left_out(raw, len, &def, path);
+	compare_left_out(raw, len, &tiny, path);
 	free(raw);
 	split_compared++;
 	return 0;
@@ -1079,17 +1170,18 @@ static void test_header_split_matches_gmime(void **state)
 		if (own != plain[i].own)
 			fail_msg("\"%s\": read here %#x, want %#x", plain[i].raw, own, plain[i].own);
 	}
-	split_compared = split_own = split_lone = 0;
+	split_compared = split_own = split_lone = split_shadow_left_out = 0;
 	snprintf(dir, sizeof(dir), "%s/../shared/corpus", top ? top : ".");
 	if (nftw(dir, compare_split_file, 16, FTW_PHYS) != 0 || split_compared == 0)
 		skip();
-	print_message("%zu files: headers read here %zu, lone parts %zu\n", split_compared, split_own,
-		      split_lone);
+	print_message("%zu files: headers read here %zu, lone parts %zu, shadowed HTML bodies left "
+		      "out %zu\n", split_compared, split_own, split_lone, split_shadow_left_out);
 	assert_true(split_compared > 500);
 	/* most mail has a plain header block, and much of it is one text part: the shortcuts are
 	 * taken, not only harmless */
 	assert_true(split_own * 2 > split_compared);
 	assert_true(split_lone * 4 > split_compared);
+	assert_true(split_shadow_left_out >= 20);
 }
 
 /* A corpus message (if the shared corpus is there) also parses on a 256 KiB stack. */
@@ -1145,6 +1237,7 @@ int main(void)
 		cmocka_unit_test(test_text_limits),
 		cmocka_unit_test(test_attachments_not_decoded),
 		cmocka_unit_test(test_attachment_bodies_left_out),
+		cmocka_unit_test(test_shadowed_html_left_out),
 		cmocka_unit_test(test_limits_str),
 		cmocka_unit_test(test_hostile_small_stack),
 		cmocka_unit_test(test_corpus_small_stack),
