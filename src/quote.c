@@ -26,7 +26,8 @@ struct line {
 /* an attribution wrapped over lines is at most this long once joined */
 #define QUOTE_ATTRIB_MAX 600
 
-/* line endings of attribution lines, compared ASCII-caselessly after trailing blanks */
+/* line endings of attribution lines, compared ASCII-caselessly after trailing blanks; each
+ * ends in ':' (ends_attrib relies on it) */
 static const char *const attrib_endings[] = {
 	"wrote:", "wrote :", "writes:", "a écrit :", "a écrit:", "schrieb:", "escribió:",
 	"ने लिखा:", "ने लिखा :", "ने लिखा है:",
@@ -129,6 +130,13 @@ static bool ends_any(struct line l, const char *const *list, size_t count)
 	return false;
 }
 
+/* Does the (trimmed) line end like an attribution? Most lines do not even end in ':'. */
+static bool ends_attrib(struct line l)
+{
+	return l.n && l.s[l.n - 1] == ':' &&
+	       ends_any(l, attrib_endings, UTIL_ARRAY_LEN(attrib_endings));
+}
+
 static bool is_quote_line(struct line l)
 {
 	l = trim(l);
@@ -174,7 +182,7 @@ bool quote_is_separator(const char *s, size_t n)
 
 	if (separator_line(l))
 		return true;
-	return ends_any(l, attrib_endings, UTIL_ARRAY_LEN(attrib_endings)) &&
+	return ends_attrib(l) &&
 	       (has_at(l) || starts_any(l, attrib_openers, UTIL_ARRAY_LEN(attrib_openers)));
 }
 
@@ -202,7 +210,7 @@ static bool attribution_at(const struct line *la, size_t k)
 
 	if (!l.n)
 		return false;
-	if (ends_any(l, attrib_endings, UTIL_ARRAY_LEN(attrib_endings))) {
+	if (ends_attrib(l)) {
 		if (has_at(l) || starts_any(l, attrib_openers, UTIL_ARRAY_LEN(attrib_openers)))
 			return true;
 		for (size_t i = 1; i < k; i++) {
@@ -223,7 +231,7 @@ static bool attribution_at(const struct line *la, size_t k)
 		joined += 1 + t.n;
 		if (joined > QUOTE_ATTRIB_MAX)
 			return false;
-		if (ends_any(t, attrib_endings, UTIL_ARRAY_LEN(attrib_endings)))
+		if (ends_attrib(t))
 			return true;
 	}
 	return false;
@@ -261,19 +269,37 @@ static int put_line(struct strbuf *b, struct line l)
 	return rc;
 }
 
+/* Can la[0] begin an attribution or Outlook block? Only then are the lines after it read
+ * (attribution_at and outlook_at look at them only when one of these holds). */
+static bool may_start_block(struct line l)
+{
+	l = trim(l);
+	return ends_attrib(l) ||
+	       starts_any(l, attrib_openers, UTIL_ARRAY_LEN(attrib_openers)) ||
+	       starts_any(l, outlook_from, UTIL_ARRAY_LEN(outlook_from)) ||
+	       (l.n >= 8 && strspn(l.s, "_") >= l.n);
+}
+
 int quote_split(const char *text, size_t len, struct strbuf *new_text, struct strbuf *quoted)
 {
 	size_t pos = 0, pending_blank = 0;
-	bool tail = false, any_new = false;
+	bool any_new = false;
 
 	while (pos < len) {
 		struct line la[QUOTE_LOOKAHEAD + 1];
-		size_t k = peek_lines(text, len, pos, la, UTIL_ARRAY_LEN(la));
+		size_t k = peek_lines(text, len, pos, la, 1);
 
+		if (may_start_block(la[0]))
+			k = peek_lines(text, len, pos, la, UTIL_ARRAY_LEN(la));
+		if (separator_line(la[0]) || attribution_at(la, k) || outlook_at(la, k)) {
+			/* the tail: every line from here on, as it is, each ended by a LF */
+			strbuf_append(quoted, text + pos, len - pos);
+			if (text[len - 1] != '\n')
+				strbuf_putc(quoted, '\n');
+			break;
+		}
 		pos += la[0].n + 1;
-		if (!tail && (separator_line(la[0]) || attribution_at(la, k) || outlook_at(la, k)))
-			tail = true;
-		if (tail || is_quote_line(la[0])) {
+		if (is_quote_line(la[0])) {
 			put_line(quoted, la[0]);
 			continue;
 		}
