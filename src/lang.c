@@ -371,6 +371,21 @@ static void lang_flush(struct lang_scan *sc, char *tok, size_t *tl, enum lang_sc
 	*tl = 0;
 }
 
+/* The rest of a Devanagari (lead 0xA4) or Gurmukhi (0xA8) word at p: the bytes of its letters
+ * (as lang_script_of counts them: the block, but not its danda and digits), 3 each. Only their
+ * number matters, so they need not go through the general path one by one. */
+static size_t lang_indic_run(const unsigned char *p, size_t n, unsigned lead)
+{
+	unsigned digits_from = lead == 0xA4 ? 0xA4 : 0xA6;   /* U+0964.., U+0A66.. */
+	size_t k = 0;
+
+	while (n - k >= 3 && p[k] == 0xE0 && (p[k + 1] == lead || p[k + 1] == lead + 1) &&
+	       (p[k + 2] & 0xC0) == 0x80 &&
+	       !(p[k + 1] == lead + 1 && p[k + 2] >= digits_from && p[k + 2] <= 0xAF))
+		k += 3;
+	return k;
+}
+
 static void lang_scan_text(struct lang_scan *sc, const unsigned char *p, size_t n)
 {
 	char tok[LANG_TOKEN_BYTES + 4];
@@ -380,6 +395,23 @@ static void lang_scan_text(struct lang_scan *sc, const unsigned char *p, size_t 
 	uint32_t c;
 
 	while (i < n && sc->tokens < LANG_MAX_TOKENS) {
+		/* inside a word, its ASCII letters and Indic letters go the short way */
+		if (ts == LS_LATIN && ((p[i] | 0x20) >= 'a' && (p[i] | 0x20) <= 'z')) {
+			sc->letters[LS_LATIN]++;
+			if (tl + 1 <= LANG_TOKEN_BYTES)
+				tok[tl++] = (char)(p[i] | 0x20);
+			i++;
+			continue;
+		}
+		if ((ts == LS_DEVA || ts == LS_GURU) && p[i] == 0xE0) {
+			size_t run = lang_indic_run(p + i, n - i, ts == LS_DEVA ? 0xA4 : 0xA8);
+
+			if (run) {
+				sc->letters[ts] += run / 3;
+				i += run;
+				continue;
+			}
+		}
 		l = lang_u8(p + i, n - i, &c);
 		if (l == 0) {
 			i++;
