@@ -11,10 +11,11 @@
  *     to be applied to its input, not to its output. The body of an attachment (a leaf part of
  *     an application/, image/, audio/, video/, font/ or model/ type) is left out too: it is
  *     never read, and GMime need not parse it; so is, when the caller skips shadowed parts,
- *     the body of an HTML alternative after a text/plain one (scan_shadow). Malformed mail may be read one way by the scan
- *     and another by GMime, so after the parse the two are compared (as many entities; every
- *     body left out is an empty attachment to GMime); when they differ the message is parsed
- *     again with every body kept (parse_once). Otherwise ordinary mail reaches GMime unchanged.
+ *     the body of an HTML alternative after a text/plain one (scan_shadow). Malformed mail may
+ *     be read one way by the scan and another by GMime, so after the parse the two are compared
+ *     (as many entities; every body left out is an empty attachment, or an empty shadowed HTML
+ *     part, to GMime); when they differ the message is parsed again with every body kept
+ *     (parse_once). Otherwise ordinary mail reaches GMime unchanged.
  *  2. The GMime tree is walked with an explicit stack (depth and part count checked again).
  *  3. Text parts are read through GMime's transfer-decoding filter up to a byte cap, converted
  *     to UTF-8 with iconv for allow-listed charsets only (others: ASCII kept, other bytes
