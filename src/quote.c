@@ -137,6 +137,12 @@ static bool ends_attrib(struct line l)
 	       ends_any(l, attrib_endings, UTIL_ARRAY_LEN(attrib_endings));
 }
 
+/* A line of at least eight underscores (Outlook's rule above a reply header block) */
+static bool underscore_line(struct line l)
+{
+	return l.n >= 8 && strspn(l.s, "_") >= l.n;
+}
+
 static bool is_quote_line(struct line l)
 {
 	l = trim(l);
@@ -244,7 +250,7 @@ static bool outlook_at(const struct line *la, size_t k)
 	struct line l = trim(la[0]);
 	size_t from = 0;
 
-	if (l.n >= 8 && strspn(l.s, "_") >= l.n) {
+	if (underscore_line(l)) {
 		from = 1;
 		while (from < k && !trim(la[from]).n)
 			from++;
@@ -277,7 +283,7 @@ static bool may_start_block(struct line l)
 	return ends_attrib(l) ||
 	       starts_any(l, attrib_openers, UTIL_ARRAY_LEN(attrib_openers)) ||
 	       starts_any(l, outlook_from, UTIL_ARRAY_LEN(outlook_from)) ||
-	       (l.n >= 8 && strspn(l.s, "_") >= l.n);
+	       underscore_line(l);
 }
 
 int quote_split(const char *text, size_t len, struct strbuf *new_text, struct strbuf *quoted)
