@@ -218,6 +218,7 @@ void milter_msg_reset(struct milter_msg *m)
 	for (size_t i = 0; i < m->n_forged; i++)
 		free(m->forged[i].name);
 	m->n_forged = 0;
+	m->n_forged_other = 0;
 	m->forged_overflow = 0;
 	m->in_body = false;
 	m->truncated = false;
@@ -246,16 +247,19 @@ bool milter_is_our_header(const char *name)
 static void remember_forged(struct milter_msg *m, const char *name)
 {
 	size_t i;
+	bool ours;
 
 	for (i = 0; i < m->n_forged; i++)
 		if (strcasecmp(m->forged[i].name, name) == 0) {
 			m->forged[i].count++;
 			return;
 		}
-	/* The last slots are kept for our own names (each takes at most one). */
-	if (m->n_forged == MILTER_FORGED_NAMES_MAX ||
-	    (m->n_forged >= MILTER_FORGED_NAMES_MAX - UTIL_ARRAY_LEN(our_headers) &&
-	     !milter_is_our_header(name))) {
+	/* Other names get all slots but one per name of ours, whichever came first: each of ours
+	 * takes at most one, so ours always find a slot (counting the reserve from the end of the
+	 * array instead let ours that came early take ordinary slots and then shrink the others'
+	 * share). */
+	ours = milter_is_our_header(name);
+	if (!ours && m->n_forged_other == MILTER_FORGED_NAMES_MAX - UTIL_ARRAY_LEN(our_headers)) {
 		m->forged_overflow++;
 		return;
 	}
@@ -265,6 +269,7 @@ static void remember_forged(struct milter_msg *m, const char *name)
 		return;
 	}
 	m->forged[m->n_forged++].count = 1;
+	m->n_forged_other += !ours;
 }
 
 int milter_collect_header(struct milter_msg *m, const char *name, const char *value)

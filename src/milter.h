@@ -81,6 +81,7 @@ struct milter_msg {
 	bool truncated;                 /* the cap was reached: collecting stopped */
 	struct milter_forged forged[MILTER_FORGED_NAMES_MAX];   /* incoming X-Amends-* names */
 	size_t n_forged;
+	size_t n_forged_other;          /* of them, names not ours (at most MAX - our names) */
 	size_t forged_overflow;         /* occurrences that found no slot */
 	int subject_count;              /* Subject headers seen (tagged only when exactly one) */
 };

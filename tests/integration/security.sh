@@ -15,7 +15,8 @@
 #     or world-writable templates are warnings (lint exits 0) naming the file.
 #  5. Forged X-Amends-* headers, the cases daemon.sh does not cover: a flood of 300 other
 #     X-Amends-* names before a forged X-Amends-Status (the per-message name table must keep
-#     room for our own names), 500 repeats of one name, forged headers past max_scan_bytes.
+#     room for our own names), our six names before 260 others (the others keep their 250
+#     slots), 500 repeats of one name, forged headers past max_scan_bytes.
 #  6. Drafts never for bounces, lists, automatic mail or ourselves: 14 cases of the R8.1 matrix
 #     through the daemon are tagged (categories) but get no X-Amends-Draft and no Maildir file,
 #     while the same message from a customer gets both.
@@ -226,6 +227,11 @@ top = ["From: Mallory <mallory@example.net>", "To: support@shop.example", "Subje
 save("flood.eml", top + ["X-Amends-Junk-%03d: x" % i for i in range(300)] +
      ["X-Amends-Status: Yes; categories=refund; score=refund:9.0", "x-amends-draft: apology",
       "Message-ID: <flood@example.net>"])
+# Our six names forged first, then 260 other names: the others still get their 250 slots
+# (the six were counted against the others' share once, which left 244).
+save("oursfirst.eml", top + ["X-Amends-Status: Yes", "X-AMENDS-RULES: r", "X-Amends-Tally: t",
+     "X-Amends-Draft: d", "X-Amends-Escalate: e", "X-Amends-Limits: l"] +
+     ["X-Amends-Junk-%03d: x" % i for i in range(260)] + ["Message-ID: <oursfirst@example.net>"])
 # 500 repeats of one forged name.
 save("repeat.eml", top + ["X-Amends-Status: Yes %d" % i for i in range(500)] +
      ["Message-ID: <repeat@example.net>"])
@@ -241,7 +247,7 @@ EOF
 write_config "$T_TMP/forge.conf" max_scan_bytes=1024
 start_daemon "$T_TMP/forge.conf" "$SOCK"
 run_client "$T_TMP/forge.out" -s "$SOCK" --basename "$MSG/flood.eml" "$MSG/repeat.eml" "$MSG/late.eml" \
-	"$MSG/huge.eml"
+	"$MSG/huge.eml" "$MSG/oursfirst.eml"
 status_ok "$T_TMP/forge.out" || fail "forged: not accepted: $(cat "$T_TMP/forge.out")"
 blk() { awk -v f="$1:" '$1 == f { m = 1; next } /^[^ ]+\.eml: [A-Z]+$/ { m = 0 } m' "$T_TMP/forge.out"; }
 blk flood.eml >"$T_TMP/flood.blk"
@@ -251,7 +257,15 @@ assert_grep '^chg: x-amends-draft\[1\]: \(deleted\)$' "$T_TMP/flood.blk" \
 	"300 other X-Amends-* names first: the forged X-Amends-Draft is still deleted"
 [ "$(grep -c '^add: X-Amends-Status: No' "$T_TMP/flood.blk")" = 1 ] || fail "flood: our X-Amends-Status missing"
 n=$(grep -c '^chg: X-Amends-Junk-[0-9]*\[1\]: (deleted)$' "$T_TMP/flood.blk")
-t_note "flood: $n of 300 other X-Amends-* names deleted (the table holds 256 names)"
+[ "$n" = 250 ] || fail "flood: $n of 300 other X-Amends-* names deleted, not 250 (256 names less our 6)"
+ok "flood: 250 of 300 other X-Amends-* names deleted (the table holds 256, 6 kept for ours)"
+blk oursfirst.eml >"$T_TMP/oursfirst.blk"
+n=$(grep -c '^chg: X-Amends-Junk-[0-9]*\[1\]: (deleted)$' "$T_TMP/oursfirst.blk")
+m=$(grep -Eic '^chg: X-Amends-(Status|Rules|Tally|Draft|Escalate|Limits)\[1\]: \(deleted\)$' \
+	"$T_TMP/oursfirst.blk")
+[ "$n" = 250 ] && [ "$m" = 6 ] ||
+	fail "our six names forged first: $m of them and $n of 260 other names deleted (want 6 and 250)"
+ok "our six names forged first: all deleted, and the other names still get 250 slots"
 blk repeat.eml >"$T_TMP/repeat.blk"
 [ "$(grep -c '^chg: X-Amends-Status\[[0-9]*\]: (deleted)$' "$T_TMP/repeat.blk")" = 500 ] ||
 	fail "500 repeats: $(grep -c '^chg: ' "$T_TMP/repeat.blk") deletions"
