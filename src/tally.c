@@ -148,6 +148,7 @@ static int settings_init(struct tally_settings *s, const struct config *cfg, cha
 		*err = util_strdup("tally: sqlite_synchronous must be full, extra or normal");
 		return -1;
 	}
+	s->sync_durable = strcmp(s->sync_pragma, "PRAGMA synchronous = NORMAL") != 0;
 	/* R7.2: at most a second per Redis call. */
 	s->redis_timeout_ms = clamp_int(c->redis_timeout_ms, 1, 1000);
 	s->redis_prefix = util_strdup(c->redis_prefix ? c->redis_prefix : "amends:");

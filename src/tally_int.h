@@ -30,6 +30,7 @@ struct tally_settings {
 	int incidents;
 	int busy_timeout_ms;            /* clamped to 0..1000 */
 	const char *sync_pragma;        /* "PRAGMA synchronous = FULL" (default), EXTRA or NORMAL */
+	bool sync_durable;              /* FULL or EXTRA: a write is durable before it returns */
 	int redis_timeout_ms;           /* clamped to 1..1000 */
 	char *redis_prefix;
 	char *redis_password;

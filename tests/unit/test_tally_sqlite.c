@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -324,6 +325,124 @@ static void test_synchronous_normal(void **state)
 	assert_non_null(t);
 	assert_int_equal(tc_record(t, "n@x.example", TC_T0, "refund", NULL), 0);
 	tally_close(t);
+}
+
+/* ---- durability ------------------------------------------------------------------------------ */
+
+/* Every fdatasync of this process comes here: tally_sqlite.c's, and SQLite's (libsqlite3 calls
+ * the libc function; this definition, exported, takes its place). It counts the completed syncs
+ * of the file whose device and inode ws_dev/ws_ino name, and keeps that file's size when the
+ * last one started, then makes the real call. */
+static dev_t ws_dev;
+static ino_t ws_ino;             /* 0: count nothing */
+static unsigned long ws_done;    /* atomic */
+static long long ws_size;        /* atomic: the file's size at the start of the last counted sync */
+
+__attribute__((visibility("default"))) int fdatasync(int fd);
+__attribute__((visibility("default"))) int fdatasync(int fd)
+{
+	struct stat st;
+	bool wal = __atomic_load_n(&ws_ino, __ATOMIC_ACQUIRE) != 0 && fstat(fd, &st) == 0 &&
+		   st.st_dev == ws_dev && st.st_ino == ws_ino;
+	int rc = (int)syscall(SYS_fdatasync, fd);
+
+	if (wal && rc == 0) {
+		__atomic_store_n(&ws_size, (long long)st.st_size, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&ws_done, 1, __ATOMIC_RELEASE);
+	}
+	return rc;
+}
+
+static void ws_watch(const char *path)
+{
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	ws_dev = st.st_dev;
+	__atomic_store_n(&ws_ino, st.st_ino, __ATOMIC_RELEASE);
+}
+
+static long long file_size(const char *path)
+{
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	return (long long)st.st_size;
+}
+
+/* With synchronous FULL (the default) no record returns before the WAL holding it has been
+ * synced: the writer commits without the sync and the record's thread syncs the WAL after
+ * giving the write turn back (tally_sqlite.c, "durability"). Each of 40 records is followed,
+ * inside its call, by a completed fdatasync of the WAL that started when the WAL was already
+ * as long as after the commit (a sync made before the commit would have seen it shorter: the
+ * WAL only grows here, 40 records being far below a checkpoint). Reset, forget and a draft
+ * claim sync too. With NORMAL the records make no sync of their own. */
+#define WS_RECORDS 40
+
+static void ws_records(struct tally *t, const char *wal, bool durable)
+{
+	unsigned long before, syncs = 0;
+
+	for (int i = 0; i < WS_RECORDS; i++) {
+		char who[64];
+
+		snprintf(who, sizeof(who), "dur%02d@x.example", i);
+		before = __atomic_load_n(&ws_done, __ATOMIC_ACQUIRE);
+		assert_int_equal(tc_record(t, who, TC_T0 + i, "refund,complaint", NULL), 0);
+		syncs += __atomic_load_n(&ws_done, __ATOMIC_ACQUIRE) - before;
+		if (durable) {
+			assert_true(__atomic_load_n(&ws_done, __ATOMIC_ACQUIRE) > before);
+			assert_true(__atomic_load_n(&ws_size, __ATOMIC_RELAXED) >= file_size(wal));
+		}
+	}
+	if (!durable)   /* a checkpoint (its own thread) may sync the WAL once meanwhile */
+		assert_true(syncs <= 2);
+}
+
+static void ws_run(struct tc_fix *f, const char *mode)
+{
+	struct tally *t;
+	char *err = NULL, path[512], wal[600];
+	bool durable = strcmp(mode, "normal") != 0;
+	unsigned long before;
+
+	free(f->cfg->tally.sqlite_synchronous);
+	f->cfg->tally.sqlite_synchronous = util_strdup(mode);
+	t = tally_open(f->cfg, &err);
+	assert_non_null(t);
+	db_path(f, path, sizeof(path));
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	assert_int_equal(tc_record(t, "first@x.example", TC_T0, "refund", NULL), 0);
+	ws_watch(wal);   /* the WAL exists once the writer has committed */
+	ws_records(t, wal, durable);
+	if (durable) {
+		before = __atomic_load_n(&ws_done, __ATOMIC_ACQUIRE);
+		assert_int_equal(tally_draft_claim(t, "dur00@x.example", "apology", TC_T0), 1);
+		assert_true(__atomic_load_n(&ws_done, __ATOMIC_ACQUIRE) > before);
+		before = __atomic_load_n(&ws_done, __ATOMIC_ACQUIRE);
+		assert_int_equal(tally_reset(t, "dur01@x.example"), 0);
+		assert_true(__atomic_load_n(&ws_done, __ATOMIC_ACQUIRE) > before);
+		before = __atomic_load_n(&ws_done, __ATOMIC_ACQUIRE);
+		assert_int_equal(tally_forget(t, "dur02@x.example"), 0);
+		assert_true(__atomic_load_n(&ws_done, __ATOMIC_ACQUIRE) > before);
+	}
+	__atomic_store_n(&ws_ino, 0, __ATOMIC_RELEASE);
+	tally_close(t);
+}
+
+static void test_durable_full(void **state)
+{
+	ws_run(*state, "full");
+}
+
+static void test_durable_extra(void **state)
+{
+	ws_run(*state, "extra");
+}
+
+static void test_normal_no_sync(void **state)
+{
+	ws_run(*state, "normal");
 }
 
 /* The WAL is folded back into the database file by the checkpoint thread, not by a message's
@@ -658,6 +777,7 @@ int main(void)
 		T(test_schema), T(test_newer_schema_refused), T(test_upgrade_from_v1), T(test_reopen_keeps_data),
 		T(test_bad_specs), T(test_locked), T(test_full_disk), T(test_synchronous_normal),
 		T(test_group_commit), T(test_claims_under_load), T(test_checkpoint_thread),
+		T(test_durable_full), T(test_durable_extra), T(test_normal_no_sync),
 		cmocka_unit_test(test_sender_key),
 		cmocka_unit_test(test_clock),
 	};
