@@ -453,7 +453,9 @@ static void lang_scan_text(struct lang_scan *sc, const unsigned char *p, size_t 
 			if (c < 0x80 && tl + 1 <= LANG_TOKEN_BYTES)
 				tok[tl++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
 		}
-		/* Devanagari and Gurmukhi need only their letter counts */
+		else if (tl == 0)
+			tok[tl++] = '*';   /* Devanagari, Gurmukhi: only their letters are counted,
+					    * but the word must count as a token (LANG_MAX_TOKENS) */
 	}
 	lang_flush(sc, tok, &tl, ts, urdu_letters);
 }

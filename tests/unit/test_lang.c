@@ -87,29 +87,50 @@ static void test_lang_base_and_junk(void **state)
 /* The first 4,000 words decide: a short English letter with a long Urdu document pasted
  * after it is English (read whole, the document's letters, counted double, would make it
  * Urdu), and the same letter after the document is Urdu. */
+/* n_a copies of a, then n_b copies of b (malloc'd; *len set) */
+static char *two_parts(const char *a, size_t n_a, const char *b, size_t n_b, size_t *len)
+{
+	size_t la = strlen(a), lb = strlen(b), i;
+	char *text, *p;
+
+	*len = n_a * la + n_b * lb;
+	text = malloc(*len + 1);
+	assert_non_null(text);
+	for (p = text, i = 0; i < n_a; i++, p += la)
+		memcpy(p, a, la);
+	for (i = 0; i < n_b; i++, p += lb)
+		memcpy(p, b, lb);
+	*p = '\0';
+	return text;
+}
+
+static void first_words_decide(const char *a, size_t n_a, const char *lang_a, const char *b,
+			       size_t n_b, const char *lang_b)
+{
+	size_t len;
+	char *text = two_parts(a, n_a, b, n_b, &len);
+
+	assert_string_equal(lang_detect(text, len), lang_a);
+	free(text);
+	/* the other way round */
+	text = two_parts(b, n_b, a, n_a, &len);
+	assert_string_equal(lang_detect(text, len), lang_b);
+	free(text);
+}
+
+/* The first 4,000 words decide, in every script: a later text with more letters does not. */
 static void test_lang_first_words(void **state)
 {
 	static const char en[] = "please refund my order ";          /* 4 words */
 	static const char ur[] = "\u0645\u06cc\u0631\u0627 \u0622\u0631\u0688\u0631 "; /* 2 words */
-	const size_t n_en = 1000, n_ur = 6000;
-	size_t len = n_en * (sizeof(en) - 1) + n_ur * (sizeof(ur) - 1), i;
-	char *text = malloc(len + 1), *p;
+	static const char hi[] = "\u092e\u0947\u0930\u093e \u0911\u0930\u094d\u0921\u0930 "; /* 2 */
+	static const char pa[] = "\u0a2e\u0a47\u0a30\u0a3e \u0a06\u0a30\u0a21\u0a30 ";        /* 2 */
 
 	(void)state;
-	assert_non_null(text);
-	for (p = text, i = 0; i < n_en; i++, p += sizeof(en) - 1)
-		memcpy(p, en, sizeof(en) - 1);
-	for (i = 0; i < n_ur; i++, p += sizeof(ur) - 1)
-		memcpy(p, ur, sizeof(ur) - 1);
-	*p = '\0';
-	assert_string_equal(lang_detect(text, len), "en");
-	/* the other way round */
-	for (p = text, i = 0; i < n_ur; i++, p += sizeof(ur) - 1)
-		memcpy(p, ur, sizeof(ur) - 1);
-	for (i = 0; i < n_en; i++, p += sizeof(en) - 1)
-		memcpy(p, en, sizeof(en) - 1);
-	assert_string_equal(lang_detect(text, len), "ur");
-	free(text);
+	first_words_decide(en, 1000, "en", ur, 6000, "ur");
+	first_words_decide(hi, 2100, "hi", ur, 6000, "ur");
+	first_words_decide(pa, 2100, "pa", en, 6000, "en");
+	first_words_decide(hi, 2100, "hi", pa, 6000, "pa");
 }
 
 /* ---- the dev corpus ----------------------------------------------------------------------- */
