@@ -292,16 +292,17 @@ static void sq_writer_drop(struct sq_state *s)
 /*
  * A commit in WAL mode is durable once its frames in the WAL file are on stable storage.
  * SQLite's FULL does that with an fdatasync of the WAL inside COMMIT, while the write turn is
- * held: every other write of the process waits for it, and a record that arrives during it
- * waits for two (measured at 400 msg/s: the fixed-rate p99 went from 2.9 ms at NORMAL to 6.0
- * at FULL). So with FULL or EXTRA the writer commits at NORMAL (no sync: frames written, the
+ * held: every other write of the process waits for it (the reads of the counts included), and
+ * a record that arrives during it waits for two. So with FULL or EXTRA the writer commits at NORMAL (no sync: frames written, the
  * write turn given back at once) and the caller then calls fdatasync on the WAL file itself,
  * through a descriptor of its own, before it reports the write: any fdatasync of the inode
  * that starts after the commit's writes returned covers them, whoever calls it, so
  * transactions commit while earlier ones sync. The WAL is not moved while the writer
  * connection is open (SQLite deletes it only at the last close, and a checkpoint that lets
  * the next writer start it over has synced the WAL and the database first, checkpoints
- * running at FULL); the descriptor lives with the writer connection.
+ * running at FULL); the descriptor lives with the writer connection. (The kernel merges
+ * flushes requested while one is in flight, so concurrent syncs do not queue one device flush
+ * each. Measured with contrib/bench/tallylat: see RESULTS.md, round 11.)
  */
 
 /* sq_sync_dir - fsync the directory holding the file at path; 0 or -1 with errno */
