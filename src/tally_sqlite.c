@@ -12,10 +12,10 @@
  * power loss but never corrupts). The records, draft claims and unclaims of threads that arrive
  * together share one transaction and one fsync, written by one of them (group commit by
  * combining, see sq_queue_write), and none returns before it is durable; with FULL the WAL's
- * fsync is made after the write turn is given back, so the next batch commits meanwhile
- * (see "durability"). Statements are prepared
- * once per connection and reused. The schema is versioned with PRAGMA user_version and
- * upgraded step by step at open; a file from a newer amends is refused.
+ * fsync is made after the write turn is given back, so the next batch commits meanwhile (see
+ * "durability"). Statements are prepared once per connection and reused. The schema is
+ * versioned with PRAGMA user_version and upgraded step by step at open; a file from a newer
+ * amends is refused.
  *
  * Tables: events (one row per message and category), event_days (per sender, category and day:
  * how many events, the first and last; a windowed count reads these and the events of the
@@ -290,19 +290,19 @@ static void sq_writer_drop(struct sq_state *s)
 /* ---- durability ----------------------------------------------------------------------------- */
 
 /*
- * A commit in WAL mode is durable once its frames in the WAL file are on stable storage.
- * SQLite's FULL does that with an fdatasync of the WAL inside COMMIT, while the write turn is
- * held: every other write of the process waits for it (the reads of the counts included), and
- * a record that arrives during it waits for two. So with FULL or EXTRA the writer commits at NORMAL (no sync: frames written, the
- * write turn given back at once) and the caller then calls fdatasync on the WAL file itself,
- * through a descriptor of its own, before it reports the write: any fdatasync of the inode
- * that starts after the commit's writes returned covers them, whoever calls it, so
- * transactions commit while earlier ones sync. The WAL is not moved while the writer
- * connection is open (SQLite deletes it only at the last close, and a checkpoint that lets
- * the next writer start it over has synced the WAL and the database first, checkpoints
- * running at FULL); the descriptor lives with the writer connection. (The kernel merges
- * flushes requested while one is in flight, so concurrent syncs do not queue one device flush
- * each. Measured with contrib/bench/tallylat: see RESULTS.md, round 11.)
+ * A commit in WAL mode is durable once its frames in the WAL file are on stable storage. SQLite's
+ * FULL does that with an fdatasync of the WAL inside COMMIT, while the write turn is held: every
+ * other write of the process waits for it (the reads of the counts included), and a record that
+ * arrives during it waits for two. So with FULL or EXTRA the writer commits at NORMAL (no sync:
+ * frames written, the write turn given back at once) and the caller then calls fdatasync on the
+ * WAL file itself, through a descriptor of its own, before it reports the write: any fdatasync of
+ * the inode that starts after the commit's writes returned covers them, whoever calls it, so
+ * transactions commit while earlier ones sync. The WAL is not moved while the writer connection is
+ * open (SQLite deletes it only at the last close, and a checkpoint that lets the next writer start
+ * it over has synced the WAL and the database first, checkpoints running at FULL or NORMAL); the
+ * descriptor lives with the writer connection. (The kernel merges flushes requested while one is
+ * in flight, so concurrent syncs do not queue one device flush each. Measured with
+ * contrib/bench/tallylat: see RESULTS.md, round 11.)
  */
 
 /* sq_sync_dir - fsync the directory holding the file at path; 0 or -1 with errno */
@@ -1056,23 +1056,22 @@ out:
 
 /*
  * Group commit by combining. With synchronous=FULL every commit costs an fsync of the WAL, and
- * sixteen milter threads would queue behind it. So a write (a record, a draft claim or an
- * unclaim) is queued, and the first thread to find nobody writing becomes the combiner: it
- * takes write_lock, writes the queued members, its own first (at most SQ_BATCH_MAX), in one
- * transaction, reading each record's counts right after its rows, commits, tells each member
- * its outcome and wakes it; then it hands the role to the first thread still queued (which
- * writes the members queued meanwhile), or leaves it free. A member sleeps once, on its own
- * condition, until it is done: it does not wait for write_lock, and nothing wakes the other
- * members. Alone (light load), a thread writes and commits its own member, as without
- * batching. Nothing is reported before it is durable: a member is done only after its batch's
- * COMMIT and (FULL, EXTRA) the WAL's fsync that follows it, made by the combiner after it has
- * handed its role on, with their outcome - a failure fails every member of the batch, each
- * logged and counted by its own caller. The counts a record returns were read inside the batch's
- * transaction: its own rows and those of the batch members before it, which commit with it or
- * not at all (and a claim sees the claims before it). A member still queued (not taken into a
- * batch) after the busy timeout leaves the queue and fails "busy", as a thread that could not
- * get write_lock in time did before. Only the rare writes (reset, forget, prune) still take
- * the write turn themselves (sq_begin). */
+ * sixteen milter threads would queue behind it. So a write (a record, a draft claim or an unclaim)
+ * is queued, and the first thread to find nobody writing becomes the combiner: it takes
+ * write_lock, writes the queued members, its own first (at most SQ_BATCH_MAX), in one transaction,
+ * reading each record's counts right after its rows, commits, gives write_lock back and hands the
+ * role to the first thread still queued (which writes the members queued meanwhile), or leaves it
+ * free; then (FULL, EXTRA) it syncs the WAL (see "durability"), and tells each member its outcome
+ * and wakes it. A member sleeps once, on its own condition, until it is done: it does not wait for
+ * write_lock, and nothing wakes the other members. Alone (light load), a thread writes and commits
+ * its own member, as without batching. Nothing is reported before it is durable: a member is done
+ * only after its batch's COMMIT and the sync that follows it, with their outcome - a failure fails
+ * every member of the batch, each logged and counted by its own caller. The counts a record
+ * returns were read inside the batch's transaction: its own rows and those of the batch members
+ * before it, which commit with it or not at all (and a claim sees the claims before it). A member
+ * still queued (not taken into a batch) after the busy timeout leaves the queue and fails "busy",
+ * as a thread that could not get write_lock in time did before. Only the rare writes (reset,
+ * forget, prune) still take the write turn themselves (sq_begin). */
 
 /* sq_claim_rows - the claim statement: m->changed 1 when it took the claim, 0 when a claim of
  * the same kind lies within the dedupe window. In an open transaction. */
