@@ -50,8 +50,6 @@
 /* Drafts queued for the writer: nobody waits for them by default (eom_budget_ms 0), so a burst
  * of draft-due mail queues; bounded in count and in bytes (a draft quotes up to 16 KiB). Past
  * either bound a draft is refused at once: counted, logged, its claim given back. */
-#define DRAFT_QUEUE_MAX 256
-#define DRAFT_QUEUE_MAX_BYTES ((size_t)4 * 1024 * 1024)
 
 static const char *const draft_kind_names[] = {
 	[POLICY_DRAFT_PARTWAYS] = "partways",
@@ -1117,6 +1115,7 @@ struct drafter {
 	size_t qlen;
 	size_t qbytes;                 /* sum of the queued drafts' sizes */
 	bool stop;
+	bool hold;                     /* drafter_hold (tests): the writer takes no job */
 };
 
 static void draft_job_free(struct draft_job *j)
@@ -1178,7 +1177,7 @@ static void *draft_writer_main(void *arg)
 	struct drafter *d = arg;
 	pthread_mutex_lock(&d->mu);
 	for (;;) {
-		while (!d->head && !d->stop)
+		while (!d->stop && (!d->head || d->hold))
 			pthread_cond_wait(&d->cv_work, &d->mu);
 		if (!d->head)
 			break;       /* stop, and the queue is drained */
@@ -1250,6 +1249,14 @@ fail:
 	free(root);
 	drafter_close(d);
 	return NULL;
+}
+
+void drafter_hold(struct drafter *d, bool hold)
+{
+	pthread_mutex_lock(&d->mu);
+	d->hold = hold;
+	pthread_cond_broadcast(&d->cv_work);
+	pthread_mutex_unlock(&d->mu);
 }
 
 void drafter_close(struct drafter *d)

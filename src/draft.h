@@ -72,8 +72,16 @@ bool draft_msgid_valid(const char *id, size_t len);
  * no templates exist). Static or config-owned string. */
 const char *draft_reply_lang(const struct config *cfg, const char *detected);
 
+/* The queue between drafter_submit and the writer thread holds at most this many drafts and
+ * bytes; a draft past either bound is refused at once (-1, counted as failed). */
+#define DRAFT_QUEUE_MAX 256
+#define DRAFT_QUEUE_MAX_BYTES ((size_t)4 * 1024 * 1024)
+
 struct drafter *drafter_open(const struct config *cfg, char **err);
+/* drafter_close drains the queue: every draft accepted is written (or fails, counted) first. */
 void drafter_close(struct drafter *d);
+/* For tests only: while held the writer takes no job, so the queue fills up to its bounds. */
+void drafter_hold(struct drafter *d, bool hold);
 /* Compose and deliver (or spool). 0 when written or durably spooled, -1 on failure (*err).
  * Returns 1 when the draft was queued and not waited for: cfg->drafts.eom_budget_ms is 0 (the
  * default: the reply to the MTA never waits for the disk), or it passed first. The writer

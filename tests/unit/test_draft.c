@@ -20,6 +20,7 @@
 #include "draft.h"
 #include "imap.h"
 #include "message.h"
+#include "stats.h"
 #include "util.h"
 
 static struct config *cfg;
@@ -938,6 +939,112 @@ static void test_drafter_late_failure(void **state)
 	assert_int_equal(waited.freed, 2);
 }
 
+/* Submit req (with late counts c) until one is refused or 2 * DRAFT_QUEUE_MAX were accepted:
+ * how many were accepted (each not waited for: 1). */
+static int fill_queue(struct drafter *dr, struct draft_request *req, struct late_counts *c)
+{
+	char *err = NULL;
+	int rc, accepted = 0;
+
+	for (;;) {
+		late_req(req, c);
+		rc = drafter_submit(dr, cfg, req, &err);
+		if (rc != 1 || accepted == 2 * DRAFT_QUEUE_MAX)
+			break;
+		accepted++;
+	}
+	assert_int_equal(rc, -1);
+	assert_non_null(err);
+	assert_non_null(strstr(err, "behind; dropped"));
+	free(err);
+	return accepted;
+}
+
+static long long dir_bytes(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	long long n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		char f[1024];
+		struct stat st;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(f, sizeof(f), "%s/%s", path, de->d_name);
+		assert_int_equal(stat(f, &st), 0);
+		n += st.st_size;
+	}
+	closedir(d);
+	return n;
+}
+
+/* The queue between the milter threads and the writer is bounded: with the writer held, a
+ * draft past DRAFT_QUEUE_MAX drafts or DRAFT_QUEUE_MAX_BYTES is refused at once (-1, counted
+ * as failed, its late_arg freed, no late_failure: the caller is told), never queued without
+ * limit; released, the writer writes every draft it accepted, none lost. */
+static void test_drafter_queue_bounds(void **state)
+{
+	(void)state;
+	char md[256], cur[512], *err = NULL, *body;
+	struct late_counts small = { 0, 0 }, big = { 0, 0 };
+	uint64_t failed = stats_get(STATS_DRAFTS_FAILED), written = stats_get(STATS_DRAFTS_WRITTEN);
+	struct strbuf b;
+	struct tmsg t;
+	int accepted;
+
+	snprintf(md, sizeof(md), "%s/QueueMaildir", tmpdir);
+	snprintf(cur, sizeof(cur), "%s/.Drafts/cur", md);
+	set_str(&cfg->drafts.maildir, md);
+	set_str(&cfg->drafts.delivery, "maildir");
+	cfg->drafts.eom_budget_ms = 0;
+	tmsg_init(&t);
+	struct draft_request req = req_for(&t.m, "en", POLICY_DRAFT_APOLOGY);
+	struct drafter *dr = drafter_open(cfg, &err);
+	if (!dr)
+		fail_msg("drafter_open: %s", err);
+	/* small drafts: the count bound */
+	drafter_hold(dr, true);
+	accepted = fill_queue(dr, &req, &small);
+	assert_int_equal(accepted, DRAFT_QUEUE_MAX);
+	assert_int_equal(stats_get(STATS_DRAFTS_FAILED) - failed, 1);
+	assert_int_equal(small.freed, 1);          /* the refused one's, at once */
+	drafter_hold(dr, false);
+	drafter_close(dr);
+	assert_int_equal(count_dir(cur), DRAFT_QUEUE_MAX);
+	assert_int_equal(stats_get(STATS_DRAFTS_WRITTEN) - written, DRAFT_QUEUE_MAX);
+	assert_int_equal(small.freed, DRAFT_QUEUE_MAX + 1);
+	assert_int_equal(small.failures, 0);
+	/* large drafts (a quoted message of ~16 KiB of Urdu each): the byte bound comes first */
+	rm_tree(md);
+	strbuf_init(&b, 0);
+	for (int i = 0; i < 280; i++)
+		strbuf_printf(&b, "%03d \u0645\u06cc\u0631\u0627 \u067e\u0627\u0631\u0633\u0644 "
+			      "\u067e\u06be\u0631 \u062f\u06cc\u0631 \u0633\u06d2 \u0622\u06cc\u0627\n", i);
+	assert_false(b.oom);
+	body = strbuf_take(&b);
+	t.m.body_new = body;
+	t.m.body_new_len = strlen(body);
+	req = req_for(&t.m, "ur", POLICY_DRAFT_APOLOGY);
+	dr = drafter_open(cfg, &err);
+	if (!dr)
+		fail_msg("drafter_open: %s", err);
+	failed = stats_get(STATS_DRAFTS_FAILED);
+	drafter_hold(dr, true);
+	accepted = fill_queue(dr, &req, &big);
+	drafter_hold(dr, false);
+	drafter_close(dr);
+	print_message("%d large drafts queued, %lld bytes written\n", accepted, dir_bytes(cur));
+	assert_true(accepted > 0 && accepted < DRAFT_QUEUE_MAX);
+	assert_int_equal(count_dir(cur), accepted);
+	assert_true(dir_bytes(cur) <= (long long)DRAFT_QUEUE_MAX_BYTES);
+	assert_int_equal(stats_get(STATS_DRAFTS_FAILED) - failed, 1);
+	assert_int_equal(big.freed, accepted + 1);
+	free(body);
+}
+
 static void write_file(const char *path, const char *text, mode_t mode)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -1055,6 +1162,7 @@ int main(void)
 		cmocka_unit_test(test_corpus),
 		cmocka_unit_test(test_drafter_maildir),
 		cmocka_unit_test(test_drafter_late_failure),
+		cmocka_unit_test(test_drafter_queue_bounds),
 		cmocka_unit_test(test_drafter_imap_down),
 		cmocka_unit_test(test_imap_config),
 	};
