@@ -313,7 +313,7 @@ static int sq_sync_dir(const char *path)
 	int fd, rc, err;
 
 	if (!slash)
-		snprintf(dir, sizeof(dir), ".");
+		(void)snprintf(dir, sizeof(dir), ".");
 	else if (snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path) + (slash == path),
 			  path) >= (int)sizeof(dir)) {
 		errno = ENAMETOOLONG;
