@@ -48,8 +48,9 @@
 #define DRAFT_MAX_BYTES ((size_t)1024 * 1024)  /* whole draft: a hard cap on every strbuf */
 #define DRAFT_HDR_WIDTH 76             /* fold before this column (RFC 5322 says 78) */
 /* Drafts queued for the writer: nobody waits for them by default (eom_budget_ms 0), so a burst
- * of draft-due mail queues; bounded in count and in bytes (a draft quotes up to 16 KiB). Past
- * either bound a draft is refused at once: counted, logged, its claim given back. */
+ * of draft-due mail queues; bounded in count and in bytes (DRAFT_QUEUE_MAX, _BYTES in draft.h;
+ * a draft quotes up to 16 KiB). Past either bound a draft is refused at once: counted, logged,
+ * its claim given back. */
 
 static const char *const draft_kind_names[] = {
 	[POLICY_DRAFT_PARTWAYS] = "partways",

@@ -137,18 +137,19 @@ static int settings_init(struct tally_settings *s, const struct config *cfg, cha
 	s->busy_timeout_ms = clamp_int(c->busy_timeout_ms, 0, 1000);
 	/* FULL (the default) makes every committed tally survive a power cut; NORMAL may lose the
 	 * last transactions then (never corrupts); EXTRA also syncs the directory. */
+	s->sync_durable = true;
 	if (!c->sqlite_synchronous || !*c->sqlite_synchronous ||
-	    strcasecmp(c->sqlite_synchronous, "full") == 0)
+	    strcasecmp(c->sqlite_synchronous, "full") == 0) {
 		s->sync_pragma = "PRAGMA synchronous = FULL";
-	else if (strcasecmp(c->sqlite_synchronous, "normal") == 0)
+	} else if (strcasecmp(c->sqlite_synchronous, "normal") == 0) {
 		s->sync_pragma = "PRAGMA synchronous = NORMAL";
-	else if (strcasecmp(c->sqlite_synchronous, "extra") == 0)
+		s->sync_durable = false;
+	} else if (strcasecmp(c->sqlite_synchronous, "extra") == 0) {
 		s->sync_pragma = "PRAGMA synchronous = EXTRA";
-	else {
+	} else {
 		*err = util_strdup("tally: sqlite_synchronous must be full, extra or normal");
 		return -1;
 	}
-	s->sync_durable = strcmp(s->sync_pragma, "PRAGMA synchronous = NORMAL") != 0;
 	/* R7.2: at most a second per Redis call. */
 	s->redis_timeout_ms = clamp_int(c->redis_timeout_ms, 1, 1000);
 	s->redis_prefix = util_strdup(c->redis_prefix ? c->redis_prefix : "amends:");
