@@ -3,10 +3,11 @@
  *
  * "sqlite:/path/tally.db", "redis:host:port", "redis:[v6addr]:port" or "redis:unix:/path" picks
  * a backend (tally_sqlite.c, tally_redis.c) behind a table of functions. One struct tally is
- * shared by every milter thread; each call checks a connection out of the tally's pool (at most
- * TALLY_POOL_MAX idle, closed after TALLY_POOL_IDLE_S unused) and gives it back, so a thread
- * never shares a connection while it uses it, and connections outlive the per-session
- * libmilter threads. The pool mutex is held only to push or pop, never during an operation.
+ * shared by every milter thread; a call that needs a connection checks one out of the tally's
+ * pool (at most the backend's max_conns open, TALLY_POOL_MAX idle, closed after
+ * TALLY_POOL_IDLE_S unused) and gives it back, so a thread never shares a connection while it
+ * uses it, and connections outlive the per-session libmilter threads. The pool mutex is held
+ * only to push, pop or wait for a free connection, never during an operation.
  *
  * OWNERSHIP  tally_open() returns a handle for tally_close(); count, history and top arrays are
  *            malloc'd for the caller and released with the matching *_free function.
@@ -18,10 +19,12 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "clock.h"
 #include "util.h"
@@ -49,36 +52,100 @@ const char *tally_error(void)
 
 /* ---- the connection pool ------------------------------------------------------------------ */
 
-/* Every call checks a connection out of the tally's pool and gives it back, so a connection
- * (and its prepared statements, page cache and schema) outlives the libmilter thread of one
- * SMTP session. Still one thread at a time per connection: it is off the pool while in use. */
+/* Every call that needs a connection checks one out of the tally's pool and gives it back, so
+ * a connection (and its prepared statements, page cache and schema) outlives the libmilter
+ * thread of one SMTP session. Still one thread at a time per connection: it is off the pool
+ * while in use. A backend may bound how many exist (max_conns): each costs memory (SQLite:
+ * ~200 KiB of statements, lookaside and schema, plus its page cache), and with a connection
+ * per concurrent call 64 sessions kept 64 of them, a quarter of the daemon's heap, whose
+ * pages the malloc arenas of 64 threads then held on to. */
 
 static long long pool_now_s(void)
 {
 	return util_now_us() / 1000000;   /* monotonic: a test clock or a clock step cannot age it */
 }
 
-/* pool_get - an idle connection, or a new one; NULL with the reason set */
+/* pool_take_stale - with pool_lock held: when the top of the idle stack is older than
+ * TALLY_POOL_IDLE_S, move the whole stack to stale (below the top everything is older) and
+ * count it closed; returns how many moved. The caller frees them after unlocking. */
+static size_t pool_take_stale(struct tally *t, void **stale)
+{
+	size_t n = t->n_idle;
+
+	if (n == 0 || pool_now_s() - t->idle_since[n - 1] <= TALLY_POOL_IDLE_S)
+		return 0;
+	memcpy(stale, t->idle, n * sizeof(stale[0]));
+	t->n_idle = 0;
+	t->n_open -= n;
+	pthread_cond_broadcast(&t->pool_freed);
+	return n;
+}
+
+/* pool_wait - with pool_lock held: wait for pool_freed until *deadline (set on first use);
+ * false when the deadline passed (or the wait failed: never spin on an error) */
+static bool pool_wait(struct tally *t, struct timespec *deadline, bool *have_deadline)
+{
+	if (!*have_deadline) {
+		clock_gettime(CLOCK_MONOTONIC, deadline);
+		deadline->tv_sec += TALLY_POOL_WAIT_MS / 1000;
+		deadline->tv_nsec += (long)(TALLY_POOL_WAIT_MS % 1000) * 1000000L;
+		if (deadline->tv_nsec >= 1000000000L) {
+			deadline->tv_sec++;
+			deadline->tv_nsec -= 1000000000L;
+		}
+		*have_deadline = true;
+	}
+	return pthread_cond_timedwait(&t->pool_freed, &t->pool_lock, deadline) == 0;
+}
+
+/* pool_closed - a connection that existed is gone (freed, or its open failed) */
+static void pool_closed(struct tally *t)
+{
+	pthread_mutex_lock(&t->pool_lock);
+	t->n_open--;
+	pthread_cond_signal(&t->pool_freed);
+	pthread_mutex_unlock(&t->pool_lock);
+}
+
+/* pool_get - an idle connection, or a new one while fewer than max_conns exist, else one given
+ * back within TALLY_POOL_WAIT_MS; NULL with the reason set */
 static void *pool_get(struct tally *t)
 {
+	size_t max = t->be->max_conns ? t->be->max_conns : SIZE_MAX;
 	void *stale[TALLY_POOL_MAX];
 	size_t n_stale = 0;
 	void *conn = NULL;
+	struct timespec deadline;
+	bool have_deadline = false, make = false;
 
 	pthread_mutex_lock(&t->pool_lock);
-	if (t->n_idle > 0) {
-		/* A stack: below the top everything is older, so a stale top means all are stale. */
-		if (pool_now_s() - t->idle_since[t->n_idle - 1] > TALLY_POOL_IDLE_S) {
-			n_stale = t->n_idle;
-			memcpy(stale, t->idle, n_stale * sizeof(stale[0]));
-			t->n_idle = 0;
-		} else
+	for (;;) {
+		if (n_stale == 0)
+			n_stale = pool_take_stale(t, stale);
+		if (t->n_idle > 0) {
 			conn = t->idle[--t->n_idle];
+			break;
+		}
+		if (t->n_open < max) {
+			t->n_open++;
+			make = true;
+			break;
+		}
+		if (!pool_wait(t, &deadline, &have_deadline))
+			break;
 	}
 	pthread_mutex_unlock(&t->pool_lock);
 	for (size_t i = 0; i < n_stale; i++)
 		t->be->conn_free(stale[i]);
-	return conn ? conn : t->be->conn_new(t);
+	if (make) {
+		conn = t->be->conn_new(t);
+		if (!conn)
+			pool_closed(t);
+	} else if (!conn) {
+		tally_set_error("busy: all %zu connections in use for %d ms", max,
+				TALLY_POOL_WAIT_MS);
+	}
+	return conn;
 }
 
 /* pool_put - give conn back after a call that returned rc; returns rc. A connection whose call
@@ -93,12 +160,59 @@ static int pool_put(struct tally *t, void *conn, int rc)
 			t->idle_since[t->n_idle] = pool_now_s();
 			t->idle[t->n_idle++] = conn;
 			conn = NULL;
+			pthread_cond_signal(&t->pool_freed);
 		}
 		pthread_mutex_unlock(&t->pool_lock);
 	}
-	if (conn)
+	if (conn) {
 		t->be->conn_free(conn);
+		pool_closed(t);
+	}
 	return rc;
+}
+
+void *tally_lease_conn(struct tally_lease *l)
+{
+	if (!l->conn)
+		l->conn = pool_get(l->t);
+	return l->conn;
+}
+
+/* lease_end - give back what the call took; returns rc */
+static int lease_end(struct tally_lease *l, int rc)
+{
+	if (l->conn)
+		pool_put(l->t, l->conn, rc);
+	l->conn = NULL;
+	return rc;
+}
+
+/* pool_init - the pool's lock and condition (its timed waits use CLOCK_MONOTONIC); 0 or -1 */
+static int pool_init(struct tally *t)
+{
+	pthread_condattr_t ca;
+	int rc;
+
+	if (pthread_mutex_init(&t->pool_lock, NULL) != 0)
+		return -1;
+	rc = pthread_condattr_init(&ca);
+	if (rc == 0) {
+		rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		if (rc == 0)
+			rc = pthread_cond_init(&t->pool_freed, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	if (rc != 0) {
+		pthread_mutex_destroy(&t->pool_lock);
+		return -1;
+	}
+	return 0;
+}
+
+static void pool_destroy(struct tally *t)
+{
+	pthread_cond_destroy(&t->pool_freed);
+	pthread_mutex_destroy(&t->pool_lock);
 }
 
 /* pool_drain - close every idle connection (tally_close: nobody uses the tally any more) */
@@ -107,6 +221,7 @@ static void pool_drain(struct tally *t)
 	pthread_mutex_lock(&t->pool_lock);
 	for (size_t i = 0; i < t->n_idle; i++)
 		t->be->conn_free(t->idle[i]);
+	t->n_open -= t->n_idle;
 	t->n_idle = 0;
 	pthread_mutex_unlock(&t->pool_lock);
 }
@@ -209,7 +324,7 @@ static struct tally *tally_new(const struct config *cfg, char **err)
 		*err = util_strdup("tally: out of memory");
 		return NULL;
 	}
-	if (pthread_mutex_init(&t->pool_lock, NULL) != 0) {
+	if (pool_init(t) < 0) {
 		pthread_mutex_destroy(&t->open_lock);
 		free(t->where);
 		free(t);
@@ -221,7 +336,7 @@ static struct tally *tally_new(const struct config *cfg, char **err)
 			*err = util_strdup("tally: bad settings");
 		settings_free(&t->set);
 		pthread_mutex_destroy(&t->open_lock);
-		pthread_mutex_destroy(&t->pool_lock);
+		pool_destroy(t);
 		free(t->where);
 		free(t);
 		return NULL;
@@ -233,7 +348,7 @@ static void tally_free_unopened(struct tally *t)
 {
 	settings_free(&t->set);
 	pthread_mutex_destroy(&t->open_lock);
-	pthread_mutex_destroy(&t->pool_lock);
+	pool_destroy(t);
 	free(t->where);
 	free(t);
 }
@@ -504,36 +619,35 @@ static int event_ok(const struct tally_event *ev)
 
 /* ---- the interface -------------------------------------------------------------------------- */
 
-/* conn_checkout - clear the last error and check a connection out (NULL with the reason set);
- * every caller gives it back with pool_put(). */
-static void *conn_checkout(struct tally *t)
+/* lease_begin - clear the last error, open the store if it is not yet, start the call's lease
+ * on t (no connection yet: the backend takes one if it needs one); 0, or -1 with the reason
+ * set. Every call that began one ends it with lease_end(). */
+static int lease_begin(struct tally *t, struct tally_lease *l)
 {
 	tally_errbuf[0] = '\0';
+	l->t = t;
+	l->conn = NULL;
 	if (!t) {
 		tally_set_error("no tally");
-		return NULL;
+		return -1;
 	}
-	if (tally_try_open(t) < 0)
-		return NULL;
-	return pool_get(t);
+	return tally_try_open(t);
 }
 
 int tally_record(struct tally *t, const char *sender, const struct tally_event *ev,
 		 struct tally_counts *after)
 {
 	struct tally_counts tmp = { 0 };
-	void *conn;
+	struct tally_lease l;
 	int rc;
 
 	if (after)
 		memset(after, 0, sizeof(*after));
 	if (!sender_ok(sender) || !event_ok(ev))
 		return -1;
-	conn = conn_checkout(t);
-	if (!conn)
+	if (lease_begin(t, &l) < 0)
 		return -1;
-	rc = t->be->record(t, conn, sender, ev, after ? after : &tmp);
-	pool_put(t, conn, rc);
+	rc = lease_end(&l, t->be->record(t, &l, sender, ev, after ? after : &tmp));
 	tally_counts_free(&tmp);
 	if (rc < 0 && after)
 		tally_counts_free(after);
@@ -543,16 +657,14 @@ int tally_record(struct tally *t, const char *sender, const struct tally_event *
 int tally_counts(struct tally *t, const char *sender, time_t now, struct tally_counts *out)
 {
 	int rc;
-	void *conn;
+	struct tally_lease l;
 
 	memset(out, 0, sizeof(*out));
 	if (!sender_ok(sender))
 		return -1;
-	conn = conn_checkout(t);
-	if (!conn)
+	if (lease_begin(t, &l) < 0)
 		return -1;
-	rc = t->be->counts(t, conn, sender, now, out);
-	pool_put(t, conn, rc);
+	rc = lease_end(&l, t->be->counts(t, &l, sender, now, out));
 	if (rc < 0)
 		tally_counts_free(out);
 	return rc;
@@ -585,21 +697,20 @@ void tally_counts_free(struct tally_counts *c)
 
 int tally_seen(struct tally *t, const char *sender, time_t *first, time_t *last)
 {
-	void *conn;
+	struct tally_lease l;
 
 	*first = *last = 0;
 	if (!sender_ok(sender))
 		return -1;
-	conn = conn_checkout(t);
-	if (!conn)
+	if (lease_begin(t, &l) < 0)
 		return -1;
-	return pool_put(t, conn, t->be->seen(t, conn, sender, first, last));
+	return lease_end(&l, t->be->seen(t, &l, sender, first, last));
 }
 
 int tally_history(struct tally *t, const char *sender, size_t max, struct tally_history *out)
 {
 	int rc;
-	void *conn;
+	struct tally_lease l;
 
 	memset(out, 0, sizeof(*out));
 	if (!sender_ok(sender))
@@ -608,11 +719,9 @@ int tally_history(struct tally *t, const char *sender, size_t max, struct tally_
 		max = 1000;
 	if (max == 0)
 		return 0;
-	conn = conn_checkout(t);
-	if (!conn)
+	if (lease_begin(t, &l) < 0)
 		return -1;
-	rc = t->be->history(t, conn, sender, max, out);
-	pool_put(t, conn, rc);
+	rc = lease_end(&l, t->be->history(t, &l, sender, max, out));
 	if (rc < 0)
 		tally_history_free(out);
 	return rc;
@@ -647,32 +756,30 @@ static int kind_ok(const char *kind)
 
 int tally_draft_claim(struct tally *t, const char *sender, const char *kind, time_t now)
 {
-	void *conn;
+	struct tally_lease l;
 
 	if (!sender_ok(sender) || !kind_ok(kind))
 		return -1;
-	conn = conn_checkout(t);
-	if (!conn)
+	if (lease_begin(t, &l) < 0)
 		return -1;
-	return pool_put(t, conn, t->be->claim(t, conn, sender, kind, now));
+	return lease_end(&l, t->be->claim(t, &l, sender, kind, now));
 }
 
 int tally_draft_unclaim(struct tally *t, const char *sender, const char *kind, time_t when)
 {
-	void *conn;
+	struct tally_lease l;
 
 	if (!sender_ok(sender) || !kind_ok(kind))
 		return -1;
-	conn = conn_checkout(t);
-	if (!conn)
+	if (lease_begin(t, &l) < 0)
 		return -1;
-	return pool_put(t, conn, t->be->unclaim(t, conn, sender, kind, when));
+	return lease_end(&l, t->be->unclaim(t, &l, sender, kind, when));
 }
 
 int tally_top(struct tally *t, size_t n, struct tally_sender_summary **out, size_t *nout)
 {
 	int rc;
-	void *conn;
+	struct tally_lease l;
 
 	*out = NULL;
 	*nout = 0;
@@ -680,11 +787,9 @@ int tally_top(struct tally *t, size_t n, struct tally_sender_summary **out, size
 		n = 10000;
 	if (n == 0)
 		return 0;
-	conn = conn_checkout(t);
-	if (!conn)
+	if (lease_begin(t, &l) < 0)
 		return -1;
-	rc = t->be->top(t, conn, n, clock_now(), out, nout);
-	pool_put(t, conn, rc);
+	rc = lease_end(&l, t->be->top(t, &l, n, clock_now(), out, nout));
 	if (rc < 0) {
 		tally_top_free(*out, *nout);
 		*out = NULL;
@@ -706,33 +811,31 @@ void tally_top_free(struct tally_sender_summary *v, size_t n)
 
 int tally_reset(struct tally *t, const char *sender)
 {
-	void *conn;
+	struct tally_lease l;
 
 	if (!sender_ok(sender))
 		return -1;
-	conn = conn_checkout(t);
-	if (!conn)
+	if (lease_begin(t, &l) < 0)
 		return -1;
-	return pool_put(t, conn, t->be->reset(t, conn, sender));
+	return lease_end(&l, t->be->reset(t, &l, sender));
 }
 
 int tally_forget(struct tally *t, const char *sender)
 {
-	void *conn;
+	struct tally_lease l;
 
 	if (!sender_ok(sender))
 		return -1;
-	conn = conn_checkout(t);
-	if (!conn)
+	if (lease_begin(t, &l) < 0)
 		return -1;
-	return pool_put(t, conn, t->be->forget(t, conn, sender));
+	return lease_end(&l, t->be->forget(t, &l, sender));
 }
 
 int tally_prune(struct tally *t, time_t now)
 {
-	void *conn = conn_checkout(t);
+	struct tally_lease l;
 
-	if (!conn)
+	if (lease_begin(t, &l) < 0)
 		return -1;
-	return pool_put(t, conn, t->be->prune(t, conn, now));
+	return lease_end(&l, t->be->prune(t, &l, now));
 }

@@ -2,8 +2,10 @@
  * tally_int.h - what tally.c shares with its backends (tally_sqlite.c, tally_redis.c); private
  *
  * tally.c owns the shared handle, the spec parsing, sender validation and the connection
- * pool; a backend supplies a table of functions that work on one connection, which the
- * calling thread has to itself for the call (checked out of the pool).
+ * pool; a backend supplies a table of functions. Each gets the call's lease: a backend that
+ * needs a connection takes it with tally_lease_conn() and then has it to itself until the call
+ * returns (checked out of the pool on first use, given back by tally.c). A call that never asks
+ * (an SQLite write, which goes through the one writer connection) never waits for the pool.
  *
  * OWNERSHIP  conn_new() returns a connection owned by tally.c, which gives it back to
  *            conn_free() when a call on it failed, it sat idle too long, or the tally closes.
@@ -38,30 +40,46 @@ struct tally_settings {
 
 #define TALLY_POOL_MAX 64               /* idle connections a tally keeps */
 #define TALLY_POOL_IDLE_S 10            /* an idle connection older than this is closed */
+#define TALLY_POOL_WAIT_MS 1000         /* longest wait for a connection when all are in use */
+
+/* A call's claim on one pooled connection, taken on first use; tally.c owns it. */
+struct tally_lease {
+	struct tally *t;
+	void *conn;                     /* NULL until tally_lease_conn() */
+};
+
+/* The call's connection (checked out of the pool the first time), or NULL with the reason set:
+ * a new connection failed, or all max_conns were in use for TALLY_POOL_WAIT_MS ("busy: ..."). */
+void *tally_lease_conn(struct tally_lease *l);
 
 struct tally_backend {
 	const char *name;
 	/* Shared state from the part of the spec after "sqlite:" / "redis:". */
 	int (*open)(struct tally *t, const char *where, char **err);
 	void (*close)(struct tally *t);
+	/* At most this many connections open at once (0: no bound); a call that needs one more
+	 * waits for one to be given back. */
+	size_t max_conns;
 	/* A new connection, used by one thread at a time; NULL with tally_set_error(). */
 	void *(*conn_new)(struct tally *t);
 	void (*conn_free)(void *conn);
-	int (*record)(struct tally *t, void *conn, const char *sender,
+	int (*record)(struct tally *t, struct tally_lease *l, const char *sender,
 		      const struct tally_event *ev, struct tally_counts *after);
-	int (*counts)(struct tally *t, void *conn, const char *sender, time_t now,
+	int (*counts)(struct tally *t, struct tally_lease *l, const char *sender, time_t now,
 		      struct tally_counts *out);
-	int (*seen)(struct tally *t, void *conn, const char *sender, time_t *first, time_t *last);
-	int (*history)(struct tally *t, void *conn, const char *sender, size_t max,
+	int (*seen)(struct tally *t, struct tally_lease *l, const char *sender, time_t *first,
+		    time_t *last);
+	int (*history)(struct tally *t, struct tally_lease *l, const char *sender, size_t max,
 		       struct tally_history *out);
-	int (*claim)(struct tally *t, void *conn, const char *sender, const char *kind, time_t now);
-	int (*unclaim)(struct tally *t, void *conn, const char *sender, const char *kind,
+	int (*claim)(struct tally *t, struct tally_lease *l, const char *sender, const char *kind,
+		     time_t now);
+	int (*unclaim)(struct tally *t, struct tally_lease *l, const char *sender, const char *kind,
 		       time_t when);
-	int (*top)(struct tally *t, void *conn, size_t n, time_t now,
+	int (*top)(struct tally *t, struct tally_lease *l, size_t n, time_t now,
 		   struct tally_sender_summary **out, size_t *nout);
-	int (*reset)(struct tally *t, void *conn, const char *sender);
-	int (*forget)(struct tally *t, void *conn, const char *sender);
-	int (*prune)(struct tally *t, void *conn, time_t now);
+	int (*reset)(struct tally *t, struct tally_lease *l, const char *sender);
+	int (*forget)(struct tally *t, struct tally_lease *l, const char *sender);
+	int (*prune)(struct tally *t, struct tally_lease *l, time_t now);
 };
 
 struct tally {
@@ -69,10 +87,12 @@ struct tally {
 	const struct tally_backend *be;
 	struct tally_settings set;
 	void *state;                    /* the backend's shared state */
-	pthread_mutex_t pool_lock;      /* guards the idle stack below */
+	pthread_mutex_t pool_lock;      /* guards the idle stack and n_open below */
+	pthread_cond_t pool_freed;      /* a connection went back to the stack or was closed */
 	void *idle[TALLY_POOL_MAX];     /* idle connections, most recently used on top */
 	long long idle_since[TALLY_POOL_MAX];   /* CLOCK_MONOTONIC seconds when returned */
 	size_t n_idle;
+	size_t n_open;                  /* connections that exist, idle or checked out */
 	/* tally_open_retrying(): the store may not be open yet (be->open failed); every call
 	 * retries it under open_lock. */
 	atomic_int ready;               /* be->open succeeded; state is valid */

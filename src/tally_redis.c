@@ -380,6 +380,8 @@ static int rd_command(struct tally *t, struct rd_conn *rc, struct rd_args *a, re
 	redisReply *r;
 
 	*out = NULL;
+	if (!rc)
+		return -1;              /* no connection: tally_lease_conn() said why */
 	if (a->oom) {
 		tally_set_error("out of memory");
 		return -1;
@@ -449,6 +451,8 @@ static int rd_eval(struct tally *t, struct rd_conn *rc, enum rd_script which, st
 	int rv;
 
 	*out = NULL;
+	if (!rc)
+		return -1;              /* no connection: tally_lease_conn() said why */
 	if (rd_sha(t, rc, which, sha) < 0)
 		return -1;
 	a->v[0] = "EVALSHA";
@@ -829,7 +833,7 @@ static char *rd_incident(const struct tally_event *ev, time_t when)
 	return strbuf_take(&b);
 }
 
-static int rd_record(struct tally *t, void *conn, const char *sender,
+static int rd_record(struct tally *t, struct tally_lease *l, const char *sender,
 		     const struct tally_event *ev, struct tally_counts *after)
 {
 	time_t when = ev->when > 0 ? ev->when : clock_now();
@@ -851,14 +855,14 @@ static int rd_record(struct tally *t, void *conn, const char *sender,
 	rd_arg_fmt(&a, "%lld", (long long)when - t->set.retention_s);
 	for (i = 0; i < ev->n_categories; i++)
 		rd_arg_str(&a, ev->categories[i]);
-	rv = rd_eval(t, conn, RS_RECORD, &a, &r);
+	rv = rd_eval(t, tally_lease_conn(l), RS_RECORD, &a, &r);
 	rd_args_free(&a);
 	if (rv < 0)
 		return -1;
 	return rd_parse_counts(r, after);
 }
 
-static int rd_counts(struct tally *t, void *conn, const char *sender, time_t now,
+static int rd_counts(struct tally *t, struct tally_lease *l, const char *sender, time_t now,
 		     struct tally_counts *out)
 {
 	struct rd_args a;
@@ -868,14 +872,14 @@ static int rd_counts(struct tally *t, void *conn, const char *sender, time_t now
 	rd_args_script(&a, 1);
 	rd_arg_take(&a, rd_key(t, sender, ""));
 	rd_arg_fmt(&a, "%lld", (long long)now - t->set.window_s);
-	rv = rd_eval(t, conn, RS_COUNTS, &a, &r);
+	rv = rd_eval(t, tally_lease_conn(l), RS_COUNTS, &a, &r);
 	rd_args_free(&a);
 	if (rv < 0)
 		return -1;
 	return rd_parse_counts(r, out);
 }
 
-static int rd_seen(struct tally *t, void *conn, const char *sender, time_t *first, time_t *last)
+static int rd_seen(struct tally *t, struct tally_lease *l, const char *sender, time_t *first, time_t *last)
 {
 	struct rd_args a = { .n = 0 };
 	redisReply *r;
@@ -885,7 +889,7 @@ static int rd_seen(struct tally *t, void *conn, const char *sender, time_t *firs
 	rd_arg_take(&a, rd_key(t, sender, ":m"));
 	rd_arg_str(&a, "first");
 	rd_arg_str(&a, "last");
-	rv = rd_command(t, conn, &a, &r);
+	rv = rd_command(t, tally_lease_conn(l), &a, &r);
 	rd_args_free(&a);
 	if (rv != 0)
 		return -1;
@@ -894,7 +898,7 @@ static int rd_seen(struct tally *t, void *conn, const char *sender, time_t *firs
 	return rv;
 }
 
-static int rd_history(struct tally *t, void *conn, const char *sender, size_t max,
+static int rd_history(struct tally *t, struct tally_lease *l, const char *sender, size_t max,
 		      struct tally_history *out)
 {
 	struct rd_args a = { .n = 0 };
@@ -905,7 +909,7 @@ static int rd_history(struct tally *t, void *conn, const char *sender, size_t ma
 	rd_arg_take(&a, rd_key(t, sender, ":i"));
 	rd_arg_str(&a, "0");
 	rd_arg_fmt(&a, "%zu", max - 1);
-	rv = rd_command(t, conn, &a, &r);
+	rv = rd_command(t, tally_lease_conn(l), &a, &r);
 	rd_args_free(&a);
 	if (rv != 0)
 		return -1;
@@ -915,13 +919,13 @@ static int rd_history(struct tally *t, void *conn, const char *sender, size_t ma
 }
 
 /* rd_int_script - run a script whose reply is an integer */
-static int rd_int_script(struct tally *t, void *conn, enum rd_script which, struct rd_args *a,
+static int rd_int_script(struct tally *t, struct tally_lease *l, enum rd_script which, struct rd_args *a,
 			 long long *v)
 {
 	redisReply *r;
 	int rv;
 
-	rv = rd_eval(t, conn, which, a, &r);
+	rv = rd_eval(t, tally_lease_conn(l), which, a, &r);
 	rd_args_free(a);
 	if (rv < 0)
 		return -1;
@@ -930,7 +934,7 @@ static int rd_int_script(struct tally *t, void *conn, enum rd_script which, stru
 	return rv;
 }
 
-static int rd_claim(struct tally *t, void *conn, const char *sender, const char *kind, time_t now)
+static int rd_claim(struct tally *t, struct tally_lease *l, const char *sender, const char *kind, time_t now)
 {
 	struct rd_args a;
 	long long v;
@@ -948,12 +952,12 @@ static int rd_claim(struct tally *t, void *conn, const char *sender, const char 
 	/* EXPIRE only collects garbage; the dedupe itself compares times on the amends clock */
 	rd_arg_fmt(&a, "%lld", t->set.dedupe_s > 60 ? t->set.dedupe_s : 60);
 	rd_arg_str(&a, kind);
-	if (rd_int_script(t, conn, RS_CLAIM, &a, &v) < 0)
+	if (rd_int_script(t, l, RS_CLAIM, &a, &v) < 0)
 		return -1;
 	return v ? 1 : 0;
 }
 
-static int rd_unclaim(struct tally *t, void *conn, const char *sender, const char *kind,
+static int rd_unclaim(struct tally *t, struct tally_lease *l, const char *sender, const char *kind,
 		      time_t when)
 {
 	struct rd_args a;
@@ -966,10 +970,10 @@ static int rd_unclaim(struct tally *t, void *conn, const char *sender, const cha
 	rd_arg_take(&a, suffix ? rd_key(t, sender, suffix) : NULL);
 	free(suffix);
 	rd_arg_fmt(&a, "%lld", (long long)when);
-	return rd_int_script(t, conn, RS_UNCLAIM, &a, &v);
+	return rd_int_script(t, l, RS_UNCLAIM, &a, &v);
 }
 
-static int rd_top(struct tally *t, void *conn, size_t n, time_t now,
+static int rd_top(struct tally *t, struct tally_lease *l, size_t n, time_t now,
 		  struct tally_sender_summary **out, size_t *nout)
 {
 	struct rd_args a;
@@ -982,7 +986,7 @@ static int rd_top(struct tally *t, void *conn, size_t n, time_t now,
 	rd_arg_fmt(&a, "%lld", (long long)now - t->set.window_s);
 	rd_arg_fmt(&a, "%zu", n);
 	rd_arg_fmt(&a, "%d", RD_TOP_SCAN);
-	rv = rd_eval(t, conn, RS_TOP, &a, &r);
+	rv = rd_eval(t, tally_lease_conn(l), RS_TOP, &a, &r);
 	rd_args_free(&a);
 	if (rv < 0)
 		return -1;
@@ -991,17 +995,17 @@ static int rd_top(struct tally *t, void *conn, size_t n, time_t now,
 	return rv;
 }
 
-static int rd_reset(struct tally *t, void *conn, const char *sender)
+static int rd_reset(struct tally *t, struct tally_lease *l, const char *sender)
 {
 	struct rd_args a;
 	long long v;
 
 	rd_args_script(&a, 1);
 	rd_arg_take(&a, rd_key(t, sender, ""));
-	return rd_int_script(t, conn, RS_RESET, &a, &v);
+	return rd_int_script(t, l, RS_RESET, &a, &v);
 }
 
-static int rd_forget(struct tally *t, void *conn, const char *sender)
+static int rd_forget(struct tally *t, struct tally_lease *l, const char *sender)
 {
 	struct rd_args a;
 	long long v;
@@ -1010,10 +1014,10 @@ static int rd_forget(struct tally *t, void *conn, const char *sender)
 	rd_arg_take(&a, rd_key(t, sender, ""));
 	rd_arg_fmt(&a, "%ssenders", t->set.redis_prefix);
 	rd_arg_str(&a, sender);
-	return rd_int_script(t, conn, RS_FORGET, &a, &v);
+	return rd_int_script(t, l, RS_FORGET, &a, &v);
 }
 
-static int rd_prune(struct tally *t, void *conn, time_t now)
+static int rd_prune(struct tally *t, struct tally_lease *l, time_t now)
 {
 	struct rd_args a;
 	long long v;
@@ -1023,7 +1027,7 @@ static int rd_prune(struct tally *t, void *conn, time_t now)
 	rd_arg_fmt(&a, "%ss:", t->set.redis_prefix);
 	rd_arg_fmt(&a, "%lld", (long long)now - t->set.retention_s);
 	rd_arg_fmt(&a, "%d", RD_PRUNE_BATCH);
-	return rd_int_script(t, conn, RS_PRUNE, &a, &v);
+	return rd_int_script(t, l, RS_PRUNE, &a, &v);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */

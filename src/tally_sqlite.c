@@ -53,11 +53,18 @@
 
 #define SQ_PRUNE_EVERY_S 3600
 #define SQ_BATCH_MAX 64           /* records in one group commit at most */
+/* Reading connections (tally.c's pool) open at once. A read is a few index lookups (tens of
+ * microseconds of CPU), so more readers than a few per core only add memory: each holds
+ * ~200 KiB of statements, lookaside and schema besides its cache. Before this bound, 64
+ * sessions kept 64 readers (a quarter of the heap, spread over the malloc arenas of 64
+ * threads, whose high-water marks then crept up for the length of a soak). Writes never take
+ * a reader: they go to the writer below, and a call waiting for its commit holds no reader. */
+#define SQ_READERS_MAX 8
 /* Page caches, in KiB. A reader's cache is emptied at the start of each read transaction
  * whenever the writer has committed since its last one (WAL; under load, every time), so it
  * only ever holds one query's pages: a count over a long history fills it and the memory
- * stays with the thread's malloc arena. Kept small, the pool's worst case is 64 sessions x
- * 256 KiB. The writer's cache stays valid between its transactions (SQLite's default size). */
+ * stays with the thread's malloc arena. Kept small: at most SQ_READERS_MAX x 256 KiB. The
+ * writer's cache stays valid between its transactions (SQLite's default size). */
 #define SQ_READER_CACHE_KIB 256
 #define SQ_WRITER_CACHE_KIB 2000
 
@@ -843,18 +850,23 @@ static int sq_read_counts(struct tally *t, struct sq_conn *c, const char *sender
 	return 0;
 }
 
-static int sq_counts(struct tally *t, void *conn, const char *sender, time_t now,
+static int sq_counts(struct tally *t, struct tally_lease *l, const char *sender, time_t now,
 		     struct tally_counts *out)
 {
-	return sq_read_counts(t, conn, sender, now, out);
+	struct sq_conn *c = tally_lease_conn(l);
+
+	return c ? sq_read_counts(t, c, sender, now, out) : -1;
 }
 
-static int sq_seen(struct tally *t, void *conn, const char *sender, time_t *first, time_t *last)
+static int sq_seen(struct tally *t, struct tally_lease *l, const char *sender, time_t *first, time_t *last)
 {
-	struct sq_conn *c = conn;
-	sqlite3_stmt *st = c->st[ST_SEEN];
+	struct sq_conn *c = tally_lease_conn(l);
+	sqlite3_stmt *st;
 	int rc, found = 0;
 
+	if (!c)
+		return -1;
+	st = c->st[ST_SEEN];
 	sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
@@ -877,13 +889,16 @@ static char *sq_col_dup(sqlite3_stmt *st, int col)
 	return util_strndup(s ? s : "", (size_t)sqlite3_column_bytes(st, col));
 }
 
-static int sq_history(struct tally *t, void *conn, const char *sender, size_t max,
+static int sq_history(struct tally *t, struct tally_lease *l, const char *sender, size_t max,
 		      struct tally_history *out)
 {
-	struct sq_conn *c = conn;
-	sqlite3_stmt *st = c->st[ST_HISTORY];
+	struct sq_conn *c = tally_lease_conn(l);
+	sqlite3_stmt *st;
 	int rc = SQLITE_DONE;
 
+	if (!c)
+		return -1;
+	st = c->st[ST_HISTORY];
 	out->v = calloc(max, sizeof(*out->v));
 	if (!out->v) {
 		tally_set_error("out of memory");
@@ -913,13 +928,16 @@ static int sq_history(struct tally *t, void *conn, const char *sender, size_t ma
 	return 0;
 }
 
-static int sq_top(struct tally *t, void *conn, size_t n, time_t now,
+static int sq_top(struct tally *t, struct tally_lease *l, size_t n, time_t now,
 		  struct tally_sender_summary **out, size_t *nout)
 {
-	struct sq_conn *c = conn;
-	sqlite3_stmt *st = c->st[ST_TOP];
+	struct sq_conn *c = tally_lease_conn(l);
+	sqlite3_stmt *st;
 	int rc = SQLITE_DONE;
 
+	if (!c)
+		return -1;
+	st = c->st[ST_TOP];
 	*out = calloc(n, sizeof(**out));
 	if (!*out) {
 		tally_set_error("out of memory");
@@ -995,7 +1013,7 @@ static void sq_maybe_prune(struct tally *t, time_t when)
 	}
 }
 
-static int sq_prune(struct tally *t, void *conn, time_t now)
+static int sq_prune(struct tally *t, struct tally_lease *l, time_t now)
 {
 	return sq_prune_conn(t, now);
 }
@@ -1242,22 +1260,25 @@ static int sq_queue_write(struct tally *t, struct sq_member *me)
 	return 0;
 }
 
-static int sq_record(struct tally *t, void *conn, const char *sender,
+static int sq_record(struct tally *t, struct tally_lease *l, const char *sender,
 		     const struct tally_event *ev, struct tally_counts *after)
 {
 	time_t when = ev->when > 0 ? ev->when : clock_now();
 	struct sq_member me = { .op = SQ_OP_RECORD, .sender = sender, .ev = ev, .when = when,
 				.after = after };
 
-	if (ev->n_categories == 0)
-		return sq_read_counts(t, conn, sender, when, after);
+	if (ev->n_categories == 0) {
+		struct sq_conn *c = tally_lease_conn(l);
+
+		return c ? sq_read_counts(t, c, sender, when, after) : -1;
+	}
 	if (sq_queue_write(t, &me) < 0)
 		return -1;
 	sq_maybe_prune(t, when);
 	return 0;
 }
 
-static int sq_claim(struct tally *t, void *conn, const char *sender, const char *kind, time_t now)
+static int sq_claim(struct tally *t, struct tally_lease *l, const char *sender, const char *kind, time_t now)
 {
 	struct sq_member me = { .op = SQ_OP_CLAIM, .sender = sender, .kind = kind, .when = now };
 
@@ -1266,7 +1287,7 @@ static int sq_claim(struct tally *t, void *conn, const char *sender, const char 
 	return me.changed;
 }
 
-static int sq_unclaim(struct tally *t, void *conn, const char *sender, const char *kind,
+static int sq_unclaim(struct tally *t, struct tally_lease *l, const char *sender, const char *kind,
 		      time_t when)
 {
 	struct sq_member me = { .op = SQ_OP_UNCLAIM, .sender = sender, .kind = kind, .when = when };
@@ -1305,7 +1326,7 @@ static int sq_delete_sender(struct tally *t, const char *sender, const enum sq_s
 	return fd >= 0 ? sq_wal_sync(((struct sq_state *)t->state)->path, fd) : rc;
 }
 
-static int sq_reset(struct tally *t, void *conn, const char *sender)
+static int sq_reset(struct tally *t, struct tally_lease *l, const char *sender)
 {
 	/* The sender stays known (first/last seen) and the dedupe stays: a reset must not make
 	 * amends write the same customer a second letter within the week. */
@@ -1314,7 +1335,7 @@ static int sq_reset(struct tally *t, void *conn, const char *sender)
 	return sq_delete_sender(t, sender, which, UTIL_ARRAY_LEN(which), false);
 }
 
-static int sq_forget(struct tally *t, void *conn, const char *sender)
+static int sq_forget(struct tally *t, struct tally_lease *l, const char *sender)
 {
 	static const enum sq_stmt which[] = {
 		ST_DEL_EVENTS, ST_DEL_DAYS, ST_DEL_INCIDENTS, ST_DEL_DRAFTS, ST_DEL_SENDER
@@ -1327,6 +1348,7 @@ const struct tally_backend tally_sqlite_backend = {
 	.name = "sqlite",
 	.open = sq_open,
 	.close = sq_close,
+	.max_conns = SQ_READERS_MAX,
 	.conn_new = sq_conn_new,
 	.conn_free = sq_conn_free,
 	.record = sq_record,

@@ -17,11 +17,13 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "stats.h"
 #include "tally_contract.h"
+#include "tally_int.h"        /* the pool: its bound, and a backend that blocks */
 #include "tally_testlib.h"
 #include "util.h"
 
@@ -765,6 +767,227 @@ static void test_claims_under_load(void **state)
 	tally_close(cs.t);
 }
 
+/* ---- the connection pool ----------------------------------------------------------------------
+ * tally.c bounds the connections a backend may have open (max_conns): a call that needs one more
+ * waits for one to come back, at most TALLY_POOL_WAIT_MS, then fails "busy:"; a call that needs
+ * none (an SQLite write) never waits. A backend that blocks inside its reads shows all of it. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int inside, release, made, open, max_open;
+} fk = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0 };
+
+static void *fk_conn_new(struct tally *t)
+{
+	(void)t;
+	pthread_mutex_lock(&fk.lock);
+	fk.made++;
+	if (++fk.open > fk.max_open)
+		fk.max_open = fk.open;
+	pthread_mutex_unlock(&fk.lock);
+	return malloc(1);
+}
+
+static void fk_conn_free(void *conn)
+{
+	pthread_mutex_lock(&fk.lock);
+	fk.open--;
+	pthread_mutex_unlock(&fk.lock);
+	free(conn);
+}
+
+/* a read: takes the call's connection, then waits inside until released */
+static int fk_counts(struct tally *t, struct tally_lease *l, const char *sender, time_t now,
+		     struct tally_counts *out)
+{
+	(void)t, (void)sender, (void)now, (void)out;
+	if (!tally_lease_conn(l))
+		return -1;
+	pthread_mutex_lock(&fk.lock);
+	fk.inside++;
+	pthread_cond_broadcast(&fk.cond);
+	while (!fk.release)
+		pthread_cond_wait(&fk.cond, &fk.lock);
+	fk.inside--;
+	pthread_mutex_unlock(&fk.lock);
+	return 0;
+}
+
+/* a write as SQLite's: it goes elsewhere and never asks for a connection */
+static int fk_claim(struct tally *t, struct tally_lease *l, const char *sender, const char *kind,
+		    time_t now)
+{
+	(void)t, (void)l, (void)sender, (void)kind, (void)now;
+	return 1;
+}
+
+struct fk_reader {
+	struct tally *t;
+	pthread_t th;
+	int rc;
+};
+
+static void *fk_reader_main(void *arg)
+{
+	struct fk_reader *r = arg;
+	struct tally_counts c;
+
+	r->rc = tally_counts(r->t, "reader@x.example", TC_T0, &c);
+	tally_counts_free(&c);
+	return NULL;
+}
+
+static void fk_wait_inside(int n)
+{
+	pthread_mutex_lock(&fk.lock);
+	while (fk.inside < n)
+		pthread_cond_wait(&fk.cond, &fk.lock);
+	pthread_mutex_unlock(&fk.lock);
+}
+
+static void test_pool_wait(void **state)
+{
+	struct tc_fix *f = *state;
+	struct tally_backend fake;
+	struct fk_reader r[3];
+	struct tally_counts c;
+	struct timespec a, b;
+	char *err = NULL;
+	struct tally *t = tally_open(f->cfg, &err);
+	double waited_ms;
+	int rc;
+
+	assert_non_null(t);
+	fake = *t->be;                  /* open and close stay SQLite's */
+	fake.max_conns = 2;
+	fake.conn_new = fk_conn_new;
+	fake.conn_free = fk_conn_free;
+	fake.counts = fk_counts;
+	fake.claim = fk_claim;
+	t->be = &fake;
+	for (int i = 0; i < 2; i++) {
+		r[i].t = t;
+		assert_int_equal(pthread_create(&r[i].th, NULL, fk_reader_main, &r[i]), 0);
+	}
+	fk_wait_inside(2);
+	/* both connections are in use: a write still goes through at once */
+	assert_int_equal(tally_draft_claim(t, "writer@x.example", "apology", TC_T0), 1);
+	/* a third read waits its bound, then fails busy (and makes no third connection) */
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	rc = tally_counts(t, "third@x.example", TC_T0, &c);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	waited_ms = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+	assert_int_equal(rc, -1);
+	assert_non_null(strstr(tally_error(), "busy: all 2 connections in use"));
+	assert_true(waited_ms >= TALLY_POOL_WAIT_MS - 50 && waited_ms < TALLY_POOL_WAIT_MS + 4000);
+	/* one that waits while the first two finish gets a connection they gave back */
+	r[2].t = t;
+	assert_int_equal(pthread_create(&r[2].th, NULL, fk_reader_main, &r[2]), 0);
+	pthread_mutex_lock(&fk.lock);
+	fk.release = 1;
+	pthread_cond_broadcast(&fk.cond);
+	pthread_mutex_unlock(&fk.lock);
+	for (int i = 0; i < 3; i++) {
+		pthread_join(r[i].th, NULL);
+		assert_int_equal(r[i].rc, 0);
+	}
+	assert_int_equal(fk.made, 2);
+	assert_int_equal(fk.max_open, 2);
+	tally_close(t);
+	assert_int_equal(fk.open, 0);   /* the pool closed what it kept */
+}
+
+/* The real thing: 32 threads read and record at once on one handle; at no time are more than
+ * SQLite's bound of readers open, and every call succeeds (none waited its full bound). */
+#define PB_THREADS 32
+#define PB_EACH 150
+
+struct pb_state {
+	struct tally *t;
+	int fails;                    /* atomic */
+	int done;                     /* atomic: threads finished */
+};
+
+static void *pb_main(void *arg)
+{
+	struct pb_state *ps = arg;
+	unsigned int seed = (unsigned int)(uintptr_t)&seed;
+
+	for (int i = 0; i < PB_EACH; i++) {
+		char who[64];
+		struct tally_counts c;
+		struct tally_history h;
+		time_t first, last;
+		int bad = 0;
+
+		snprintf(who, sizeof(who), "pool%u@x.example", (unsigned int)rand_r(&seed) % 20);
+		switch (i % 4) {
+		case 0:
+			bad = tc_record(ps->t, who, TC_T0 + i, "complaint", &c) < 0;
+			if (!bad)
+				tally_counts_free(&c);
+			break;
+		case 1:
+			bad = tally_counts(ps->t, who, TC_T0 + i, &c) < 0;
+			tally_counts_free(&c);
+			break;
+		case 2:
+			bad = tally_seen(ps->t, who, &first, &last) < 0;
+			break;
+		default:
+			bad = tally_history(ps->t, who, 10, &h) < 0;
+			tally_history_free(&h);
+			break;
+		}
+		if (bad) {
+			print_message("pool: %s\n", tally_error());
+			__atomic_add_fetch(&ps->fails, 1, __ATOMIC_RELAXED);
+		}
+	}
+	__atomic_add_fetch(&ps->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static size_t pb_open(struct tally *t)
+{
+	size_t n;
+
+	pthread_mutex_lock(&t->pool_lock);
+	n = t->n_open;
+	pthread_mutex_unlock(&t->pool_lock);
+	return n;
+}
+
+static void test_pool_bound(void **state)
+{
+	struct tc_fix *f = *state;
+	static struct pb_state ps;
+	pthread_t th[PB_THREADS];
+	size_t most = 0, n;
+	char *err = NULL;
+
+	memset(&ps, 0, sizeof(ps));
+	ps.t = tally_open(f->cfg, &err);
+	assert_non_null(ps.t);
+	assert_true(ps.t->be->max_conns >= 2 && ps.t->be->max_conns < PB_THREADS);
+	for (int i = 0; i < PB_THREADS; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, pb_main, &ps), 0);
+	/* bounded: the threads finish (each call at most TALLY_POOL_WAIT_MS waiting) */
+	while (__atomic_load_n(&ps.done, __ATOMIC_ACQUIRE) < PB_THREADS) {
+		if ((n = pb_open(ps.t)) > most)
+			most = n;
+		usleep(200);
+	}
+	for (int i = 0; i < PB_THREADS; i++)
+		pthread_join(th[i], NULL);
+	print_message("%d threads: at most %zu of %zu readers open at a sample\n", PB_THREADS, most,
+		      ps.t->be->max_conns);
+	assert_int_equal(__atomic_load_n(&ps.fails, __ATOMIC_RELAXED), 0);
+	assert_true(most >= 1 && most <= ps.t->be->max_conns);
+	assert_true(pb_open(ps.t) <= ps.t->be->max_conns);
+	tally_close(ps.t);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, tc_setup, tc_teardown)
 
 int main(void)
@@ -778,6 +1001,7 @@ int main(void)
 		T(test_bad_specs), T(test_locked), T(test_full_disk), T(test_synchronous_normal),
 		T(test_group_commit), T(test_claims_under_load), T(test_checkpoint_thread),
 		T(test_durable_full), T(test_durable_extra), T(test_normal_no_sync),
+		T(test_pool_wait), T(test_pool_bound),
 		cmocka_unit_test(test_sender_key),
 		cmocka_unit_test(test_clock),
 	};
