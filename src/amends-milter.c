@@ -9,6 +9,7 @@
  */
 #include "config.h"
 #include "diag.h"
+#include "heap.h"
 #include "log.h"
 #include "message.h"
 #include "metrics.h"
@@ -362,6 +363,9 @@ int main(int argc, char **argv)
 	if (parse_options(argc, argv, &o) < 0)
 		return 2;
 	log_open("amends-milter", true, NULL);
+	/* before any thread or large allocation: malloc reads it from here on (heap.c says why) */
+	if (!heap_init())
+		log_info("this C library cannot fix malloc's mmap threshold; resident size may creep");
 	block_signals();
 	message_global_init();
 	if (check_configuration(o.config_path, &current_cfg) < 0) {

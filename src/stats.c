@@ -5,6 +5,7 @@
  */
 #include "stats.h"
 #include "config.h"
+#include "heap.h"
 #include "util.h"
 
 #include <pthread.h>
@@ -193,6 +194,20 @@ void stats_latency_us(long us)
 	atomic_fetch_add_explicit(&latency_sum_us, (uint64_t)us, memory_order_relaxed);
 }
 
+/* write_heap - malloc's bytes in use and held (gauges), when the C library tells: held far
+ * above in use and rising while in use stays flat is fragmentation, both rising a leak */
+static void write_heap(FILE *fp)
+{
+	struct heap_stats h;
+
+	if (!heap_stats(&h))
+		return;
+	(void)fprintf(fp, "# TYPE amends_heap_in_use_bytes gauge\n");
+	(void)fprintf(fp, "amends_heap_in_use_bytes %zu\n", h.in_use);
+	(void)fprintf(fp, "# TYPE amends_heap_held_bytes gauge\n");
+	(void)fprintf(fp, "amends_heap_held_bytes %zu\n", h.held);
+}
+
 void stats_write_prometheus(FILE *fp)
 {
 	uint64_t cum = 0;
@@ -221,6 +236,7 @@ void stats_write_prometheus(FILE *fp)
 	}
 	(void)fprintf(fp, "amends_message_seconds_sum %g\n", atomic_load(&latency_sum_us) / 1e6);
 	(void)fprintf(fp, "amends_message_seconds_count %llu\n", (unsigned long long)cum);
+	write_heap(fp);
 	write_rule_hits(fp);
 }
 
