@@ -65,20 +65,32 @@ static long long pool_now_s(void)
 	return util_now_us() / 1000000;   /* monotonic: a test clock or a clock step cannot age it */
 }
 
-/* pool_take_stale - with pool_lock held: when the top of the idle stack is older than
- * TALLY_POOL_IDLE_S, move the whole stack to stale (below the top everything is older) and
- * count it closed; returns how many moved. The caller frees them after unlocking. */
-static size_t pool_take_stale(struct tally *t, void **stale)
+/* pool_close_stale - when the top of the idle stack is older than TALLY_POOL_IDLE_S, close the
+ * whole stack (below the top everything is older). They count as open until they are closed
+ * (outside the lock: closing a connection may take a while), so that new ones opened by other
+ * threads meanwhile never make more than max_conns exist at once. */
+static void pool_close_stale(struct tally *t)
 {
-	size_t n = t->n_idle;
+	void *stale[TALLY_POOL_MAX];
+	size_t n;
 
-	if (n == 0 || pool_now_s() - t->idle_since[n - 1] <= TALLY_POOL_IDLE_S)
-		return 0;
-	memcpy(stale, t->idle, n * sizeof(stale[0]));
-	t->n_idle = 0;
+	pthread_mutex_lock(&t->pool_lock);
+	n = t->n_idle;
+	if (n > 0 && pool_now_s() - t->idle_since[n - 1] > TALLY_POOL_IDLE_S) {
+		memcpy(stale, t->idle, n * sizeof(stale[0]));
+		t->n_idle = 0;
+	} else {
+		n = 0;
+	}
+	pthread_mutex_unlock(&t->pool_lock);
+	if (n == 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		t->be->conn_free(stale[i]);
+	pthread_mutex_lock(&t->pool_lock);
 	t->n_open -= n;
 	pthread_cond_broadcast(&t->pool_freed);
-	return n;
+	pthread_mutex_unlock(&t->pool_lock);
 }
 
 /* pool_wait - with pool_lock held: wait for pool_freed until *deadline (set on first use);
@@ -112,16 +124,13 @@ static void pool_closed(struct tally *t)
 static void *pool_get(struct tally *t)
 {
 	size_t max = t->be->max_conns ? t->be->max_conns : SIZE_MAX;
-	void *stale[TALLY_POOL_MAX];
-	size_t n_stale = 0;
 	void *conn = NULL;
 	struct timespec deadline;
 	bool have_deadline = false, make = false;
 
+	pool_close_stale(t);
 	pthread_mutex_lock(&t->pool_lock);
 	for (;;) {
-		if (n_stale == 0)
-			n_stale = pool_take_stale(t, stale);
 		if (t->n_idle > 0) {
 			conn = t->idle[--t->n_idle];
 			break;
@@ -135,8 +144,6 @@ static void *pool_get(struct tally *t)
 			break;
 	}
 	pthread_mutex_unlock(&t->pool_lock);
-	for (size_t i = 0; i < n_stale; i++)
-		t->be->conn_free(stale[i]);
 	if (make) {
 		conn = t->be->conn_new(t);
 		if (!conn)
