@@ -83,15 +83,19 @@ for i in "${!SRC[@]}"; do
 done
 
 # ---- sampling ----------------------------------------------------------------------------------
-# sample - "rss_kb fds threads dbfds" of the daemon now; dbfds: those on the tally database and
-# its WAL (one of each per connection; both linger after a close, see below)
+# sample - "rss_kb fds threads dbfds heap_in_use_kb heap_held_kb" of the daemon now; dbfds:
+# those on the tally database and its WAL (one of each per connection; both linger after a
+# close, see below); the heap: the gauges of the last stats snapshot (every 5 s), 0 if none
 sample() {
-	local rss thr fds dbfds
+	local rss thr fds dbfds heap
 	rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$PID/status")
 	thr=$(awk '/^Threads:/ {print $2}' "/proc/$PID/status")
 	fds=$(ls "/proc/$PID/fd" | wc -l)
 	dbfds=$(for f in /proc/"$PID"/fd/*; do readlink "$f"; done | grep -cE '/state/tally\.db(-wal)?$')
-	echo "$rss $fds $thr $dbfds"
+	heap=$(awk '$1 == "amends_heap_in_use_bytes" {u = int($2 / 1024)}
+		$1 == "amends_heap_held_bytes" {h = int($2 / 1024)}
+		END {print u + 0, h + 0}' "$T_TMP/state/stats" 2>/dev/null || echo "0 0")
+	echo "$rss $fds $thr $dbfds $heap"
 }
 # fd_list - what the daemon's descriptors point at, counted (for a failure message)
 fd_list() {
@@ -177,12 +181,12 @@ warm=$(((SOAK_SECONDS / 6) > 30 ? SOAK_SECONDS / 6 : 30))
 for level in $SOAK_LEVELS; do
 	run_load "$level" "$warm" "warm-$level"
 	warm=$(((SOAK_SECONDS / 6) > 10 ? SOAK_SECONDS / 6 : 10))
-	read -r base_rss base_fds base_thr base_dbfds < <(settle)
+	read -r base_rss base_fds base_thr base_dbfds _ < <(settle)
 	sent0=$(sent_count)
 	run_load "$level" "$SOAK_SECONDS" "$level"
 	msgs=$LOAD_MSGS
 	end=$LOAD_END
-	read -r rss fds thr dbfds < <(settle)
+	read -r rss fds thr dbfds _ < <(settle)
 	sent=$(($(sent_count) - sent0 - 1))
 
 	# errors in Postfix's log: milter rejects, tempfails, milter trouble
@@ -194,9 +198,16 @@ for level in $SOAK_LEVELS; do
 		{ if ($2 > peak) peak = $2
 		  if ($1 >= t0 + span / 3) { if (!s) s = $2; if ($2 > m) m = $2 } }
 		END { printf "%d %.2f %d\n", peak, s ? (m - s) * 100 / s : 0, s }' "$T_TMP/samples-$level")
-	[ "$peak" -le "$RSS_MAX_KB" ] || fail "level $level: peak RSS $peak kB > $RSS_MAX_KB kB"
+	# the heap over the same two thirds, for the record (in use rising with RSS is a leak, held
+	# rising alone fragmentation); a sample's in use includes the messages in flight
+	heap=$(awk -v t0="$((end - SOAK_SECONDS))" -v span="$SOAK_SECONDS" '
+		$1 >= t0 + span / 3 && $6 > 0 { if (!u0) { u0 = $6; h0 = $7 } u = $6; h = $7 }
+		END { if (u0) printf "heap in use %.1f -> %.1f MiB, held %.1f -> %.1f MiB",
+			u0 / 1024, u / 1024, h0 / 1024, h / 1024; else printf "no heap gauges" }' \
+		"$T_TMP/samples-$level")
+	[ "$peak" -le "$RSS_MAX_KB" ] || fail "level $level: peak RSS $peak kB > $RSS_MAX_KB kB ($heap)"
 	awk -v d="$drift_pct" 'BEGIN { exit !(d < 5) }' ||
-		fail "level $level: RSS grew $drift_pct% over the last two thirds (from $start_kb kB)"
+		fail "level $level: RSS grew $drift_pct% over the last two thirds (from $start_kb kB; $heap)"
 	other=$((fds - dbfds)) base_other=$((base_fds - base_dbfds))
 	[ $((other - base_other)) -le 2 ] && [ $((base_other - other)) -le 2 ] ||
 		fail "level $level: $other open fds (not the tally's) after the run, baseline" \
@@ -208,7 +219,7 @@ for level in $SOAK_LEVELS; do
 	[ $((thr - base_thr)) -le 2 ] && [ $((base_thr - thr)) -le 2 ] ||
 		fail "level $level: $thr threads after the run, baseline $base_thr"
 	ok "level $level: $msgs messages in ${SOAK_SECONDS}s ($((msgs / SOAK_SECONDS))/s), all relayed;" \
-		"peak RSS $((peak / 1024)) MiB, drift $drift_pct%; $fds fds ($dbfds on the tally)," \
+		"peak RSS $((peak / 1024)) MiB, drift $drift_pct% ($heap); $fds fds ($dbfds on the tally)," \
 		"$thr threads after (baseline after the warm-up: $base_fds ($base_dbfds), $base_thr)"
 done
 
