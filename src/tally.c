@@ -93,23 +93,6 @@ static void pool_close_stale(struct tally *t)
 	pthread_mutex_unlock(&t->pool_lock);
 }
 
-/* pool_wait - with pool_lock held: wait for pool_freed until *deadline (set on first use);
- * false when the deadline passed (or the wait failed: never spin on an error) */
-static bool pool_wait(struct tally *t, struct timespec *deadline, bool *have_deadline)
-{
-	if (!*have_deadline) {
-		clock_gettime(CLOCK_MONOTONIC, deadline);
-		deadline->tv_sec += TALLY_POOL_WAIT_MS / 1000;
-		deadline->tv_nsec += (long)(TALLY_POOL_WAIT_MS % 1000) * 1000000L;
-		if (deadline->tv_nsec >= 1000000000L) {
-			deadline->tv_sec++;
-			deadline->tv_nsec -= 1000000000L;
-		}
-		*have_deadline = true;
-	}
-	return pthread_cond_timedwait(&t->pool_freed, &t->pool_lock, deadline) == 0;
-}
-
 /* pool_closed - a connection that existed is gone (freed, or its open failed) */
 static void pool_closed(struct tally *t)
 {
@@ -125,8 +108,8 @@ static void *pool_get(struct tally *t)
 {
 	size_t max = t->be->max_conns ? t->be->max_conns : SIZE_MAX;
 	void *conn = NULL;
-	struct timespec deadline;
-	bool have_deadline = false, make = false;
+	struct timespec until;
+	bool waited = false, make = false;
 
 	pool_close_stale(t);
 	pthread_mutex_lock(&t->pool_lock);
@@ -140,7 +123,12 @@ static void *pool_get(struct tally *t)
 			make = true;
 			break;
 		}
-		if (!pool_wait(t, &deadline, &have_deadline))
+		/* all in use: wait for one to come back, TALLY_POOL_WAIT_MS in all (the deadline is
+		 * read only here, off the common path); an error ends the wait like the deadline */
+		if (!waited)
+			until = util_deadline_ms(TALLY_POOL_WAIT_MS);
+		waited = true;
+		if (pthread_cond_timedwait(&t->pool_freed, &t->pool_lock, &until) != 0)
 			break;
 	}
 	pthread_mutex_unlock(&t->pool_lock);
@@ -194,22 +182,12 @@ static int lease_end(struct tally_lease *l, int rc)
 	return rc;
 }
 
-/* pool_init - the pool's lock and condition (its timed waits use CLOCK_MONOTONIC); 0 or -1 */
+/* pool_init - the pool's lock and condition; 0 or -1 */
 static int pool_init(struct tally *t)
 {
-	pthread_condattr_t ca;
-	int rc;
-
 	if (pthread_mutex_init(&t->pool_lock, NULL) != 0)
 		return -1;
-	rc = pthread_condattr_init(&ca);
-	if (rc == 0) {
-		rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		if (rc == 0)
-			rc = pthread_cond_init(&t->pool_freed, &ca);
-		pthread_condattr_destroy(&ca);
-	}
-	if (rc != 0) {
+	if (pthread_cond_init(&t->pool_freed, NULL) != 0) {
 		pthread_mutex_destroy(&t->pool_lock);
 		return -1;
 	}

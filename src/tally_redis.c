@@ -879,7 +879,8 @@ static int rd_counts(struct tally *t, struct tally_lease *l, const char *sender,
 	return rd_parse_counts(r, out);
 }
 
-static int rd_seen(struct tally *t, struct tally_lease *l, const char *sender, time_t *first, time_t *last)
+static int rd_seen(struct tally *t, struct tally_lease *l, const char *sender, time_t *first,
+		   time_t *last)
 {
 	struct rd_args a = { .n = 0 };
 	redisReply *r;
@@ -919,8 +920,8 @@ static int rd_history(struct tally *t, struct tally_lease *l, const char *sender
 }
 
 /* rd_int_script - run a script whose reply is an integer */
-static int rd_int_script(struct tally *t, struct tally_lease *l, enum rd_script which, struct rd_args *a,
-			 long long *v)
+static int rd_int_script(struct tally *t, struct tally_lease *l, enum rd_script which,
+			 struct rd_args *a, long long *v)
 {
 	redisReply *r;
 	int rv;
@@ -934,7 +935,8 @@ static int rd_int_script(struct tally *t, struct tally_lease *l, enum rd_script 
 	return rv;
 }
 
-static int rd_claim(struct tally *t, struct tally_lease *l, const char *sender, const char *kind, time_t now)
+static int rd_claim(struct tally *t, struct tally_lease *l, const char *sender, const char *kind,
+		    time_t now)
 {
 	struct rd_args a;
 	long long v;

@@ -858,7 +858,8 @@ static int sq_counts(struct tally *t, struct tally_lease *l, const char *sender,
 	return c ? sq_read_counts(t, c, sender, now, out) : -1;
 }
 
-static int sq_seen(struct tally *t, struct tally_lease *l, const char *sender, time_t *first, time_t *last)
+static int sq_seen(struct tally *t, struct tally_lease *l, const char *sender, time_t *first,
+		   time_t *last)
 {
 	struct sq_conn *c = tally_lease_conn(l);
 	sqlite3_stmt *st;
@@ -1267,18 +1268,16 @@ static int sq_record(struct tally *t, struct tally_lease *l, const char *sender,
 	struct sq_member me = { .op = SQ_OP_RECORD, .sender = sender, .ev = ev, .when = when,
 				.after = after };
 
-	if (ev->n_categories == 0) {
-		struct sq_conn *c = tally_lease_conn(l);
-
-		return c ? sq_read_counts(t, c, sender, when, after) : -1;
-	}
+	if (ev->n_categories == 0)
+		return sq_counts(t, l, sender, when, after);
 	if (sq_queue_write(t, &me) < 0)
 		return -1;
 	sq_maybe_prune(t, when);
 	return 0;
 }
 
-static int sq_claim(struct tally *t, struct tally_lease *l, const char *sender, const char *kind, time_t now)
+static int sq_claim(struct tally *t, struct tally_lease *l, const char *sender, const char *kind,
+		    time_t now)
 {
 	struct sq_member me = { .op = SQ_OP_CLAIM, .sender = sender, .kind = kind, .when = now };
 
