@@ -20,6 +20,9 @@
 #include "metrics.h"
 #include "stats.h"
 #include "util.h"
+#if defined(HAVE_MALLOPT) && defined(HAVE_MALLINFO2)
+#include <malloc.h>
+#endif
 
 static char tmpdir[] = "/tmp/amends-test-metrics-XXXXXX";
 
@@ -415,6 +418,34 @@ static void test_heap_gauges(void **state)
 #endif
 }
 
+/* The threshold heap_init fixes holds after a large chunk is freed. glibc's own rule would
+ * raise it to that chunk's size (1 MiB here), and the next 512 KiB would come out of an arena;
+ * fixed at HEAP_MMAP_THRESHOLD it is mapped: mallinfo2's mapped bytes grow by it. */
+static void test_heap_threshold_fixed(void **state)
+{
+	(void)state;
+#if defined(HAVE_MALLOPT) && defined(HAVE_MALLINFO2)
+	unsigned char *big, *mid;
+	size_t mapped;
+
+	if (getenv("AMENDS_TEST_SLOW"))
+		skip();                 /* a sanitizer's malloc: not glibc's, whatever mallopt says */
+	assert_true(heap_init());
+	big = malloc((size_t)1 << 20);
+	assert_non_null(big);
+	big[0] = 1;
+	free(big);                      /* a mapped chunk freed: glibc would raise the threshold */
+	mapped = mallinfo2().hblkhd;
+	mid = malloc((size_t)512 << 10);
+	assert_non_null(mid);
+	mid[0] = 1;
+	assert_true(mallinfo2().hblkhd >= mapped + ((size_t)512 << 10));
+	free(mid);
+#else
+	skip();
+#endif
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -426,6 +457,7 @@ int main(void)
 		cmocka_unit_test(test_label_escaping),
 		cmocka_unit_test(test_rule_table_bounded),
 		cmocka_unit_test(test_heap_gauges),
+		cmocka_unit_test(test_heap_threshold_fixed),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
