@@ -6,8 +6,8 @@
 # that file (plus the write_config settings listed in NAME.config, when there is one), runs `amendsctl -c amends.conf lint` there (stdout and stderr together, the temp dir
 # stripped from paths so they read rules/NAME.rules), appends "exit N", and compares the result
 # with tests/data/lint/NAME.expect (a unified diff on mismatch). `make regen-goldens`
-# (AMENDS_REGEN_GOLDENS=1) rewrites the .expect files. The lint's timing probe measures wall
-# time, so on a loaded host it may add a "takes N ms on the probe" warning: a case whose output
+# (AMENDS_REGEN_GOLDENS=1) rewrites the .expect files. The lint's timing probe measures CPU
+# time, which a loaded virtual machine can inflate, so it may add a "takes N ms on the probe" warning: a case whose output
 # differs only that way is run again (3 tries), any other difference fails at once.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/testlib.sh"
