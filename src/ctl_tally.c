@@ -2,7 +2,8 @@
  * ctl_tally.c - `amendsctl tally`: look at and edit the per-sender tally
  *
  *   tally show ADDRESS     counts per category in the window, first/last seen, last incidents
- *   tally top [N]          the N senders with the most messages in the window (default 10)
+ *   tally top [N]          the N senders with the highest tally in the window (default 10):
+ *                          the sum of their per-category counts, one per message and category
  *   tally reset ADDRESS    zero the counts and history, keep the sender known and the dedupe
  *   tally forget ADDRESS   erase every trace of the sender (privacy requests)
  * Each takes --json for one JSON object on stdout. Addresses go through the same canonical key

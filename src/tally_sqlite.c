@@ -117,6 +117,14 @@ enum sq_stmt {
 	ST_COUNT
 };
 
+_Static_assert(ST_COUNT < 32, "the statement masks are 32 bits");
+#define SQ_ST_BIT(i) ((uint32_t)1 << (i))
+/* What a pooled reader prepares: a statement costs ~2 KiB whether it runs or not, and up to
+ * SQ_READERS_MAX readers each held all 24 of them. */
+#define SQ_READER_STMTS (SQ_ST_BIT(ST_COUNTS) | SQ_ST_BIT(ST_SEEN) | SQ_ST_BIT(ST_HISTORY) | \
+			 SQ_ST_BIT(ST_TOP))
+#define SQ_ALL_STMTS (SQ_ST_BIT(ST_COUNT) - 1)
+
 static const char *const sq_sql[ST_COUNT] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
@@ -279,7 +287,8 @@ static int sq_run(struct sq_conn *c, enum sq_stmt which)
 }
 
 static void *sq_conn_new(struct tally *t);
-static struct sq_conn *sq_conn_open(struct tally *t, const char *path, int flags, bool prepare);
+static struct sq_conn *sq_conn_open(struct tally *t, const char *path, int flags,
+				    uint32_t prepare);
 static int sq_cache_size(sqlite3 *db, int kib);
 static void sq_conn_free(void *p);
 
@@ -499,7 +508,7 @@ static void *sq_ckpt_main(void *arg)
 		}
 		pthread_mutex_unlock(&s->ckpt_lock);
 		if (!c)
-			c = sq_conn_open(t, s->path, SQLITE_OPEN_READWRITE, false);
+			c = sq_conn_open(t, s->path, SQLITE_OPEN_READWRITE, 0);
 		rc = c ? sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &wal, &done)
 		       : SQLITE_CANTOPEN;
 		if (rc != SQLITE_OK && rc != SQLITE_BUSY && !warned) {
@@ -542,7 +551,7 @@ static int sq_writer_open(struct tally *t)
 
 	if (s->writer)
 		return 0;
-	if (!(s->writer = sq_conn_new(t)))
+	if (!(s->writer = sq_conn_open(t, s->path, SQLITE_OPEN_READWRITE, SQ_ALL_STMTS)))
 		return -1;
 	if (sq_cache_size(s->writer->db, SQ_WRITER_CACHE_KIB) != SQLITE_OK ||
 	    (t->set.sync_durable &&     /* the caller syncs the WAL itself: see sq_wal_fd */
@@ -662,8 +671,10 @@ static int sq_cache_size(sqlite3 *db, int kib)
 	return sqlite3_exec(db, sql, NULL, NULL, NULL);
 }
 
-/* sq_conn_open - a connection with the per-connection settings; prepare statements too */
-static struct sq_conn *sq_conn_open(struct tally *t, const char *path, int flags, bool prepare)
+/* sq_conn_open - a connection with the per-connection settings, and the statements in the mask
+ * prepare (bit i: statement i) prepared; the others stay NULL. */
+static struct sq_conn *sq_conn_open(struct tally *t, const char *path, int flags,
+				    uint32_t prepare)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct sq_conn *c;
@@ -688,8 +699,10 @@ static struct sq_conn *sq_conn_open(struct tally *t, const char *path, int flags
 	rc = sqlite3_exec(c->db, t->set.sync_pragma, NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sq_cache_size(c->db, SQ_READER_CACHE_KIB);
-	for (i = 0; prepare && rc == SQLITE_OK && i < ST_COUNT; i++)
-		rc = sqlite3_prepare_v3(c->db, sq_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c->st[i], NULL);
+	for (i = 0; rc == SQLITE_OK && i < ST_COUNT; i++)
+		if (prepare & SQ_ST_BIT(i))
+			rc = sqlite3_prepare_v3(c->db, sq_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+						&c->st[i], NULL);
 	if (rc != SQLITE_OK) {
 		sq_fail(c, "connection setup", rc);
 		sq_conn_free(c);
@@ -698,12 +711,14 @@ static struct sq_conn *sq_conn_open(struct tally *t, const char *path, int flags
 	return c;
 }
 
+/* sq_conn_new - a reader for tally.c's pool: the four read statements only (every write runs on
+ * the writer). READWRITE without CREATE: a database deleted under us is an error, not a fresh
+ * file. */
 static void *sq_conn_new(struct tally *t)
 {
 	struct sq_state *s = t->state;
 
-	/* READWRITE without CREATE: a database deleted under us is an error, not a fresh file. */
-	return sq_conn_open(t, s->path, SQLITE_OPEN_READWRITE, true);
+	return sq_conn_open(t, s->path, SQLITE_OPEN_READWRITE, SQ_READER_STMTS);
 }
 
 #define SQ_SYNC_ALL 4           /* the locks and conditions of struct sq_state, in order */
@@ -760,7 +775,7 @@ static int sq_open(struct tally *t, const char *where, char **err)
 	}
 	if (!(s = sq_state_new(where, err)))
 		return -1;
-	c = sq_conn_open(t, s->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, false);
+	c = sq_conn_open(t, s->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, 0);
 	if (!c) {
 		if (snprintf(buf, sizeof(buf), "tally: %s: %s", s->path, tally_error()) >= (int)sizeof(buf))
 			buf[sizeof(buf) - 1] = '\0';
