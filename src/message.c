@@ -18,12 +18,11 @@
  *     (parse_once). Otherwise ordinary mail reaches GMime unchanged.
  *  2. The GMime tree is walked with an explicit stack (depth and part count checked again).
  *  3. Text parts are read through GMime's transfer-decoding filter up to a byte cap, converted
- *     to UTF-8 with iconv for allow-listed charsets only (others: ASCII kept, other bytes
+ *     to UTF-8 (charset.c: allow-listed charsets only; others keep their ASCII, other bytes
  *     U+FFFD), line ends normalised, HTML turned into text (html.c), new and quoted text split
  *     (quote.c).
  *  4. Headers are taken raw and decoded here, one RFC 2047 encoded word at a time (GMime
- *     3.2.13 drops the text after a padded B word, gmime issue #133), through the same charset
- *     allow-list. When the top-level header block is plain (split_headers) it is read here and
+ *     3.2.13 drops the text after a padded B word, gmime issue #133), through charset.c too. When the top-level header block is plain (split_headers) it is read here and
  *     GMime gets only its Content-* fields and the body: GMime's header objects were most of the
  *     parse. Otherwise GMime reads the headers and they are taken from it.
  *
@@ -33,13 +32,13 @@
  *              ->limits_hit tells what was cut. -1 only when memory ran out.
  */
 #include "message.h"
+#include "charset.h"
 #include "config.h"
 #include "html.h"
 #include "quote.h"
 #include "util.h"
 
 #include <errno.h>
-#include <iconv.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -48,7 +47,6 @@
 #include <strings.h>
 #include <gmime/gmime.h>
 
-#define UTF8_REPLACEMENT "\xEF\xBF\xBD"
 /* how many raw (transfer-decoded) bytes of a part are read per byte of part_text_bytes:
  * enough for any allow-listed charset's expansion, and for markup around HTML text */
 #define RAW_PER_TEXT_PLAIN 4
@@ -91,233 +89,6 @@ static void message_init_once(void)
 void message_global_init(void)
 {
 	pthread_once(&message_once, message_init_once);
-}
-
-/* ---------------------------------------------------------------------------------------------
- * charsets: an allow-list in front of iconv
- * ------------------------------------------------------------------------------------------- */
-
-enum cs_kind { CS_UTF8, CS_ICONV, CS_UTF16, CS_LATIN_DEFAULT };
-
-struct charset {
-	const char *name;       /* as declared, lowercased */
-	const char *iconv;      /* glibc iconv name */
-	enum cs_kind kind;
-	int unit;               /* bytes skipped after an invalid sequence */
-};
-
-static const struct charset charsets[] = {
-	{ "utf-8", "UTF-8", CS_UTF8, 1 }, { "utf8", "UTF-8", CS_UTF8, 1 },
-	{ "us-ascii", "UTF-8", CS_UTF8, 1 }, { "ascii", "UTF-8", CS_UTF8, 1 },
-	{ "ansi_x3.4-1968", "UTF-8", CS_UTF8, 1 },
-	{ "iso-8859-1", "ISO-8859-1", CS_ICONV, 1 }, { "iso-8859-2", "ISO-8859-2", CS_ICONV, 1 },
-	{ "iso-8859-3", "ISO-8859-3", CS_ICONV, 1 }, { "iso-8859-4", "ISO-8859-4", CS_ICONV, 1 },
-	{ "iso-8859-5", "ISO-8859-5", CS_ICONV, 1 }, { "iso-8859-6", "ISO-8859-6", CS_ICONV, 1 },
-	{ "iso-8859-7", "ISO-8859-7", CS_ICONV, 1 }, { "iso-8859-8", "ISO-8859-8", CS_ICONV, 1 },
-	{ "iso-8859-8-i", "ISO-8859-8", CS_ICONV, 1 }, { "iso-8859-9", "ISO-8859-9", CS_ICONV, 1 },
-	{ "iso-8859-10", "ISO-8859-10", CS_ICONV, 1 }, { "iso-8859-11", "ISO-8859-11", CS_ICONV, 1 },
-	{ "iso-8859-13", "ISO-8859-13", CS_ICONV, 1 }, { "iso-8859-14", "ISO-8859-14", CS_ICONV, 1 },
-	{ "iso-8859-15", "ISO-8859-15", CS_ICONV, 1 }, { "iso-8859-16", "ISO-8859-16", CS_ICONV, 1 },
-	{ "latin1", "ISO-8859-1", CS_ICONV, 1 }, { "latin-1", "ISO-8859-1", CS_ICONV, 1 },
-	{ "iso8859-1", "ISO-8859-1", CS_ICONV, 1 }, { "iso_8859-1", "ISO-8859-1", CS_ICONV, 1 },
-	{ "iso8859-6", "ISO-8859-6", CS_ICONV, 1 }, { "iso_8859-6", "ISO-8859-6", CS_ICONV, 1 },
-	{ "iso-8859-6-i", "ISO-8859-6", CS_ICONV, 1 }, { "arabic", "ISO-8859-6", CS_ICONV, 1 },
-	{ "windows-1250", "WINDOWS-1250", CS_ICONV, 1 }, { "windows-1251", "WINDOWS-1251", CS_ICONV, 1 },
-	{ "windows-1252", "WINDOWS-1252", CS_ICONV, 1 }, { "windows-1253", "WINDOWS-1253", CS_ICONV, 1 },
-	{ "windows-1254", "WINDOWS-1254", CS_ICONV, 1 }, { "windows-1255", "WINDOWS-1255", CS_ICONV, 1 },
-	{ "windows-1256", "WINDOWS-1256", CS_ICONV, 1 }, { "windows-1257", "WINDOWS-1257", CS_ICONV, 1 },
-	{ "windows-1258", "WINDOWS-1258", CS_ICONV, 1 },
-	{ "cp1250", "WINDOWS-1250", CS_ICONV, 1 }, { "cp1251", "WINDOWS-1251", CS_ICONV, 1 },
-	{ "cp1252", "WINDOWS-1252", CS_ICONV, 1 }, { "cp1256", "WINDOWS-1256", CS_ICONV, 1 },
-	{ "x-cp1256", "WINDOWS-1256", CS_ICONV, 1 }, { "cp1255", "WINDOWS-1255", CS_ICONV, 1 },
-	{ "windows-874", "WINDOWS-874", CS_ICONV, 1 }, { "tis-620", "TIS-620", CS_ICONV, 1 },
-	{ "koi8-r", "KOI8-R", CS_ICONV, 1 }, { "koi8-u", "KOI8-U", CS_ICONV, 1 },
-	{ "ibm866", "IBM866", CS_ICONV, 1 }, { "cp866", "IBM866", CS_ICONV, 1 },
-	{ "gb2312", "GBK", CS_ICONV, 1 }, { "gbk", "GBK", CS_ICONV, 1 }, { "gb18030", "GB18030", CS_ICONV, 1 },
-	{ "big5", "BIG5", CS_ICONV, 1 }, { "big5-hkscs", "BIG5-HKSCS", CS_ICONV, 1 },
-	{ "shift_jis", "SHIFT_JIS", CS_ICONV, 1 }, { "shift-jis", "SHIFT_JIS", CS_ICONV, 1 },
-	{ "sjis", "SHIFT_JIS", CS_ICONV, 1 }, { "windows-31j", "CP932", CS_ICONV, 1 },
-	{ "euc-jp", "EUC-JP", CS_ICONV, 1 }, { "euc-kr", "EUC-KR", CS_ICONV, 1 },
-	{ "ks_c_5601-1987", "CP949", CS_ICONV, 1 }, { "cp949", "CP949", CS_ICONV, 1 },
-	{ "utf-16", "UTF-16", CS_UTF16, 2 }, { "utf-16le", "UTF-16LE", CS_UTF16, 2 },
-	{ "utf-16be", "UTF-16BE", CS_UTF16, 2 }, { "ucs-2", "UTF-16", CS_UTF16, 2 },
-	{ "utf-32", "UTF-32", CS_ICONV, 4 }, { "utf-32le", "UTF-32LE", CS_ICONV, 4 },
-	{ "utf-32be", "UTF-32BE", CS_ICONV, 4 },
-};
-
-static const struct charset charset_none = { "", "WINDOWS-1252", CS_LATIN_DEFAULT, 1 };
-
-/* charset_lookup - the allow-list entry for a declared name, or NULL (not allowed) */
-static const struct charset *charset_lookup(const char *name, size_t n)
-{
-	char low[40];
-	size_t k = 0;
-
-	while (n && (*name == ' ' || *name == '\t' || *name == '"')) {
-		name++;
-		n--;
-	}
-	while (n && (name[n - 1] == ' ' || name[n - 1] == '\t' || name[n - 1] == '"'))
-		n--;
-	if (!n)
-		return &charset_none;
-	if (n >= sizeof(low))
-		return NULL;
-	for (k = 0; k < n; k++)
-		low[k] = (char)((name[k] >= 'A' && name[k] <= 'Z') ? name[k] - 'A' + 'a' : name[k]);
-	low[k] = '\0';
-	for (size_t i = 0; i < UTIL_ARRAY_LEN(charsets); i++)
-		if (!strcmp(low, charsets[i].name))
-			return &charsets[i];
-	return NULL;
-}
-
-/* Not on the allow-list: keep ASCII, every other byte becomes U+FFFD. */
-static void convert_replace(const char *in, size_t n, struct strbuf *out)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		size_t run = 0;
-
-		while (i + run < n && (unsigned char)in[i + run] < 0x80)
-			run++;
-		strbuf_append(out, in + i, run);
-		i += run;
-		if (i < n) {
-			strbuf_append(out, UTF8_REPLACEMENT, 3);
-			i++;
-		}
-	}
-}
-
-/* Valid UTF-8 copied, invalid sequences U+FFFD. */
-static void convert_utf8(const char *in, size_t n, struct strbuf *out)
-{
-	char *clean;
-	size_t len;
-
-	if (util_utf8_valid(in, n)) {
-		strbuf_append(out, in, n);
-		return;
-	}
-	clean = util_utf8_sanitize(in, n, &len);
-	if (!clean) {
-		out->oom = true;
-		return;
-	}
-	strbuf_append(out, clean, len);
-	free(clean);
-}
-
-/* iconv with manual invalid-byte handling: an invalid sequence becomes U+FFFD and `unit` bytes
- * are skipped; an incomplete sequence at the end becomes one U+FFFD. */
-static void convert_iconv(const char *from, int unit, const char *in, size_t n, struct strbuf *out)
-{
-	iconv_t cd = iconv_open("UTF-8", from);
-	char *ip = (char *)in;
-	size_t il = n;
-	char buf[4096];
-
-	if (cd == (iconv_t)-1) {
-		convert_replace(in, n, out);
-		return;
-	}
-	while (il > 0 && !out->oom) {
-		char *op = buf;
-		size_t ol = sizeof(buf), before = il;
-		size_t r = iconv(cd, &ip, &il, &op, &ol);
-		int err = errno;
-
-		strbuf_append(out, buf, (size_t)(op - buf));
-		if (r != (size_t)-1)
-			continue;
-		if (err == E2BIG && (il < before || op > buf))
-			continue;
-		strbuf_append(out, UTF8_REPLACEMENT, 3);
-		if (err != EILSEQ)
-			break;                  /* EINVAL: truncated sequence at the end */
-		{
-			size_t skip = il < (size_t)unit ? il : (size_t)unit;
-
-			ip += skip;
-			il -= skip;
-		}
-		iconv(cd, NULL, NULL, NULL, NULL);
-	}
-	{
-		char *op = buf;
-		size_t ol = sizeof(buf);
-
-		if (iconv(cd, NULL, NULL, &op, &ol) != (size_t)-1)
-			strbuf_append(out, buf, (size_t)(op - buf));
-	}
-	iconv_close(cd);
-}
-
-/* UTF-16 with or without a BOM: a BOM decides; without one, "utf-16" is guessed from which
- * byte of each pair is usually small (the high byte of Latin, Arabic, Devanagari, Gurmukhi
- * letters is 0x00-0x0A): Windows writes little-endian without a BOM, iconv would assume big. */
-static void convert_utf16(const struct charset *cs, const char *in, size_t n, struct strbuf *out)
-{
-	const unsigned char *p = (const unsigned char *)in;
-	const char *from = cs->iconv;
-
-	if (n >= 2 && ((p[0] == 0xFF && p[1] == 0xFE) || (p[0] == 0xFE && p[1] == 0xFF))) {
-		bool le = p[0] == 0xFF;
-
-		if (!strcmp(from, "UTF-16") || (le && !strcmp(from, "UTF-16LE")) ||
-		    (!le && !strcmp(from, "UTF-16BE"))) {
-			from = le ? "UTF-16LE" : "UTF-16BE";
-			in += 2;
-			n -= 2;
-		}
-	} else if (!strcmp(from, "UTF-16")) {
-		size_t even = 0, odd = 0, probe = n < 4096 ? n : 4096;
-
-		for (size_t i = 0; i + 1 < probe; i += 2) {
-			even += p[i] < 0x20;
-			odd += p[i + 1] < 0x20;
-		}
-		from = odd > even ? "UTF-16LE" : "UTF-16BE";
-	}
-	convert_iconv(from, 2, in, n, out);
-}
-
-/* charset_to_utf8 - append in[0..n) declared as cs to out as valid UTF-8. *limits gets
- * MESSAGE_LIMIT_CHARSET when cs is not on the allow-list. Returns true when what it appended
- * was checked by util_utf8_valid or made by our own code (ASCII and U+FFFD), false when it is
- * iconv's: decode_text then need not validate plain text a second time. */
-static bool charset_to_utf8(const char *cs, size_t cslen, const char *in, size_t n,
-			    struct strbuf *out, unsigned *limits)
-{
-	const struct charset *c = charset_lookup(cs, cslen);
-
-	if (!c) {
-		*limits |= MESSAGE_LIMIT_CHARSET;
-		convert_replace(in, n, out);
-		return true;
-	}
-	switch (c->kind) {
-	case CS_UTF8:
-		convert_utf8(in, n, out);
-		return true;
-	case CS_LATIN_DEFAULT:
-		/* no charset declared: UTF-8 if it is, else the usual Western default */
-		if (util_utf8_valid(in, n)) {
-			strbuf_append(out, in, n);
-			return true;
-		}
-		convert_iconv(c->iconv, c->unit, in, n, out);
-		return false;
-	case CS_UTF16:
-		convert_utf16(c, in, n, out);
-		return false;
-	case CS_ICONV:
-		convert_iconv(c->iconv, c->unit, in, n, out);
-		return false;
-	}
-	return false;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -455,7 +226,9 @@ struct ew_run {
 static void ew_flush(struct ew_run *run, struct strbuf *out, unsigned *limits)
 {
 	if (run->cs) {
-		charset_to_utf8(run->cs, run->cslen, run->bytes.s ? run->bytes.s : "", run->bytes.len, out, limits);
+		if (charset_to_utf8(run->cs, run->cslen, run->bytes.s ? run->bytes.s : "",
+				    run->bytes.len, out) == CHARSET_REFUSED)
+			*limits |= MESSAGE_LIMIT_CHARSET;
 		strbuf_reset(&run->bytes);
 		run->cs = NULL;
 	}
@@ -1078,11 +851,12 @@ static void scan_blank_charset(struct scan *s, size_t at, size_t n)
 	memset(s->work + at, 'x', n);
 }
 
-static bool charset_allowed(const char *cs, size_t n)
+/* cs[0..n) names an allow-listed charset; RFC 2231's "*language" suffix ignored */
+static bool charset_allowed_2231(const char *cs, size_t n)
 {
 	const char *star = memchr(cs, '*', n);
 
-	return charset_lookup(cs, star ? (size_t)(star - cs) : n) != NULL;
+	return charset_allowed(cs, star ? (size_t)(star - cs) : n);
 }
 
 /* Neutralise the disallowed charsets of encoded words ("=?cs?") and RFC 2231 values
@@ -1112,7 +886,7 @@ static void scan_neutralise(struct scan *s, size_t p, size_t eol)
 			      (c && strchr("-_.:*()+", c))))
 				break;
 		}
-		if (k < eol && s->raw[k] == stop && k > cs && !charset_allowed(s->raw + cs, k - cs))
+		if (k < eol && s->raw[k] == stop && k > cs && !charset_allowed_2231(s->raw + cs, k - cs))
 			scan_blank_charset(s, cs, k - cs);
 	}
 }
@@ -1999,6 +1773,7 @@ static int decode_text(struct decoder *d, const struct leaf_src *src, struct mes
 	size_t limit = lim->part_text_bytes < budget ? lim->part_text_bytes : budget;
 	struct strbuf raw, utf, text, nw, qt;
 	bool more = false, valid = false;
+	enum charset_result conv;
 	int rc = 0;
 
 	strbuf_init(&raw, 0);
@@ -2008,8 +1783,10 @@ static int decode_text(struct decoder *d, const struct leaf_src *src, struct mes
 	strbuf_init(&qt, 0);
 	if (limit) {
 		read_content(src, mul_cap(limit, p->is_html ? RAW_PER_TEXT_HTML : RAW_PER_TEXT_PLAIN), &raw, &more);
-		valid = charset_to_utf8(cs, strlen(cs), raw.s ? raw.s : "", raw.len, &utf,
-					&d->m->limits_hit);
+		conv = charset_to_utf8(cs, strlen(cs), raw.s ? raw.s : "", raw.len, &utf);
+		if (conv == CHARSET_REFUSED)
+			d->m->limits_hit |= MESSAGE_LIMIT_CHARSET;
+		valid = conv != CHARSET_CONVERTED;
 		normalize_text(&utf);   /* drops CRs, NULs, a BOM: whole characters */
 		if (p->is_html) {
 			html_to_text(utf.s ? utf.s : "", utf.len, &text);
