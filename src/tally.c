@@ -146,7 +146,8 @@ static void *pool_get(struct tally *t)
 /* pool_put - give conn back after a call that returned rc; returns rc. A connection whose call
  * failed for another reason than contention ("busy: ...", the backends' documented prefix) is
  * closed instead: the next call opens a fresh one (the file may be gone, the connection in an
- * error state). A busy one is fine, and reopening costs more than the call (21 statements). */
+ * error state). A busy one is fine, and reopening costs more than the call (the open, the
+ * schema read and the statements prepared again). */
 static int pool_put(struct tally *t, void *conn, int rc)
 {
 	if (rc >= 0 || strncmp(tally_errbuf, "busy:", 5) == 0) {
