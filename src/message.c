@@ -11,7 +11,9 @@
  *     to be applied to its input, not to its output. The body of an attachment (a leaf part of
  *     an application/, image/, audio/, video/, font/ or model/ type) is left out too: it is
  *     never read, and GMime need not parse it; so is, when the caller skips shadowed parts,
- *     the body of an HTML alternative after a text/plain one (scan_shadow). Malformed mail may
+ *     the body of an HTML alternative after a text/plain one (scan_shadow; when that text/plain
+ *     turns out empty or blank, the HTML is the text after all, and the message is parsed
+ *     again with those bodies kept: unshadow_blank_groups, retry_shadowed). Malformed mail may
  *     be read one way by the scan and another by GMime, so after the parse the two are compared
  *     (as many entities; every body left out is an empty attachment, or an empty shadowed HTML
  *     part, to GMime); when they differ the message is parsed again with every body kept
@@ -1420,6 +1422,8 @@ struct scan_result {
 	int parts;              /* out: entities the scan found */
 	size_t dropped;         /* out: attachment bodies left out */
 	size_t dropped_shadow;  /* out: shadowed HTML bodies left out */
+	bool retry_shadowed;    /* out: disagreed over shadowed HTML only: parse again with those
+				 * bodies kept (and attachments' still left out) */
 };
 
 /* message_scan - bound the input; 0, or -1 when out of memory. GMime is to parse *st; or,
@@ -1497,6 +1501,9 @@ struct decoder {
 	bool check_empty;       /* the scan left shadowed bodies out: count the two below */
 	size_t empty_shadowed;  /* shadowed HTML parts with an empty body */
 	size_t empty_text;      /* text parts that are read, with an empty body */
+	bool *group_text;       /* per multipart/alternative with a text/plain child: that child
+				 * has text (not blank), so its HTML alternatives are shadowed */
+	int n_groups, cap_groups;
 	bool oom;
 };
 
@@ -1869,10 +1876,57 @@ static bool is_empty_binary(GMimePart *part)
 }
 
 /* A text/plain or text/html part that is not an attachment: listed and decoded. */
+/* Only white space (ASCII, no-break and zero-width spaces): a text/plain alternative like this
+ * says nothing, and the HTML beside it must be read instead. */
+static bool text_is_blank(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == ' ' || (c >= '\t' && c <= '\r')) {
+			i++;
+		} else if (c == 0xC2 && i + 1 < n && (unsigned char)s[i + 1] == 0xA0) {
+			i += 2;                                 /* U+00A0 */
+		} else if (c == 0xE2 && i + 2 < n && (unsigned char)s[i + 1] == 0x80 &&
+			   ((unsigned char)s[i + 2] >= 0x8B && (unsigned char)s[i + 2] <= 0x8D)) {
+			i += 3;                                 /* U+200B..U+200D */
+		} else {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* A new multipart/alternative group (see struct decoder); its index, or -1 without memory. */
+static int group_new(struct decoder *d)
+{
+	if (d->n_groups == d->cap_groups) {
+		int cap = d->cap_groups ? d->cap_groups * 2 : 4;
+		bool *n = realloc(d->group_text, (size_t)cap * sizeof(*n));
+
+		if (!n)
+			return -1;
+		d->group_text = n;
+		d->cap_groups = cap;
+	}
+	d->group_text[d->n_groups] = false;
+	return d->n_groups++;
+}
+
+static bool group_has_text(const struct decoder *d, int group)
+{
+	return group >= 0 && group < d->n_groups && d->group_text[group];
+}
+
+/* A text/plain or text/html part that is not an attachment: listed and decoded. shadow: it lies
+ * in an alternative to a text/plain part, that of group. A shadowed HTML part is left undecoded
+ * (skip_shadowed) only once its group's text/plain is known to have text; otherwise it is
+ * decoded, and unshadow_blank_groups() decides after the walk. */
 static int visit_text(struct decoder *d, const struct leaf_src *src, bool html, const char *cs,
-		      int depth, bool in_rfc822, bool shadow)
+		      int depth, bool in_rfc822, bool shadow, int group)
 {
 	struct message_part *p = new_part(d);
+	int rc;
 
 	if (!p)
 		return -1;
@@ -1881,23 +1935,46 @@ static int visit_text(struct decoder *d, const struct leaf_src *src, bool html, 
 	p->is_html = html;
 	p->in_rfc822 = in_rfc822;
 	p->shadowed = shadow && html;
+	p->alt_group = p->shadowed ? group : -1;
 	p->content_type = util_strdup(html ? "text/html" : "text/plain");
 	p->charset = util_strndup(cs ? cs : "", cs ? strnlen(cs, 64) : 0);
 	if (!p->content_type || !p->charset)
 		return -1;
 	util_ascii_lower(p->charset);
-	if (p->shadowed && d->lim->skip_shadowed) {
+	if (p->shadowed && d->lim->skip_shadowed && group_has_text(d, group)) {
 		/* Nobody reads it (join_bodies skips it): no charset or HTML conversion, no budget. */
 		p->text = util_strdup("");
 		p->new_text = util_strdup("");
 		p->quoted_text = util_strdup("");
 		return p->text && p->new_text && p->quoted_text ? 0 : -1;
 	}
-	return decode_text(d, src, p, cs ? cs : "");
+	rc = decode_text(d, src, p, cs ? cs : "");
+	if (rc == 0 && !html && !shadow && group >= 0 && group < d->n_groups &&
+	    !text_is_blank(p->text, p->text_len))
+		d->group_text[group] = true;
+	return rc;
+}
+
+/* After the walk: an HTML part shadowed by a text/plain that turned out empty or blank is the
+ * message's text after all. The number of parts unshadowed. */
+static size_t unshadow_blank_groups(struct decoder *d)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < d->m->n_parts; i++) {
+		struct message_part *p = &d->m->parts[i];
+
+		if (p->shadowed && !group_has_text(d, p->alt_group)) {
+			p->shadowed = false;
+			n++;
+		}
+	}
+	return n;
 }
 
 /* A leaf part: text/plain and text/html that are not attachments are decoded. */
-static int visit_leaf(struct decoder *d, GMimeObject *o, int depth, bool in_rfc822, bool shadow)
+static int visit_leaf(struct decoder *d, GMimeObject *o, int depth, bool in_rfc822, bool shadow,
+		      int group)
 {
 	struct leaf_src src = { .gp = (GMimePart *)o };
 	bool html;
@@ -1916,7 +1993,7 @@ static int visit_leaf(struct decoder *d, GMimeObject *o, int depth, bool in_rfc8
 			d->empty_text++;
 	}
 	return visit_text(d, &src, html, g_mime_object_get_content_type_parameter(o, "charset"),
-			  depth, in_rfc822, shadow);
+			  depth, in_rfc822, shadow, group);
 }
 
 /* The lone part, as walk_tree and visit_leaf would see it: one entity, at depth 0. */
@@ -1933,7 +2010,7 @@ static int visit_lone(struct decoder *d, const struct lone_part *lp)
 		return 0;
 	return visit_text(d, &src, lp->html,
 			  lp->ct ? g_mime_content_type_get_parameter(lp->ct, "charset") : NULL,
-			  0, false, false);
+			  0, false, false, -1);
 }
 
 struct walk_item {
@@ -1941,6 +2018,7 @@ struct walk_item {
 	int depth;
 	bool in_rfc822;
 	bool shadow;            /* under a multipart/alternative that has a text/plain child */
+	int group;              /* that alternative's group (struct decoder), or -1 */
 };
 
 struct walk_stack {
@@ -1986,7 +2064,7 @@ static int walk_tree(struct decoder *d, GMimeObject *top)
 	struct walk_stack st = { 0 };
 	int visited = 0, rc = 0;
 
-	if (top && walk_push(&st, (struct walk_item){ top, 0, false, false }) < 0)
+	if (top && walk_push(&st, (struct walk_item){ top, 0, false, false, -1 }) < 0)
 		return -1;
 	while (st.n && rc == 0) {
 		struct walk_item it = st.v[--st.n];
@@ -1998,6 +2076,7 @@ static int walk_tree(struct decoder *d, GMimeObject *top)
 		if (GMIME_IS_MULTIPART(it.o)) {
 			GMimeMultipart *mp = (GMimeMultipart *)it.o;
 			int count = g_mime_multipart_get_count(mp), room = d->lim->mime_parts - visited;
+			int group;
 			bool alt;
 
 			if (it.depth + 1 > d->lim->mime_depth) {
@@ -2009,12 +2088,17 @@ static int walk_tree(struct decoder *d, GMimeObject *top)
 				count = room;
 			}
 			alt = alternative_has_plain(mp, count);
+			/* inside a shadowed subtree the outer alternative's group still decides */
+			group = it.shadow ? it.group : -1;
+			if (alt && !it.shadow && (group = group_new(d)) < 0)
+				rc = -1;
 			for (int i = count - 1; i >= 0 && rc == 0; i--) {
 				GMimeObject *c = g_mime_multipart_get_part(mp, i);
 				bool sh = it.shadow || (alt && !(GMIME_IS_PART(c) && is_text_type(c, "plain")));
 
 				if (c)
-					rc = walk_push(&st, (struct walk_item){ c, it.depth + 1, it.in_rfc822, sh });
+					rc = walk_push(&st, (struct walk_item){ c, it.depth + 1, it.in_rfc822,
+										sh, group });
 			}
 		} else if (GMIME_IS_MESSAGE_PART(it.o)) {
 			GMimeMessage *inner = g_mime_message_part_get_message((GMimeMessagePart *)it.o);
@@ -2025,9 +2109,10 @@ static int walk_tree(struct decoder *d, GMimeObject *top)
 				continue;
 			}
 			if (body)
-				rc = walk_push(&st, (struct walk_item){ body, it.depth + 1, true, it.shadow });
+				rc = walk_push(&st, (struct walk_item){ body, it.depth + 1, true, it.shadow,
+									it.group });
 		} else {
-			rc = visit_leaf(d, it.o, it.depth, it.in_rfc822, it.shadow);
+			rc = visit_leaf(d, it.o, it.depth, it.in_rfc822, it.shadow, it.group);
 		}
 	}
 	free(st.v);
@@ -2181,12 +2266,12 @@ static int join_bodies(struct message *m)
 
 		if (p->shadowed)
 			continue;
-		if (p->new_len) {
+		if (p->new_len && !text_is_blank(p->new_text, p->new_len)) {
 			if (nw.len)
 				strbuf_putc(&nw, '\n');
 			strbuf_append(&nw, p->new_text, p->new_len);
 		}
-		if (p->quoted_len) {
+		if (p->quoted_len && !text_is_blank(p->quoted_text, p->quoted_len)) {
 			if (qt.len)
 				strbuf_putc(&qt, '\n');
 			strbuf_append(&qt, p->quoted_text, p->quoted_len);
@@ -2244,6 +2329,8 @@ static int parse_once(const char *raw, size_t len, const struct message_limits *
 	struct raw_headers rh = { 0 };
 	struct lone_part lone = { 0 };
 	char *work = NULL;
+	size_t unshadowed;
+	bool bad_binary, bad_shadow;
 	int rc = -1;
 
 	*out = NULL;
@@ -2278,11 +2365,16 @@ static int parse_once(const char *raw, size_t len, const struct message_limits *
 			goto out;
 	}
 	/* every body left out must be one nobody reads: an attachment, or a shadowed HTML part
-	 * (and then no text part that is read may be empty, lest it be one the scan left out) */
-	if ((res->dropped || res->dropped_shadow) &&
-	    (d.visited != res->parts || d.empty_binary < res->dropped ||
-	     d.empty_shadowed < res->dropped_shadow || d.empty_text > 0)) {
+	 * (and then no text part that is read may be empty, lest it be one the scan left out, and
+	 * no HTML part may be unshadowed by a blank text/plain: its body may be one left out) */
+	unshadowed = unshadow_blank_groups(&d);
+	bad_binary = (res->dropped || res->dropped_shadow) &&
+		     (d.visited != res->parts || d.empty_binary < res->dropped);
+	bad_shadow = res->dropped_shadow &&
+		     (d.empty_shadowed < res->dropped_shadow || d.empty_text > 0 || unshadowed > 0);
+	if (bad_binary || bad_shadow) {
 		*agrees = false;
+		res->retry_shadowed = !bad_binary;
 		goto out;
 	}
 	m->bodies_left_out = res->dropped + res->dropped_shadow;
@@ -2300,6 +2392,7 @@ out:
 		g_mime_parser_options_free(opts);
 	lone_part_clear(&lone);
 	free(work);
+	free(d.group_text);
 	raw_headers_free(&rh);
 	if (rc < 0)
 		message_free(m);
@@ -2317,6 +2410,12 @@ int message_parse(const char *raw, size_t len, const struct message_limits *lim,
 
 	message_global_init();
 	rc = parse_once(raw, len, lim, &res, out, &agrees);
+	if (rc < 0 && !agrees && res.retry_shadowed) {
+		/* a text/plain alternative was empty or blank, so the HTML beside it is the text,
+		 * and its body was left out: parse again with the HTML bodies kept */
+		res = (struct scan_result){ .drop_binary = !lim->keep_attachment_bodies };
+		rc = parse_once(raw, len, lim, &res, out, &agrees);
+	}
 	if (rc < 0 && !agrees) {
 		/* the scan and GMime read the structure differently (malformed mail): what GMime
 		 * would call text may have been left out; parse it again whole */

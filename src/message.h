@@ -60,8 +60,12 @@ struct message_part {
 	bool is_html;
 	bool in_rfc822;             /* inside a message/rfc822 attachment (forwarded: quoted target) */
 	bool truncated;             /* cut at part_text_bytes / message_text_bytes */
-	bool shadowed;              /* HTML alternative of a text/plain part: decoded and listed,
-	                             * but left out of body_new/body_quoted (same text twice) */
+	bool shadowed;              /* HTML alternative of a text/plain part that has text:
+	                             * decoded and listed, but left out of body_new/body_quoted
+	                             * (same text twice). An empty or blank text/plain shadows
+	                             * nothing: the HTML is then the text. */
+	int alt_group;              /* which multipart/alternative a shadowed part belongs to,
+	                             * -1 none (message.c's bookkeeping) */
 	char *text;                 /* whole decoded text, UTF-8, LF line ends */
 	size_t text_len;
 	char *new_text;             /* the customer's own new text */

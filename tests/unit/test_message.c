@@ -861,6 +861,62 @@ static void test_shadowed_html_left_out(void **state)
 #undef HTML
 }
 
+/* An empty or blank text/plain alternative shadows nothing: the HTML beside it is the text
+ * (HTML-only mail from clients that add an empty text part went unscored). The daemon's reading
+ * (bodies left out, parsed again with the HTML kept), GMime given everything and amendsctl's
+ * reading (skip_shadowed off) all score the HTML's text; a text/plain with text still shadows. */
+static void test_blank_plain_shadows_nothing(void **state)
+{
+#define ALT_HDR "Content-Type: multipart/alternative; boundary=a\n\n"
+#define HTML "--a\nContent-Type: text/html\n\n<p>I want my money back</p>\n"
+#define PDF "--m\nContent-Type: application/pdf\n\n%PDF-1.4\n--m--\n"
+	static const struct { const char *raw; const char *body; size_t left_out; } cases[] = {
+		{ ALT_HDR "--a\nContent-Type: text/plain\n\n" HTML "--a--\n",
+		  "I want my money back", 0 },
+		{ ALT_HDR "--a\nContent-Type: text/plain\n\n \t\n\n  \n" HTML "--a--\n",
+		  "I want my money back", 0 },
+		{ ALT_HDR "--a\nContent-Type: text/plain; charset=utf-8\n\n\xC2\xA0\xE2\x80\x8B\n"
+		  HTML "--a--\n", "I want my money back", 0 },
+		{ ALT_HDR HTML "--a\nContent-Type: text/plain\n\n  \n--a--\n",
+		  "I want my money back", 0 },
+		{ "Content-Type: multipart/mixed; boundary=m\n\n--m\n" ALT_HDR
+		  "--a\nContent-Type: text/plain\n\n \n" HTML "--a--\n" PDF,
+		  "I want my money back", 1 },           /* the attachment's body still left out */
+		{ ALT_HDR "--a\nContent-Type: text/plain\n\n \n--a\n"
+		  "Content-Type: multipart/related; boundary=r\n\n--r\n"
+		  "Content-Type: text/html\n\n<p>refund now</p>\n--r\n"
+		  "Content-Type: image/png\n\nPNG\n--r--\n--a--\n", "refund now", 1 },
+		{ ALT_HDR "--a\nContent-Type: text/plain\n\nplain words\n" HTML "--a--\n",
+		  "plain words", 1 },                    /* text: the HTML stays shadowed */
+	};
+	struct message_limits daemon, whole, listed;
+
+	(void)state;
+	message_limits_default(&daemon);
+	daemon.skip_shadowed = true;
+	whole = daemon;
+	whole.keep_attachment_bodies = true;
+	message_limits_default(&listed);
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+		const struct message_limits *lims[] = { &daemon, &whole, &listed };
+
+		for (size_t k = 0; k < UTIL_ARRAY_LEN(lims); k++) {
+			struct message *m = parse_lim(cases[i].raw, strlen(cases[i].raw), lims[k]);
+
+			if (strcmp(m->body_new, cases[i].body) != 0)
+				fail_msg("case %zu, reading %zu: body \"%s\", want \"%s\"", i, k,
+					 m->body_new, cases[i].body);
+			if (k == 0 && m->bodies_left_out != cases[i].left_out)
+				fail_msg("case %zu: %zu bodies left out, want %zu", i,
+					 m->bodies_left_out, cases[i].left_out);
+			message_free(m);
+		}
+	}
+#undef ALT_HDR
+#undef HTML
+#undef PDF
+}
+
 static void test_limits_str(void **state)
 {
 	char buf[64], tiny[8];
@@ -1238,6 +1294,7 @@ int main(void)
 		cmocka_unit_test(test_attachments_not_decoded),
 		cmocka_unit_test(test_attachment_bodies_left_out),
 		cmocka_unit_test(test_shadowed_html_left_out),
+		cmocka_unit_test(test_blank_plain_shadows_nothing),
 		cmocka_unit_test(test_limits_str),
 		cmocka_unit_test(test_hostile_small_stack),
 		cmocka_unit_test(test_corpus_small_stack),
