@@ -43,10 +43,11 @@ grep -q '"passed":true' "$tmp/json" || { echo "FAIL: --json does not report pass
 
 # tests/data/heldout: 103 short messages written apart from the dev corpus the rules were tuned
 # on: English hard negatives with the words roman.rules shares with English ("missing",
-# "complaints", "lawyer"), everyday requests and thanks in English and romanized Urdu/Hindi, and
-# plain complaints, refunds and cancellations in all seven. No miss and no false hit: a rule of roman.rules firing on an English
-# word alone fails it (it did before they were limited to romanized context). Language: 90 %
-# (romanized Urdu with few markers is called Hinglish; see amends.conf(5), fallback_hi_latn).
+# "complaints", "lawyer"), everyday requests and thanks in the seven languages, and plain
+# complaints, refunds and cancellations. No miss and no false hit: a rule of roman.rules firing
+# on an English word alone fails it (it did before they were limited to romanized context).
+# Language: 90 % (romanized Urdu with few markers is called Hinglish; see amends.conf(5),
+# fallback_hi_latn).
 # shellcheck disable=SC2086
 "$ctl" -c "$conf" eval "$top_srcdir/tests/data/heldout" --rules "$top_srcdir/rules" \
 	--min-f1 1 --min-f1-latn 1 --max-fp 0 --min-lang 0.90 >"$tmp/held" 2>&1 || {
