@@ -103,9 +103,9 @@ static const char *const lang_hi_lean[] = {
 	"namaste", "namaskar", "ek", "hu", "toh", "humara", "humari", "humare", "aapka", "aapki",
 	"aapke", "apka", "apki", "apke", "isliye", "dijiye", "kijiye", "karunga", "karungi",
 	"dunga", "dungi", "denge", "karenge", "jayega", "jayegi", "milega", "thoda", "thodi", "bada",
-	"badi", "bade", "padta", "padti", "pada", "padi", "ladka", "ladki", "padh", "sahi", "turant",
+	"badi", "bade", "padta", "padti", "pada", "padi", "ladka", "ladki", "padh", "turant",
 	"samay", "seva", "shulk", "rashi", "upi", "gst", "gstin", "paytm", "phonepe", "aadhaar",
-	"ifsc", "acche", "achhe", "accha", "pura", "poora", "mat", "bhej", "bolna", "unhone",
+	"ifsc", "acche", "achhe", "accha", "bolna", "unhone",
 	"lagatar", "samasya", "suvidha", "asuvidha", "prabandhak", "kshama", "vishwas", "jankari",
 	"sampark", "bhugtan", "abe", "saale", "saala", "paani", "baaki",
 	/* Hindi romanization joins pronoun and postposition: "maine", "uska", "isko" */
