@@ -518,6 +518,8 @@ struct scan {
 	size_t dropped;         /* attachment bodies left out */
 	bool drop_shadowed;     /* leave shadowed HTML bodies out (scan_shadow) */
 	size_t dropped_shadow;  /* ... left out */
+	bool ambiguous;         /* a container had two Content-Type fields: GMime takes the
+				 * last, we cannot know which it will be; nothing more is left out */
 	int parent;             /* the level whose boundary began this header block, or -1 */
 	bool oom;
 };
@@ -1026,7 +1028,7 @@ static bool scan_shadow(struct scan *s, const struct scan_ct *ct)
 		l->seen_plain = true;
 		return false;
 	}
-	return ct->html && l->seen_plain && s->drop_shadowed;
+	return ct->html && l->seen_plain && s->drop_shadowed && !s->ambiguous;
 }
 
 /* scan_run - walk header blocks and boundaries of the whole input once. */
@@ -1045,11 +1047,17 @@ static void scan_run(struct scan *s)
 
 			pos = scan_headers(s, pos, &ct);
 			headers = false;
+			/* "multipart/..." and "text/plain" in one header block: we descend into the
+			 * container, GMime takes the last field and may call it all text, in which a
+			 * body we left out would be missing (found by fuzz_mime) */
+			if (ct.kind != SCAN_LEAF && ct.fields > 1)
+				s->ambiguous = true;
 			if (ct.kind != SCAN_LEAF && (ct.opaque || depth + 1 > s->lim->mime_depth)) {
 				s->limits |= MESSAGE_LIMIT_DEPTH;
 				skipping = true;
 				skip_from = pos;
-			} else if (ct.kind == SCAN_LEAF && ct.binary && ct.fields == 1 && s->drop_binary) {
+			} else if (ct.kind == SCAN_LEAF && ct.binary && ct.fields == 1 && s->drop_binary &&
+				   !s->ambiguous) {
 				/* an attachment's body (PDF, image, ...) is never read: GMime need not
 				 * parse it. With two Content-Type fields GMime might read the other:
 				 * kept. message_parse checks that GMime saw the same structure. */
