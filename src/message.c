@@ -1883,7 +1883,6 @@ static bool is_empty_binary(GMimePart *part)
 	return type && is_binary_media(type, strlen(type)) && is_empty_body(part);
 }
 
-/* A text/plain or text/html part that is not an attachment: listed and decoded. */
 /* Only white space (ASCII, no-break and zero-width spaces): a text/plain alternative like this
  * says nothing, and the HTML beside it must be read instead. */
 static bool text_is_blank(const char *s, size_t n)
