@@ -1269,24 +1269,50 @@ not_plain:
 
 /* The start of GMime's input after split_headers: the Content-* fields, each with its
  * continuation lines, into st (when there is one); they leave rh's list (GMime lists them on
- * the MIME part, so the message's list never has them). */
-static void content_fields_to(struct raw_headers *rh, GMimeStream *st)
+ * the MIME part, so the message's list never has them). Returns the bytes they take. */
+static size_t content_fields_to(struct raw_headers *rh, GMimeStream *st)
 {
-	size_t w = 0;
+	size_t w = 0, bytes = 0;
 
 	for (size_t i = 0; i < rh->n; i++) {
 		const char *name = raw_header_name(rh, i), *value = raw_header_value(rh, i);
-		size_t nl = strlen(name);
+		size_t nl = strlen(name), vl = strlen(value);
 
 		if (!is_content_field(name, nl)) {
 			rh->at[w++] = rh->at[i];
-		} else if (st) {
+			continue;
+		}
+		bytes += nl + 1 + vl;
+		if (st) {
 			g_mime_stream_write(st, name, nl);
 			g_mime_stream_write(st, ":", 1);
-			g_mime_stream_write(st, value, strlen(value));
+			g_mime_stream_write(st, value, vl);
 		}
 	}
 	rh->n = w;
+	return bytes;
+}
+
+/* pad_headers - one filler field of n bytes ("X:xxx...\n", n >= 3; nothing for less) into st,
+ * so that the body after the Content-* fields starts at the offset it has in the message. GMime
+ * 3.2.13 reads some malformed mail differently depending on where its 4 KiB read buffer ends
+ * (a part's type flipped between text/plain and text/html when only the top-level header block
+ * had been shortened: found by fuzz_mime). With the offsets equal, both readings see the same.
+ * The field is GMime's only: headers are taken from rh. */
+static void pad_headers(GMimeStream *st, size_t n)
+{
+	static const char fill[] = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+
+	if (n < 3)
+		return;
+	g_mime_stream_write(st, "X:", 2);
+	for (n -= 3; n > 0;) {
+		size_t k = n < sizeof(fill) - 1 ? n : sizeof(fill) - 1;
+
+		g_mime_stream_write(st, fill, k);
+		n -= k;
+	}
+	g_mime_stream_write(st, "\n", 1);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1481,8 +1507,11 @@ static int message_scan(const char *raw, size_t len, const struct message_limits
 		} else {
 			*st = g_mime_stream_mem_new_with_byte_array(g_byte_array_sized_new((guint)
 				(len < G_MAXUINT ? len : G_MAXUINT)));
-			if (rh->split)
-				content_fields_to(rh, *st);
+			if (rh->split) {
+				size_t fields = content_fields_to(rh, *st);
+
+				pad_headers(*st, from > fields ? from - fields : 0);
+			}
 			for (size_t i = 0; i < s.nsegs; i++)
 				g_mime_stream_write(*st, in + s.segs[i].off + (i ? 0 : from),
 						    s.segs[i].len - (i ? 0 : from));
