@@ -520,6 +520,7 @@ struct scan {
 	size_t dropped_shadow;  /* ... left out */
 	bool ambiguous;         /* a container had two Content-Type fields: GMime takes the
 				 * last, we cannot know which it will be; nothing more is left out */
+	struct strbuf kinds;    /* one letter per entity in document order (ENTITY_*) */
 	int parent;             /* the level whose boundary began this header block, or -1 */
 	bool oom;
 };
@@ -1000,6 +1001,27 @@ static void scan_pop(struct scan *s, int keep)
 }
 
 /* A new entity starts at pos: count it; past mime_parts the input ends here. */
+/* What the scan and GMime's walk each say of every entity, in document order: the check after
+ * a parse with bodies left out compares the two strings. A count of entities and of empty
+ * attachments can agree by chance when GMime read the structure otherwise (seen: GMime reads
+ * some malformed mail differently when a body left out shifts where its read buffer ends). */
+#define ENTITY_LEAF 'L'
+#define ENTITY_MULTIPART 'M'
+#define ENTITY_MESSAGE 'R'
+#define ENTITY_DROPPED 'b'      /* a leaf whose body the scan left out / GMime: empty binary */
+#define ENTITY_SHADOW 's'       /* a shadowed HTML body left out / GMime: empty shadowed HTML */
+
+/* scan_kind - set the letter of the entity the scan is in (the last one counted) */
+static void scan_kind(struct scan *s, char kind)
+{
+	size_t at = (size_t)s->parts - 1;
+
+	while (s->kinds.len <= at && !s->kinds.oom)
+		strbuf_putc(&s->kinds, ENTITY_LEAF);
+	if (s->kinds.len > at)
+		s->kinds.s[at] = kind;
+}
+
 static bool scan_new_part(struct scan *s, size_t pos)
 {
 	if (++s->parts > s->lim->mime_parts) {
@@ -1007,6 +1029,7 @@ static bool scan_new_part(struct scan *s, size_t pos)
 		s->end = pos;
 		return false;
 	}
+	scan_kind(s, ENTITY_LEAF);      /* until its header block says otherwise */
 	return true;
 }
 
@@ -1040,6 +1063,7 @@ static void scan_run(struct scan *s)
 
 	s->end = s->len;
 	s->parts = 1;
+	scan_kind(s, ENTITY_LEAF);      /* the top entity, until its header block says otherwise */
 	s->parent = -1;
 	while (pos < s->len && !s->oom) {
 		if (headers) {
@@ -1052,6 +1076,10 @@ static void scan_run(struct scan *s)
 			 * body we left out would be missing (found by fuzz_mime) */
 			if (ct.kind != SCAN_LEAF && ct.fields > 1)
 				s->ambiguous = true;
+			if (ct.kind == SCAN_MULTIPART)
+				scan_kind(s, ENTITY_MULTIPART);
+			else if (ct.kind == SCAN_MESSAGE)
+				scan_kind(s, ENTITY_MESSAGE);
 			if (ct.kind != SCAN_LEAF && (ct.opaque || depth + 1 > s->lim->mime_depth)) {
 				s->limits |= MESSAGE_LIMIT_DEPTH;
 				skipping = true;
@@ -1064,10 +1092,12 @@ static void scan_run(struct scan *s)
 				skipping = true;
 				skip_from = pos;
 				s->dropped++;
+				scan_kind(s, ENTITY_DROPPED);
 			} else if (scan_shadow(s, &ct)) {
 				skipping = true;
 				skip_from = pos;
 				s->dropped_shadow++;
+				scan_kind(s, ENTITY_SHADOW);
 			} else if (ct.kind != SCAN_LEAF) {
 				struct scan_level *l = &s->lv[s->nlv++];
 
@@ -1458,6 +1488,9 @@ struct scan_result {
 	size_t dropped_shadow;  /* out: shadowed HTML bodies left out */
 	bool retry_shadowed;    /* out: disagreed over shadowed HTML only: parse again with those
 				 * bodies kept (and attachments' still left out) */
+	char *kinds;            /* out: the scan's letter per entity (ENTITY_*), malloc'd; freed
+				 * by parse_once */
+	size_t n_kinds;
 };
 
 /* message_scan - bound the input; 0, or -1 when out of memory. GMime is to parse *st; or,
@@ -1469,6 +1502,8 @@ static int message_scan(const char *raw, size_t len, const struct message_limits
 {
 	struct scan s = { .raw = raw, .len = len, .lim = lim, .drop_binary = res->drop_binary,
 			  .drop_shadowed = res->drop_shadowed };
+
+	strbuf_init(&s.kinds, 0);
 	int max_levels = lim->mime_depth > 0 ? lim->mime_depth + 2 : 2;
 
 	*st = NULL;
@@ -1480,6 +1515,9 @@ static int message_scan(const char *raw, size_t len, const struct message_limits
 	res->parts = s.parts;
 	res->dropped = s.dropped;
 	res->dropped_shadow = s.dropped_shadow;
+	res->n_kinds = s.kinds.oom ? 0 : s.kinds.len;
+	res->kinds = strbuf_take(&s.kinds);
+	strbuf_free(&s.kinds);
 	if (!s.oom) {
 		if (s.end > s.keep_from)
 			scan_drop(&s, s.end, s.end);
@@ -1538,6 +1576,7 @@ struct decoder {
 	bool check_empty;       /* the scan left shadowed bodies out: count the two below */
 	size_t empty_shadowed;  /* shadowed HTML parts with an empty body */
 	size_t empty_text;      /* text parts that are read, with an empty body */
+	struct strbuf kinds;    /* GMime's letter per entity walked (ENTITY_*), for the check */
 	bool *group_text;       /* per multipart/alternative with a text/plain child: that child
 				 * has text (not blank), so its HTML alternatives are shadowed */
 	int n_groups, cap_groups;
@@ -2015,18 +2054,24 @@ static int visit_leaf(struct decoder *d, GMimeObject *o, int depth, bool in_rfc8
 	struct leaf_src src = { .gp = (GMimePart *)o };
 	bool html;
 
-	if (GMIME_IS_PART(o) && is_empty_binary((GMimePart *)o))
+	if (GMIME_IS_PART(o) && is_empty_binary((GMimePart *)o)) {
 		d->empty_binary++;
+		if (d->kinds.len)
+			d->kinds.s[d->kinds.len - 1] = ENTITY_DROPPED;
+	}
 	if (!GMIME_IS_PART(o) || is_attachment(o))
 		return 0;
 	html = is_text_type(o, "html");
 	if (!html && !is_text_type(o, "plain"))
 		return 0;
 	if (d->check_empty && is_empty_body((GMimePart *)o)) {
-		if (shadow && html)
+		if (shadow && html) {
 			d->empty_shadowed++;
-		else
+			if (d->kinds.len)
+				d->kinds.s[d->kinds.len - 1] = ENTITY_SHADOW;
+		} else {
 			d->empty_text++;
+		}
 	}
 	return visit_text(d, &src, html, g_mime_object_get_content_type_parameter(o, "charset"),
 			  depth, in_rfc822, shadow, group);
@@ -2094,6 +2139,22 @@ static bool alternative_has_plain(GMimeMultipart *mp, int count)
 	return false;
 }
 
+/* kinds_agree - did GMime's walk see the entities the scan saw? Containers must be the same;
+ * a body the scan left out must be an empty attachment (or an empty shadowed HTML part) to
+ * GMime; any other leaf may be either. */
+static bool kinds_agree(const char *scan, size_t ns, const struct strbuf *gm)
+{
+	if (ns != gm->len)
+		return false;
+	for (size_t i = 0; i < ns; i++) {
+		char a = scan[i], b = gm->s[i];
+
+		if (a == ENTITY_LEAF ? (b == ENTITY_MULTIPART || b == ENTITY_MESSAGE) : a != b)
+			return false;
+	}
+	return true;
+}
+
 /* walk_tree - every part in document order with an explicit stack, depth and count bounded. */
 static int walk_tree(struct decoder *d, GMimeObject *top)
 {
@@ -2109,6 +2170,12 @@ static int walk_tree(struct decoder *d, GMimeObject *top)
 			d->m->limits_hit |= MESSAGE_LIMIT_PARTS;
 			break;
 		}
+		if (GMIME_IS_MULTIPART(it.o))
+			strbuf_putc(&d->kinds, ENTITY_MULTIPART);
+		else if (GMIME_IS_MESSAGE_PART(it.o))
+			strbuf_putc(&d->kinds, ENTITY_MESSAGE);
+		else
+			strbuf_putc(&d->kinds, ENTITY_LEAF);
 		if (GMIME_IS_MULTIPART(it.o)) {
 			GMimeMultipart *mp = (GMimeMultipart *)it.o;
 			int count = g_mime_multipart_get_count(mp), room = d->lim->mime_parts - visited;
@@ -2405,7 +2472,8 @@ static int parse_once(const char *raw, size_t len, const struct message_limits *
 	 * no HTML part may be unshadowed by a blank text/plain: its body may be one left out) */
 	unshadowed = unshadow_blank_groups(&d);
 	bad_binary = (res->dropped || res->dropped_shadow) &&
-		     (d.visited != res->parts || d.empty_binary < res->dropped);
+		     (d.visited != res->parts || d.empty_binary < res->dropped ||
+		      !kinds_agree(res->kinds, res->n_kinds, &d.kinds));
 	bad_shadow = res->dropped_shadow &&
 		     (d.empty_shadowed < res->dropped_shadow || d.empty_text > 0 || unshadowed > 0);
 	if (bad_binary || bad_shadow) {
@@ -2429,6 +2497,10 @@ out:
 	lone_part_clear(&lone);
 	free(work);
 	free(d.group_text);
+	strbuf_free(&d.kinds);
+	free(res->kinds);
+	res->kinds = NULL;
+	res->n_kinds = 0;
 	raw_headers_free(&rh);
 	if (rc < 0)
 		message_free(m);
@@ -2439,8 +2511,13 @@ out:
 
 int message_parse(const char *raw, size_t len, const struct message_limits *lim, struct message **out)
 {
-	struct scan_result res = { .drop_binary = !lim->keep_attachment_bodies,
-				   .drop_shadowed = !lim->keep_attachment_bodies && lim->skip_shadowed };
+	/* A NUL byte is no part of mail (RFC 5322, 2045), and GMime 3.2.13 reads header lines with
+	 * NULs in them differently depending on where its read buffer ends: a body left out before
+	 * one shifts that, so such a message is given to GMime whole (found by fuzz_mime). */
+	bool nul = memchr(raw, '\0', len) != NULL;
+	struct scan_result res = { .drop_binary = !lim->keep_attachment_bodies && !nul,
+				   .drop_shadowed = !lim->keep_attachment_bodies && lim->skip_shadowed &&
+						    !nul };
 	bool agrees;
 	int rc;
 
@@ -2449,7 +2526,7 @@ int message_parse(const char *raw, size_t len, const struct message_limits *lim,
 	if (rc < 0 && !agrees && res.retry_shadowed) {
 		/* a text/plain alternative was empty or blank, so the HTML beside it is the text,
 		 * and its body was left out: parse again with the HTML bodies kept */
-		res = (struct scan_result){ .drop_binary = !lim->keep_attachment_bodies };
+		res = (struct scan_result){ .drop_binary = !lim->keep_attachment_bodies && !nul };
 		rc = parse_once(raw, len, lim, &res, out, &agrees);
 	}
 	if (rc < 0 && !agrees) {
