@@ -1000,7 +1000,6 @@ static void scan_pop(struct scan *s, int keep)
 	}
 }
 
-/* A new entity starts at pos: count it; past mime_parts the input ends here. */
 /* What the scan and GMime's walk each say of every entity, in document order: the check after
  * a parse with bodies left out compares the two strings. A count of entities and of empty
  * attachments can agree by chance when GMime read the structure otherwise (seen: GMime reads
@@ -1022,6 +1021,7 @@ static void scan_kind(struct scan *s, char kind)
 		s->kinds.s[at] = kind;
 }
 
+/* A new entity starts at pos: count it; past mime_parts the input ends here. */
 static bool scan_new_part(struct scan *s, size_t pos)
 {
 	if (++s->parts > s->lim->mime_parts) {
@@ -1502,10 +1502,9 @@ static int message_scan(const char *raw, size_t len, const struct message_limits
 {
 	struct scan s = { .raw = raw, .len = len, .lim = lim, .drop_binary = res->drop_binary,
 			  .drop_shadowed = res->drop_shadowed };
-
-	strbuf_init(&s.kinds, 0);
 	int max_levels = lim->mime_depth > 0 ? lim->mime_depth + 2 : 2;
 
+	strbuf_init(&s.kinds, 0);
 	*st = NULL;
 	*work = NULL;
 	s.lv = calloc((size_t)max_levels, sizeof(*s.lv));
