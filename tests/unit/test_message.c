@@ -804,6 +804,25 @@ static void test_attachment_bodies_left_out(void **state)
 	}
 }
 
+/* check_left_out - case i read the daemon's way leaves want bodies out, and is otherwise the
+ * message GMime reads when given everything (whole). */
+static void check_left_out(size_t i, const char *raw, size_t n, const struct message_limits *daemon,
+			   const struct message_limits *whole, size_t want)
+{
+	struct message *m = parse_lim(raw, n, daemon);
+	struct message *w = parse_lim(raw, n, whole);
+	const char *d;
+
+	if (m->bodies_left_out != want)
+		fail_msg("case %zu: %zu bodies left out, want %zu", i, m->bodies_left_out, want);
+	w->bodies_left_out = m->bodies_left_out;
+	d = msgdiff(m, w);
+	if (d)
+		fail_msg("case %zu: differs from GMime given everything: %s", i, d);
+	message_free(m);
+	message_free(w);
+}
+
 /* Nothing is left out of a message with a header line that is no "name: value" (GMime reads
  * such a block differently at another offset, and a body left out before it shifts that) or
  * with a NUL byte anywhere: the PDF's body stays in; the same message without them leaves it
@@ -825,22 +844,9 @@ static void test_nothing_left_out_of_malformed(void **state)
 	message_limits_default(&daemon);
 	keep = daemon;
 	keep.keep_attachment_bodies = true;
-	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
-		size_t n = cases[i].len ? cases[i].len : strlen(cases[i].raw);
-		struct message *m = parse_lim(cases[i].raw, n, &daemon);
-		struct message *w = parse_lim(cases[i].raw, n, &keep);
-		const char *d;
-
-		if (m->bodies_left_out != cases[i].left_out)
-			fail_msg("case %zu: %zu bodies left out, want %zu", i, m->bodies_left_out,
-				 cases[i].left_out);
-		w->bodies_left_out = m->bodies_left_out;
-		d = msgdiff(m, w);
-		if (d)
-			fail_msg("case %zu: differs from GMime given everything: %s", i, d);
-		message_free(m);
-		message_free(w);
-	}
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++)
+		check_left_out(i, cases[i].raw, cases[i].len ? cases[i].len : strlen(cases[i].raw),
+			       &daemon, &keep, cases[i].left_out);
 #undef HEAD
 #undef PDF
 }
@@ -876,21 +882,9 @@ static void test_shadowed_html_left_out(void **state)
 	daemon.skip_shadowed = true;
 	whole = daemon;
 	whole.keep_attachment_bodies = true;
-	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
-		struct message *m = parse_lim(cases[i].raw, strlen(cases[i].raw), &daemon);
-		struct message *w = parse_lim(cases[i].raw, strlen(cases[i].raw), &whole);
-		const char *d;
-
-		if (m->bodies_left_out != cases[i].left_out)
-			fail_msg("case %zu: %zu bodies left out, want %zu", i, m->bodies_left_out,
-				 cases[i].left_out);
-		w->bodies_left_out = m->bodies_left_out;
-		d = msgdiff(m, w);
-		if (d)
-			fail_msg("case %zu: differs from GMime given everything: %s", i, d);
-		message_free(m);
-		message_free(w);
-	}
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++)
+		check_left_out(i, cases[i].raw, strlen(cases[i].raw), &daemon, &whole,
+			       cases[i].left_out);
 	/* amendsctl check (skip_shadowed off) lists the HTML text: its body is given to GMime */
 	listed = parse_str(cases[0].raw);
 	assert_int_equal(listed->bodies_left_out, 0);
