@@ -65,32 +65,31 @@ static long long pool_now_s(void)
 	return util_now_us() / 1000000;   /* monotonic: a test clock or a clock step cannot age it */
 }
 
-/* pool_close_stale - when the top of the idle stack is older than TALLY_POOL_IDLE_S, close the
- * whole stack (below the top everything is older). They count as open until they are closed
- * (outside the lock: closing a connection may take a while), so that new ones opened by other
- * threads meanwhile never make more than max_conns exist at once. */
-static void pool_close_stale(struct tally *t)
+/* pool_take_stale - with the pool lock held: when the top of the idle stack is older than
+ * TALLY_POOL_IDLE_S, move the whole stack to stale (below the top everything is older) and
+ * return how many. They still count as open until pool_close_stale has closed them, so that
+ * new ones opened by other threads meanwhile never make more than max_conns exist at once. */
+static size_t pool_take_stale(struct tally *t, void *stale[TALLY_POOL_MAX])
 {
-	void *stale[TALLY_POOL_MAX];
-	size_t n;
+	size_t n = t->n_idle;
 
-	pthread_mutex_lock(&t->pool_lock);
-	n = t->n_idle;
-	if (n > 0 && pool_now_s() - t->idle_since[n - 1] > TALLY_POOL_IDLE_S) {
-		memcpy(stale, t->idle, n * sizeof(stale[0]));
-		t->n_idle = 0;
-	} else {
-		n = 0;
-	}
+	if (n == 0 || pool_now_s() - t->idle_since[n - 1] <= TALLY_POOL_IDLE_S)
+		return 0;
+	memcpy(stale, t->idle, n * sizeof(stale[0]));
+	t->n_idle = 0;
+	return n;
+}
+
+/* pool_close_stale - with the pool lock held: close what pool_take_stale took, outside the
+ * lock (closing a connection may take a while); the lock is held again on return. */
+static void pool_close_stale(struct tally *t, void *stale[], size_t n)
+{
 	pthread_mutex_unlock(&t->pool_lock);
-	if (n == 0)
-		return;
 	for (size_t i = 0; i < n; i++)
 		t->be->conn_free(stale[i]);
 	pthread_mutex_lock(&t->pool_lock);
 	t->n_open -= n;
 	pthread_cond_broadcast(&t->pool_freed);
-	pthread_mutex_unlock(&t->pool_lock);
 }
 
 /* pool_closed - a connection that existed is gone (freed, or its open failed) */
@@ -109,10 +108,15 @@ static void *pool_get(struct tally *t)
 	size_t max = t->be->max_conns ? t->be->max_conns : SIZE_MAX;
 	void *conn = NULL;
 	struct timespec until;
+	void *stale[TALLY_POOL_MAX];
+	size_t n_stale;
 	bool waited = false, make = false;
 
-	pool_close_stale(t);
+	/* one lock for the common case: the staleness check shares it with the checkout */
 	pthread_mutex_lock(&t->pool_lock);
+	n_stale = pool_take_stale(t, stale);
+	if (n_stale > 0)
+		pool_close_stale(t, stale, n_stale);
 	for (;;) {
 		if (t->n_idle > 0) {
 			conn = t->idle[--t->n_idle];

@@ -897,6 +897,46 @@ static void test_pool_wait(void **state)
 	assert_int_equal(fk.open, 0);   /* the pool closed what it kept */
 }
 
+/* An idle connection older than TALLY_POOL_IDLE_S is closed by the next checkout, which opens
+ * a fresh one; a younger one is reused. The idle stamps are aged by hand (no 10 s sleep). */
+static void test_pool_idle(void **state)
+{
+	struct tc_fix *f = *state;
+	struct tally_backend fake;
+	struct tally_counts c;
+	char *err = NULL;
+	struct tally *t = tally_open(f->cfg, &err);
+
+	assert_non_null(t);
+	pthread_mutex_lock(&fk.lock);
+	fk.made = fk.open = fk.max_open = fk.inside = 0;
+	fk.release = 1;                 /* reads return at once */
+	pthread_mutex_unlock(&fk.lock);
+	fake = *t->be;
+	fake.conn_new = fk_conn_new;
+	fake.conn_free = fk_conn_free;
+	fake.counts = fk_counts;
+	t->be = &fake;
+	assert_int_equal(tally_counts(t, "idle@x.example", TC_T0, &c), 0);
+	tally_counts_free(&c);
+	assert_int_equal(fk.made, 1);
+	assert_int_equal(t->n_idle, 1);
+	/* young: reused */
+	assert_int_equal(tally_counts(t, "idle@x.example", TC_T0, &c), 0);
+	tally_counts_free(&c);
+	assert_int_equal(fk.made, 1);
+	/* just old enough: closed, and the call runs on a new one */
+	t->idle_since[0] -= TALLY_POOL_IDLE_S + 1;
+	assert_int_equal(tally_counts(t, "idle@x.example", TC_T0, &c), 0);
+	tally_counts_free(&c);
+	assert_int_equal(fk.made, 2);
+	assert_int_equal(fk.open, 1);
+	assert_int_equal(t->n_open, 1);
+	assert_int_equal(t->n_idle, 1);
+	tally_close(t);
+	assert_int_equal(fk.open, 0);
+}
+
 /* The real thing: 32 threads read and record at once on one handle; at no time are more than
  * SQLite's bound of readers open, and every call succeeds (none waited its full bound). */
 #define PB_THREADS 32
@@ -1001,7 +1041,7 @@ int main(void)
 		T(test_bad_specs), T(test_locked), T(test_full_disk), T(test_synchronous_normal),
 		T(test_group_commit), T(test_claims_under_load), T(test_checkpoint_thread),
 		T(test_durable_full), T(test_durable_extra), T(test_normal_no_sync),
-		T(test_pool_wait), T(test_pool_bound),
+		T(test_pool_wait), T(test_pool_idle), T(test_pool_bound),
 		cmocka_unit_test(test_sender_key),
 		cmocka_unit_test(test_clock),
 	};
