@@ -95,6 +95,8 @@ static const char *const lang_ur_lean[] = {
 	"jahannum", "nalaiq", "nalaik", "ghairat", "beghairat", "zaleel", "khabees", "lanat",
 	"beshak", "darasal", "taqreeban", "fori", "mutabiq", "barae", "baraye", "maloomat",
 	"idara", "muamla", "waqia", "zahir", "intezar", "intizar",
+	/* family and greetings as Pakistani mail writes them */
+	"abbu", "ammi", "abba", "ammee", "alaikum", "alaykum", "hafiz",
 };
 
 static const char *const lang_hi_lean[] = {
@@ -102,7 +104,7 @@ static const char *const lang_hi_lean[] = {
 	"vaapas", "vapas", "wapas", "nahin", "bahut", "kyunki", "ekdum", "ekdam", "bhaiya", "ji",
 	"namaste", "namaskar", "ek", "hu", "toh", "humara", "humari", "humare", "aapka", "aapki",
 	"aapke", "apka", "apki", "apke", "isliye", "dijiye", "kijiye", "karunga", "karungi",
-	"dunga", "dungi", "denge", "karenge", "jayega", "jayegi", "milega", "thoda", "thodi", "bada",
+	"dunga", "dungi", "denge", "karenge", "milega", "thoda", "thodi", "bada",
 	"badi", "bade", "padta", "padti", "pada", "padi", "ladka", "ladki", "padh", "turant",
 	"samay", "seva", "shulk", "rashi", "upi", "gst", "gstin", "paytm", "phonepe", "aadhaar",
 	"ifsc", "acche", "achhe", "accha", "bolna", "unhone",
@@ -110,8 +112,7 @@ static const char *const lang_hi_lean[] = {
 	"sampark", "bhugtan", "abe", "saale", "saala", "paani", "baaki",
 	/* Hindi romanization joins pronoun and postposition: "maine", "uska", "isko" */
 	"maine", "humne", "tumne", "aapne", "usne", "isne", "unhone", "inhone", "iska", "iski",
-	"iske", "uska", "uski", "uske", "inka", "inki", "inke", "unka", "unki", "unke", "isko",
-	"usko", "inko", "unko", "kisko", "jisko", "sabko", "mujhko", "tujhko", "isme", "usme",
+	"iske", "uska", "uski", "uske", "inka", "inki", "inke", "unka", "unki", "unke", "kisko", "jisko", "sabko", "mujhko", "tujhko", "isme", "usme",
 	"ismein", "usmein", "jisme", "kisme",
 };
 
