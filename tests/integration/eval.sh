@@ -66,6 +66,20 @@ for held in heldout heldout2 heldout3 heldout4; do
 	sed -n '/^misses/,$p' "$tmp/held"
 done
 
+# tests/data/heldout5 (140): written last and never tuned on (tests/data/README.md): the only
+# measure left of mail the rules were not written for. Its first run, with these rules: macro-F1
+# 0.65 (pa) to 0.87 (en), romanized 0.66 / 0.84, 2 of 49 hard negatives flagged, language 137 of
+# 140. It must not get worse.
+# shellcheck disable=SC2086
+"$ctl" -c "$conf" eval "$top_srcdir/tests/data/heldout5" --rules "$top_srcdir/rules" \
+	--min-f1 0.64 --min-f1-latn 0.65 --max-fp 0.05 --min-lang 0.97 >"$tmp/held" 2>&1 || {
+	cat "$tmp/held"
+	echo "FAIL: the untuned held-out set heldout5 got worse than its first measurement"
+	exit 1
+}
+echo "held-out set heldout5 (untuned):"
+sed -n '/^| \*\*all/p;/^false positives/p;/^language/p' "$tmp/held"
+
 # With an empty rule set every category is missed: eval must exit 1.
 mkdir "$tmp/norules"
 # shellcheck disable=SC2086
