@@ -56,25 +56,27 @@ held_eval() {
 	sed -n '/^| \*\*all/p;/^false positives/p;/^language/p;/^misses/,$p' "$tmp/held"
 }
 
-# tests/data/heldout to heldout4: mail written apart from the dev corpus the rules were tuned on,
-# each set by a writer who had not seen the rules (tests/data/README.md). heldout (116): English
-# hard negatives with the words roman.rules shares with English ("missing", "complaints",
-# "lawyer"), everyday requests and thanks in the seven languages, plain complaints, refunds and
-# cancellations. heldout2 (135): every category in every language, a quarter with two, loanwords
-# in native script ("account بند کر دیں"), the encodings of the dev corpus, hard negatives in all
-# seven (refund-policy questions, a complaint about a third party, a quoted old complaint).
-# heldout3 (131): the same mix from other trades (airline, bank, utility, gym, hotel, insurer);
-# heldout4 (129): pharmacy, ride-hailing, wallet, tuition, repairs, travel, cable TV, bakery, with
-# complaints told by their facts and services stopped ("take him off the register"). Each found
-# misses and false hits when first run (README.md, "How good the shipped rules are"), each after
-# the fixes for the one before; now no miss and no false hit is allowed in any. Language: 90 %
-# (romanized Urdu with few markers is called Hinglish; see amends.conf(5), fallback_hi_latn).
-for name in heldout heldout2 heldout3 heldout4; do
+# tests/data/heldout to heldout4 and heldout6: mail written apart from the dev corpus the rules
+# were tuned on, each set by a writer who had not seen the rules (tests/data/README.md). heldout
+# (116): English hard negatives with the words roman.rules shares with English ("missing",
+# "complaints", "lawyer"), everyday requests and thanks in the seven languages, plain complaints,
+# refunds and cancellations. heldout2 (135): every category in every language, a quarter with two,
+# loanwords in native script ("account بند کر دیں"), the encodings of the dev corpus, hard
+# negatives in all seven (refund-policy questions, a complaint about a third party, a quoted old
+# complaint). heldout3 (131): the same mix from other trades (airline, bank, utility, gym, hotel,
+# insurer); heldout4 (129): pharmacy, ride-hailing, wallet, tuition, repairs, travel, cable TV,
+# bakery, with complaints told by their facts and services stopped ("take him off the register");
+# heldout6 (144, written after heldout5): unethical requests of every kind, refunds,
+# cancellations. Each found misses and false hits when first run (README.md, "How good the shipped
+# rules are"), each after the fixes for the one before; now no miss and no false hit is allowed in
+# any. Language: 90 % (romanized Urdu with few markers is called Hinglish; see amends.conf(5),
+# fallback_hi_latn).
+for name in heldout heldout2 heldout3 heldout4 heldout6; do
 	held_eval "$name" "a miss or a false hit (or language below 90 %)" \
 		--min-f1 1 --min-f1-latn 1 --max-fp 0 --min-lang 0.90
 done
 
-# tests/data/heldout5 (140): written last and never tuned on: the only measure left of mail the
+# tests/data/heldout5 (140): never tuned on: the only measure left of mail the
 # rules were not written for. Its first run, with these rules: macro-F1 0.65 (pa) to 0.87 (en),
 # romanized 0.66 / 0.84, 2 of 49 hard negatives flagged, language 137 of 140. It must not get
 # worse.
