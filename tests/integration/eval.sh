@@ -83,6 +83,12 @@ done
 held_eval heldout5 "worse than its first measurement (untuned: do not fix it by tuning on it)" \
 	--min-f1 0.64 --min-f1-latn 0.65 --max-fp 0.05 --min-lang 0.97
 
+# tests/data/heldout7 (140): written last, with the rules of heldout6's fixes, and never tuned on
+# either. Its first run: macro-F1 0.75 (pa) to 0.86 (hi), romanized 0.75 / 0.84, 5 of 45 hard
+# negatives flagged, language 133 of 140 (6 romanized Urdu messages called Hinglish).
+held_eval heldout7 "worse than its first measurement (untuned: do not fix it by tuning on it)" \
+	--min-f1 0.74 --min-f1-latn 0.75 --max-fp 0.12 --min-lang 0.95
+
 # With an empty rule set every category is missed: eval must exit 1.
 mkdir "$tmp/norules"
 # shellcheck disable=SC2086
