@@ -784,22 +784,18 @@ static int heldout_filter(const struct dirent *de)
 	return !strncmp(de->d_name, "heldout", 7);
 }
 
-/* tests/data/heldout*: native-script mail with English nouns in it, the text the leads behind a
- * lookbehind ((?<=\p{Gurmukhi}\s)account...) are for. Not under valgrind (time). */
-static void pf_heldout(const struct ruleset *rs, const char *top, struct pf_totals *tot)
+/* pf_dir over dir/SUB/leaf for every SUB that filter takes (leaf "" : dir/SUB itself). */
+static void pf_subdirs(const struct ruleset *rs, const char *dir,
+		       int (*filter)(const struct dirent *), const char *leaf,
+		       struct pf_totals *tot)
 {
-	char dir[4096];
 	struct dirent **list;
-	int n;
+	int n = scandir(dir, &list, filter, alphasort);
 
-	if (slow)
-		return;
-	snprintf(dir, sizeof(dir), "%s/tests/data", top ? top : ".");
-	n = scandir(dir, &list, heldout_filter, alphasort);
 	for (int i = 0; i < n; i++) {
 		char sub[4400];
 
-		snprintf(sub, sizeof(sub), "%s/%s/messages", dir, list[i]->d_name);
+		snprintf(sub, sizeof(sub), "%s/%s%s", dir, list[i]->d_name, leaf);
 		pf_dir(rs, sub, tot);
 		free(list[i]);
 	}
@@ -807,29 +803,23 @@ static void pf_heldout(const struct ruleset *rs, const char *top, struct pf_tota
 		free(list);
 }
 
-/* The dev corpus messages, every scenario's messages and the held-out sets. */
+/* The dev corpus messages, every scenario's messages and, not under valgrind (time), the
+ * held-out sets of tests/data: native-script mail with English nouns in it, the text the leads
+ * behind a lookbehind ((?<=\p{Gurmukhi}\s)account...) are for. */
 static void pf_corpus(const struct ruleset *rs, const char *what, struct pf_totals *tot)
 {
 	const char *top = getenv("top_srcdir");
 	char dir[4096];
-	struct dirent **list;
-	int n;
 
 	memset(tot, 0, sizeof(*tot));
 	snprintf(dir, sizeof(dir), "%s/../shared/corpus/dev/messages", top ? top : ".");
 	pf_dir(rs, dir, tot);
 	snprintf(dir, sizeof(dir), "%s/../shared/corpus/dev/scenarios", top ? top : ".");
-	n = scandir(dir, &list, subdir_filter, alphasort);
-	for (int i = 0; i < n; i++) {
-		char sub[4400];
-
-		snprintf(sub, sizeof(sub), "%s/%s", dir, list[i]->d_name);
-		pf_dir(rs, sub, tot);
-		free(list[i]);
+	pf_subdirs(rs, dir, subdir_filter, "", tot);
+	if (!slow) {
+		snprintf(dir, sizeof(dir), "%s/tests/data", top ? top : ".");
+		pf_subdirs(rs, dir, heldout_filter, "/messages", tot);
 	}
-	if (n >= 0)
-		free(list);
-	pf_heldout(rs, top, tot);
 	fprintf(stderr, "# prefilter, %s: %zu messages x %zu rules, %zu hits: %lld us with, "
 		"%lld us without; %zu rule runs skipped\n", what, tot->files, rs->n_rules, tot->hits,
 		tot->t_on, tot->t_off, tot->prefiltered);
