@@ -22,6 +22,7 @@
 #include "pipeline.h"
 #include "rules.h"
 #include "util.h"
+#include "verdict.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -75,9 +76,28 @@ static void json_part(struct strbuf *b, const struct message_part *p)
 	strbuf_putc(b, '}');
 }
 
+/* What the verdict made of each hit (verdict_shadows), or NULL (no hits, out of memory: the
+ * explanation then leaves the counted/shadowed detail out). Caller frees. */
+static long *hit_fates(const struct config *cfg, const struct ruleset *rs,
+		       const struct pipeline_result *r)
+{
+	long *fate;
+
+	if (!r->have_verdict || !r->mr.n_hits)
+		return NULL;
+	fate = calloc(r->mr.n_hits, sizeof(*fate));
+	if (fate && verdict_shadows(cfg, rs, &r->mr, fate) < 0) {
+		free(fate);
+		fate = NULL;
+	}
+	return fate;
+}
+
 static void json_hits(struct strbuf *b, const struct config *cfg, const struct ruleset *rs,
 		      const struct pipeline_result *r)
 {
+	long *fate = hit_fates(cfg, rs, r);
+
 	strbuf_puts(b, ",\"hits\":[");
 	for (size_t i = 0; i < r->mr.n_hits; i++) {
 		const struct match_hit *h = &r->mr.hits[i];
@@ -105,9 +125,22 @@ static void json_hits(struct strbuf *b, const struct config *cfg, const struct r
 		strbuf_json_string(b, t + a, z - a);
 		strbuf_puts(b, ",\"file\":");
 		strbuf_json_string(b, ru->file, strlen(ru->file));
-		strbuf_printf(b, ",\"line\":%d}", ru->line);
+		strbuf_printf(b, ",\"line\":%d", ru->line);
+		if (fate) {
+			strbuf_printf(b, ",\"counted\":%s,\"same_text_as\":",
+				      fate[i] == VERDICT_COUNTED ? "true" : "false");
+			if (fate[i] >= 0) {
+				const char *nm = rs->rules[r->mr.hits[fate[i]].rule].name;
+
+				strbuf_json_string(b, nm, strlen(nm));
+			} else {
+				strbuf_puts(b, "null");
+			}
+		}
+		strbuf_putc(b, '}');
 	}
 	strbuf_puts(b, "]");
+	free(fate);
 }
 
 static void print_json(const char *file, const struct config *cfg, const struct ruleset *rs,
@@ -207,6 +240,7 @@ static void print_text(const char *file, const struct config *cfg, const struct 
 		       const struct pipeline_result *r)
 {
 	const struct message *m = r->msg;
+	long *fate;
 	char lim[256];
 
 	printf("== %s\n", file);
@@ -235,16 +269,22 @@ static void print_text(const char *file, const struct config *cfg, const struct 
 				       r->v.present[i] ? "" : " (below threshold)");
 		printf("\n");
 	}
+	fate = rs ? hit_fates(cfg, rs, r) : NULL;
 	for (size_t i = 0; rs && i < r->mr.n_hits; i++) {
 		const struct match_hit *h = &r->mr.hits[i];
 		const struct rule *ru = &rs->rules[h->rule];
 		size_t tl;
 		const char *t = hit_text(r, h, &tl);
 
-		printf("hit: %s (%s %+g) in %s at %zu: \"%.*s\"  [%s:%d]\n", ru->name,
+		printf("hit: %s (%s %+g) in %s at %zu: \"%.*s\"  [%s:%d]", ru->name,
 		       cfg->categories[ru->category].name, ru->score, rules_target_name(h->target),
 		       h->offset, (int)h->length, t + h->offset, ru->file, ru->line);
+		if (fate && fate[i] >= 0)
+			printf("  (same text as %s: not counted again)",
+			       rs->rules[r->mr.hits[fate[i]].rule].name);
+		putchar('\n');
 	}
+	free(fate);
 	for (size_t i = 0; rs && i < r->mr.n_limit_rules; i++)
 		printf("limit: rule %s stopped by a PCRE2 limit\n", rs->rules[r->mr.limit_rules[i]].name);
 	if (r->mr.rules_skipped)

@@ -57,6 +57,7 @@
 #include "pipeline.h"
 #include "rules.h"
 #include "util.h"
+#include "verdict.h"
 
 #include <errno.h>
 #include <math.h>
@@ -267,8 +268,13 @@ static const char *eval_hit_match(const struct pipeline_result *r, const struct 
 /* eval_text_rules - " RULE(+1) «text», ..." for the hits of category c, or " (no rule hit)". */
 static void eval_text_rules(struct eval_state *st, const struct pipeline_result *r, size_t c)
 {
+	long *fate = r->mr.n_hits ? calloc(r->mr.n_hits, sizeof(*fate)) : NULL;
 	bool any = false;
 
+	if (fate && verdict_shadows(st->cfg, st->rs, &r->mr, fate) < 0) {
+		free(fate);
+		fate = NULL;
+	}
 	for (size_t i = 0; i < r->mr.n_hits; i++) {
 		const struct match_hit *h = &r->mr.hits[i];
 		const struct rule *ru = &st->rs->rules[h->rule];
@@ -278,12 +284,17 @@ static void eval_text_rules(struct eval_state *st, const struct pipeline_result 
 		if ((size_t)ru->category != c)
 			continue;
 		m = eval_hit_match(r, h, &ml);
-		strbuf_printf(&st->text, "%s %s(%+g) \"", any ? "," : "", ru->name, ru->score);
+		strbuf_printf(&st->text, "%s %s(%+g", any ? "," : "", ru->name, ru->score);
+		if (fate && fate[i] >= 0)     /* verdict.c: one stretch of text counts once */
+			strbuf_printf(&st->text, ", same text as %s",
+				      st->rs->rules[r->mr.hits[fate[i]].rule].name);
+		strbuf_puts(&st->text, ") \"");
 		for (size_t k = 0; k < ml; k++)
 			strbuf_putc(&st->text, (char)(m[k] == '\n' ? ' ' : m[k]));
 		strbuf_putc(&st->text, '"');
 		any = true;
 	}
+	free(fate);
 	if (!any)
 		strbuf_puts(&st->text, " (no rule hit)");
 }

@@ -2,15 +2,22 @@
  * verdict.c - hits -> per-category scores -> the categories present
  *
  * A category's score is the sum of the scores of the distinct rules that hit (a rule counts
- * once even if it were listed twice). A category is present when at least one of its rules hit
- * and its score reaches the category's threshold: a negative-score rule ("no complaints at all")
- * can pull a category below its threshold, and a category nobody hit is never present, whatever
- * its threshold.
+ * once even if it were listed twice), where one stretch of text counts once per category:
+ * when the hit of one positive rule of a category lies inside another's in the same text,
+ * only the higher score counts. Weak rules (0.5) are meant to add up when two different cues occur;
+ * the same word matched by two rule files (Urdu and Persian share much of their vocabulary)
+ * or by a word rule and a phrase rule around it is one cue, not two. Negative rules
+ * (exceptions such as "no complaints at all") always count.
+ *
+ * A category is present when at least one of its rules hit and its score reaches the
+ * category's threshold: a negative-score rule can pull a category below its threshold, and a
+ * category nobody hit is never present, whatever its threshold.
  *
  * The ruleset names categories by index into the config it was loaded with; when the config in
  * hand lists categories differently (a config reload ahead of the rules), the name decides.
  *
  * OWNERSHIP  verdict_compute() fills a caller-owned struct verdict; nothing to free.
+ *            verdict_shadows() fills a caller-owned array of mr->n_hits entries.
  */
 #include "verdict.h"
 
@@ -27,32 +34,157 @@ static int category_in_config(const struct config *cfg, const struct ruleset *rs
 	return config_category_index(cfg, rs->category_names[c]);
 }
 
-void verdict_compute(const struct config *cfg, const struct ruleset *rs,
-		     const struct match_result *mr, struct verdict *v)
+/* Is one hit's text inside the other's (the same word matched twice, a word and a phrase
+ * around it)? Partly overlapping hits are two cues: "3 baar complaint" and "complaint ki"
+ * share a word but each says something the other does not. A zero-length hit (a
+ * lookaround-only pattern) covers the one position it stands at. */
+static bool hits_nested(const struct match_hit *a, const struct match_hit *b)
 {
-	unsigned char *seen = NULL;
+	size_t ae = a->offset + (a->length ? a->length : 1);
+	size_t be = b->offset + (b->length ? b->length : 1);
 
-	memset(v, 0, sizeof(*v));
-	v->n_categories = cfg->n_categories < CONFIG_MAX_CATEGORIES ? cfg->n_categories
-								   : CONFIG_MAX_CATEGORIES;
-	if (!rs || !mr || !mr->n_hits)
-		return;
-	seen = calloc(rs->n_rules ? rs->n_rules : 1, 1);
+	if (a->target != b->target || a->header_index != b->header_index)
+		return false;
+	return (a->offset <= b->offset && be <= ae) || (b->offset <= a->offset && ae <= be);
+}
+
+/* Positive hits first, higher scores first, then in match order: the greedy pass below keeps
+ * the best-scoring hit of each nested group. */
+struct order_key {
+	double score;
+	size_t hit;
+};
+
+static int order_cmp(const void *pa, const void *pb)
+{
+	const struct order_key *a = pa, *b = pb;
+
+	if (a->score != b->score)
+		return a->score > b->score ? -1 : 1;
+	return a->hit < b->hit ? -1 : a->hit > b->hit;
+}
+
+/*
+ * For each hit, what became of it: VERDICT_COUNTED, VERDICT_NOT_COUNTED (a repeat of a rule,
+ * or a category the config lacks), or the index of the counted hit of the same category whose
+ * text it nests with. Returns -1 when out of memory (then nothing is filled).
+ */
+static int classify(const struct config *cfg, const struct ruleset *rs,
+		    const struct match_result *mr, long *fate, int *cat_of)
+{
+	struct order_key *ord = calloc(mr->n_hits, sizeof(*ord));
+	unsigned char *seen = calloc(rs->n_rules ? rs->n_rules : 1, 1);
+	size_t n = 0;
+
+	if (!ord || !seen) {
+		free(ord);
+		free(seen);
+		return -1;
+	}
 	for (size_t i = 0; i < mr->n_hits; i++) {
 		size_t ri = mr->hits[i].rule;
+
+		fate[i] = VERDICT_NOT_COUNTED;
+		cat_of[i] = -1;
+		if (ri >= rs->n_rules || seen[ri])
+			continue;
+		seen[ri] = 1;
+		cat_of[i] = category_in_config(cfg, rs, rs->rules[ri].category);
+		if (cat_of[i] < 0 || (size_t)cat_of[i] >= cfg->n_categories ||
+		    cat_of[i] >= CONFIG_MAX_CATEGORIES) {
+			cat_of[i] = -1;
+			continue;
+		}
+		ord[n++] = (struct order_key){ rs->rules[ri].score, i };
+	}
+	qsort(ord, n, sizeof(*ord), order_cmp);
+	for (size_t k = 0; k < n; k++) {
+		size_t i = ord[k].hit;
+
+		fate[i] = VERDICT_COUNTED;
+		if (ord[k].score <= 0)
+			continue;
+		for (size_t j = 0; j < k; j++) {
+			size_t h = ord[j].hit;
+
+			if (cat_of[h] == cat_of[i] && fate[h] == VERDICT_COUNTED &&
+			    hits_nested(&mr->hits[h], &mr->hits[i])) {
+				fate[i] = (long)h;
+				break;
+			}
+		}
+	}
+	free(ord);
+	free(seen);
+	return 0;
+}
+
+int verdict_shadows(const struct config *cfg, const struct ruleset *rs,
+		    const struct match_result *mr, long *fate)
+{
+	int *cat_of;
+	int rc;
+
+	if (!rs || !mr || !mr->n_hits)
+		return 0;
+	cat_of = calloc(mr->n_hits, sizeof(*cat_of));
+	if (!cat_of)
+		return -1;
+	rc = classify(cfg, rs, mr, fate, cat_of);
+	free(cat_of);
+	return rc;
+}
+
+/* Out of memory for the nesting pass: every distinct rule counts, as before nesting was
+ * looked at (a category may then score a shared word twice; never fewer categories). */
+static void sum_plain(const struct config *cfg, const struct ruleset *rs,
+		      const struct match_result *mr, struct verdict *v)
+{
+	for (size_t i = 0; i < mr->n_hits; i++) {
+		size_t ri = mr->hits[i].rule;
+		bool repeat = false;
 		int c;
 
-		if (ri >= rs->n_rules || (seen && seen[ri]))
+		for (size_t j = 0; j < i && !repeat; j++)
+			repeat = mr->hits[j].rule == ri;
+		if (ri >= rs->n_rules || repeat)
 			continue;
-		if (seen)
-			seen[ri] = 1;
 		c = category_in_config(cfg, rs, rs->rules[ri].category);
 		if (c < 0 || (size_t)c >= v->n_categories)
 			continue;
 		v->score[c] += rs->rules[ri].score;
 		v->hit[c] = true;
 	}
-	free(seen);
+}
+
+void verdict_compute(const struct config *cfg, const struct ruleset *rs,
+		     const struct match_result *mr, struct verdict *v)
+{
+	long *fate;
+	int *cat_of;
+
+	memset(v, 0, sizeof(*v));
+	v->n_categories = cfg->n_categories < CONFIG_MAX_CATEGORIES ? cfg->n_categories
+								   : CONFIG_MAX_CATEGORIES;
+	if (!rs || !mr || !mr->n_hits)
+		return;
+	fate = calloc(mr->n_hits, sizeof(*fate));
+	cat_of = calloc(mr->n_hits, sizeof(*cat_of));
+	if (!fate || !cat_of || classify(cfg, rs, mr, fate, cat_of) < 0) {
+		sum_plain(cfg, rs, mr, v);
+	} else {
+		for (size_t i = 0; i < mr->n_hits; i++) {
+			int c = cat_of[i];
+
+			if (c < 0 || (size_t)c >= v->n_categories)
+				continue;
+			v->hit[c] = true;     /* a shadowed hit still hit its category */
+			if (fate[i] == VERDICT_COUNTED)
+				v->score[c] += rs->rules[mr->hits[i].rule].score;
+		}
+	}
+	free(fate);
+	free(cat_of);
 	for (size_t c = 0; c < v->n_categories; c++) {
 		v->present[c] = v->hit[c] && v->score[c] >= cfg->categories[c].threshold;
 		if (v->present[c])

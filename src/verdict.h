@@ -1,7 +1,8 @@
 /*
  * verdict.h - hits -> per-category scores -> the categories present
  *
- * Category score = sum of the scores of the distinct rules that hit. A category is present when
+ * Category score = sum of the scores of the distinct rules that hit, one stretch of text counting
+ * once per category (positive hits nested in one another: the highest score). A category is present when
  * its score reaches the category's threshold from the config.
  */
 #ifndef AMENDS_VERDICT_H
@@ -22,5 +23,15 @@ struct verdict {
 
 void verdict_compute(const struct config *cfg, const struct ruleset *rs,
 		     const struct match_result *mr, struct verdict *v);
+
+/* What verdict_compute made of each hit, for explanations ("why did this match"): fate[i] is
+ * VERDICT_COUNTED, VERDICT_NOT_COUNTED (a repeated rule, or a category the config lacks) or the
+ * index of the counted hit of the same category whose text contains hit i's or lies
+ * inside it. fate has
+ * mr->n_hits entries, caller-owned. Returns 0, or -1 when out of memory (fate untouched). */
+#define VERDICT_COUNTED (-1L)
+#define VERDICT_NOT_COUNTED (-2L)
+int verdict_shadows(const struct config *cfg, const struct ruleset *rs,
+		    const struct match_result *mr, long *fate);
 
 #endif

@@ -28,3 +28,29 @@ rc=$?
 cat "$T_TMP/check_corpus.out"
 [ "$rc" = 0 ] || fail "amendsctl check disagrees with the corpus (see above)"
 ok "amendsctl check: text, language and categories of every dev-corpus message"
+
+# One stretch of text counts once per category (verdict.c), and the explanation says so: "هر بار"
+# (every time) is a weak complaint cue in both ur.rules and fa.rules. Counted twice it made a
+# complaint out of two words; now the score is one cue's, and the second hit names the first.
+printf 'From: a@example.org\nTo: b@example.com\nSubject: x\nContent-Type: text/plain; charset=utf-8\n\nهر بار یہی ہوتا ہے\n' \
+	>"$T_TMP/same.eml"
+"$AMENDSCTL" -c "$T_TMP/amends.conf" check --json "$T_TMP/same.eml" >"$T_TMP/same.json" ||
+	fail "amendsctl check --json same.eml failed"
+"$PYTHON3" - "$T_TMP/same.json" <<'PY' || fail "a word matched by two rule files was counted twice (see above)"
+import json, sys
+r = json.loads(open(sys.argv[1]).readline())
+hits = [h for h in r["hits"] if h["category"] == "complaint"]
+counted = [h for h in hits if h["counted"]]
+shadowed = [h for h in hits if not h["counted"]]
+ok = (len(hits) >= 2 and len(counted) == 1 and r["scores"].get("complaint") == counted[0]["score"]
+      and all(h["same_text_as"] == counted[0]["rule"] for h in shadowed)
+      and "complaint" not in r["categories"])
+if not ok:
+    print(json.dumps(r, ensure_ascii=False, indent=1))
+sys.exit(0 if ok else 1)
+PY
+"$AMENDSCTL" -c "$T_TMP/amends.conf" check "$T_TMP/same.eml" >"$T_TMP/same.txt" ||
+	fail "amendsctl check same.eml failed"
+grep -q '(same text as [A-Z_]*: not counted again)' "$T_TMP/same.txt" ||
+	{ cat "$T_TMP/same.txt"; fail "the text explanation does not say which hit was not counted"; }
+ok "one stretch of text counts once per category, and check explains it"

@@ -20,13 +20,17 @@ static struct ruleset *rs;
 
 /* rules: 0 R_A refund 2.5 | 1 R_B refund 1 | 2 C_NEG complaint -3 | 3 C_POS complaint 2
  *        4 AB abuse 0.5 | 5 UN unethical 1 */
+/* rules: 6 AB2 abuse 0.5 | 7 AB3 abuse 0.75 | 8 AB_NEG abuse -0.5 */
 static const char rules_text[] =
 	"rule R_A\ncategory refund\nscore 2.5\nmatch /a/\n"
 	"rule R_B\ncategory refund\nmatch /b/\n"
 	"rule C_NEG\ncategory complaint\nscore -3\nmatch /c/\n"
 	"rule C_POS\ncategory complaint\nscore 2\nmatch /d/\n"
 	"rule AB\ncategory abuse\nscore 0.5\nmatch /e/\n"
-	"rule UN\ncategory unethical\nmatch /f/\n";
+	"rule UN\ncategory unethical\nmatch /f/\n"
+	"rule AB2\ncategory abuse\nscore 0.5\nmatch /g/\n"
+	"rule AB3\ncategory abuse\nscore 0.75\nmatch /h/\n"
+	"rule AB_NEG\ncategory abuse\nscore -0.5\nmatch /i/\n";
 
 static int setup(void **state)
 {
@@ -52,8 +56,10 @@ static void compute(const size_t *rules, size_t n, struct verdict *v)
 	struct match_result mr = { 0 };
 	struct match_hit hits[16];
 
+	/* each hit on its own stretch of text: nesting is test_nested's subject */
 	for (size_t i = 0; i < n; i++)
-		hits[i] = (struct match_hit){ .rule = rules[i], .header_index = -1 };
+		hits[i] = (struct match_hit){ .rule = rules[i], .offset = 10 * i, .length = 5,
+					      .header_index = -1 };
 	mr.hits = hits;
 	mr.n_hits = n;
 	verdict_compute(cfg, rs, &mr, v);
@@ -150,12 +156,100 @@ static void test_config_reordered(void **state)
 	assert_int_equal(v.present_mask, 0);
 }
 
+struct span {
+	size_t rule, offset, length;
+	enum rules_target target;
+	int header;
+};
+
+static void compute_spans(const struct span *sp, size_t n, struct verdict *v, long *fate)
+{
+	struct match_result mr = { 0 };
+	struct match_hit hits[16];
+
+	for (size_t i = 0; i < n; i++)
+		hits[i] = (struct match_hit){ .rule = sp[i].rule, .target = sp[i].target,
+					      .offset = sp[i].offset, .length = sp[i].length,
+					      .header_index = sp[i].header };
+	mr.hits = hits;
+	mr.n_hits = n;
+	verdict_compute(cfg, rs, &mr, v);
+	assert_int_equal(verdict_shadows(cfg, rs, &mr, fate), 0);
+}
+
+/* One stretch of text counts once per category: two weak rules on the same word (Urdu and
+ * Persian share words), or a word inside a phrase, are one cue; partly overlapping or separate
+ * hits are two; other categories, other texts and negative rules are not affected. */
+#define BODY RULES_TARGET_BODY
+#define SUBJ RULES_TARGET_SUBJECT
+#define HDR RULES_TARGET_HEADER
+
+static void test_nested(void **state)
+{
+	static const struct {
+		struct span sp[3];
+		size_t n;
+		double abuse;
+		long fate[3];
+	} cases[] = {
+		/* the same word twice: one cue, below the threshold */
+		{ { { 4, 7, 4, BODY, -1 }, { 6, 7, 4, BODY, -1 } }, 2, 0.5, { -1, 0, 0 } },
+		/* a word inside a phrase: the phrase's higher score counts, whatever the order */
+		{ { { 6, 8, 2, BODY, -1 }, { 7, 5, 10, BODY, -1 } }, 2, 0.75, { 1, -1, 0 } },
+		{ { { 7, 5, 10, BODY, -1 }, { 6, 8, 2, BODY, -1 } }, 2, 0.75, { -1, 0, 0 } },
+		/* partly overlapping: two cues */
+		{ { { 4, 0, 8, BODY, -1 }, { 6, 5, 8, BODY, -1 } }, 2, 1.0, { -1, -1, 0 } },
+		/* adjacent, touching at one end: two cues */
+		{ { { 4, 0, 5, BODY, -1 }, { 6, 5, 5, BODY, -1 } }, 2, 1.0, { -1, -1, 0 } },
+		/* the same offsets in different texts (body, subject) or headers: two cues */
+		{ { { 4, 3, 4, BODY, -1 }, { 6, 3, 4, SUBJ, -1 } }, 2, 1.0, { -1, -1, 0 } },
+		{ { { 4, 3, 4, HDR, 0 }, { 6, 3, 4, HDR, 1 } }, 2, 1.0, { -1, -1, 0 } },
+		/* a negative rule on the same text still counts */
+		{ { { 4, 3, 4, BODY, -1 }, { 8, 3, 4, BODY, -1 } }, 2, 0.0, { -1, -1, 0 } },
+		/* zero-length hits stand at one position */
+		{ { { 4, 6, 0, BODY, -1 }, { 6, 4, 4, BODY, -1 } }, 2, 0.5, { -1, 0, 0 } },
+		{ { { 4, 9, 0, BODY, -1 }, { 6, 4, 4, BODY, -1 } }, 2, 1.0, { -1, -1, 0 } },
+		/* a repeated rule is not counted, and shadows nothing */
+		{ { { 4, 0, 4, BODY, -1 }, { 4, 20, 4, BODY, -1 }, { 6, 20, 4, BODY, -1 } }, 3, 1.0,
+		  { -1, VERDICT_NOT_COUNTED, -1 } },
+	};
+
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+		struct verdict v;
+		long fate[3];
+
+		compute_spans(cases[i].sp, cases[i].n, &v, fate);
+		assert_true(v.score[cat("abuse")] == cases[i].abuse);
+		assert_int_equal(v.present[cat("abuse")], cases[i].abuse >= 1.0);
+		assert_true(v.hit[cat("abuse")]);
+		for (size_t k = 0; k < cases[i].n; k++)
+			assert_int_equal(fate[k], cases[i].fate[k]);
+	}
+}
+
+/* Nesting is per category: a refund word inside an abuse phrase counts for refund. */
+static void test_nested_other_category(void **state)
+{
+	static const struct span sp[] = { { 7, 0, 20, RULES_TARGET_BODY, -1 },
+					  { 1, 5, 4, RULES_TARGET_BODY, -1 } };
+	struct verdict v;
+	long fate[2];
+
+	compute_spans(sp, 2, &v, fate);
+	assert_true(v.score[cat("abuse")] == 0.75);
+	assert_true(v.score[cat("refund")] == 1.0);
+	assert_int_equal(fate[0], VERDICT_COUNTED);
+	assert_int_equal(fate[1], VERDICT_COUNTED);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_table),
 		cmocka_unit_test(test_thresholds),
 		cmocka_unit_test(test_config_reordered),
+		cmocka_unit_test(test_nested),
+		cmocka_unit_test(test_nested_other_category),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
