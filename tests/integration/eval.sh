@@ -76,18 +76,41 @@ for name in heldout heldout2 heldout3 heldout4 heldout6; do
 		--min-f1 1 --min-f1-latn 1 --max-fp 0 --min-lang 0.90
 done
 
-# tests/data/heldout5 (140): never tuned on: the only measure left of mail the
-# rules were not written for. Its first run, with these rules: macro-F1 0.65 (pa) to 0.87 (en),
-# romanized 0.66 / 0.84, 2 of 49 hard negatives flagged, language 137 of 140. It must not get
-# worse.
+# tests/data/heldout5 (140) and heldout7 (140) are never tuned on: with heldout9 (below, when
+# present) they are the measures of mail the rules were not written for. Each is held to its
+# figures as first measured: per-language macro-F1, false hits on `none`, language detection,
+# and each category's F1 over all languages pooled (--min-cat-f1), because a macro-F1 per
+# language can hide one category collapsing. heldout5's first run: macro-F1 0.65 (pa) to 0.87
+# (en), romanized 0.66 / 0.84, 2 of 49 hard negatives flagged, language 137 of 140. Its category
+# floors are from the rules after heldout6's fixes and the one-stretch-counts-once verdict (which
+# cost it one complaint: 0.79 -> 0.77).
 held_eval heldout5 "worse than its first measurement (untuned: do not fix it by tuning on it)" \
-	--min-f1 0.64 --min-f1-latn 0.65 --max-fp 0.05 --min-lang 0.97
+	--min-f1 0.64 --min-f1-latn 0.65 --max-fp 0.05 --min-lang 0.97 \
+	--min-cat-f1 complaint=0.76 --min-cat-f1 abuse=1 --min-cat-f1 cancellation=0.78 \
+	--min-cat-f1 refund=0.78 --min-cat-f1 unethical=0.57
 
-# tests/data/heldout7 (140): written last, with the rules of heldout6's fixes, and never tuned on
-# either. Its first run: macro-F1 0.75 (pa) to 0.86 (hi), romanized 0.75 / 0.84, 5 of 45 hard
-# negatives flagged, language 133 of 140 (6 romanized Urdu messages called Hinglish).
+# heldout7: written last, with the rules of heldout6's fixes. Its first run: macro-F1 0.75 (pa)
+# to 0.86 (hi), romanized 0.75 / 0.84, 5 of 45 hard negatives flagged, language 133 of 140 (6
+# romanized Urdu messages called Hinglish); complaint 0.77, abuse 0.96, cancellation 0.86,
+# refund 0.92, unethical 0.62.
 held_eval heldout7 "worse than its first measurement (untuned: do not fix it by tuning on it)" \
-	--min-f1 0.74 --min-f1-latn 0.75 --max-fp 0.12 --min-lang 0.95
+	--min-f1 0.74 --min-f1-latn 0.75 --max-fp 0.12 --min-lang 0.95 \
+	--min-cat-f1 complaint=0.77 --min-cat-f1 abuse=0.96 --min-cat-f1 cancellation=0.86 \
+	--min-cat-f1 refund=0.92 --min-cat-f1 unethical=0.62
+
+# A category floor can fail: heldout5's unethical F1 (0.57) under a floor of 0.58 is a miss
+# named in the output, and a category the configuration lacks is a usage error.
+"$ctl" -c "$conf" eval "$top_srcdir/tests/data/heldout5" --rules "$top_srcdir/rules" \
+	--min-cat-f1 unethical=0.58 >"$tmp/floor" 2>&1
+rc=$?
+[ "$rc" = 1 ] && grep -q '^unethical F1 (all languages) 0.571 < 0.58' "$tmp/floor" || {
+	tail -5 "$tmp/floor"
+	echo "FAIL: a category floor above the figure did not fail (exit $rc)"
+	exit 1
+}
+"$ctl" -c "$conf" eval "$top_srcdir/tests/data/heldout5" --min-cat-f1 praise=0.5 >"$tmp/floor" 2>&1
+rc=$?
+[ "$rc" = 2 ] || { echo "FAIL: --min-cat-f1 with an unknown category: exit $rc, not 2"; exit 1; }
 
 # With an empty rule set every category is missed: eval must exit 1.
 mkdir "$tmp/norules"
