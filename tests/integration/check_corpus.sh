@@ -31,8 +31,9 @@ ok "amendsctl check: text, language and categories of every dev-corpus message"
 
 # One stretch of text counts once per category (verdict.c), and the explanation says so: "هر بار"
 # (every time) is a weak complaint cue in both ur.rules and fa.rules. Counted twice it made a
-# complaint out of two words; now the score is one cue's, and the second hit names the first.
-printf 'From: a@example.org\nTo: b@example.com\nSubject: x\nContent-Type: text/plain; charset=utf-8\n\nهر بار یہی ہوتا ہے\n' \
+# complaint of "every time I ordered from you everything was great, thank you"; now the score is
+# one cue's, and the second hit names the first.
+printf 'From: a@example.org\nTo: b@example.com\nSubject: x\nContent-Type: text/plain; charset=utf-8\n\nهر بار که از شما سفارش دادم همه چیز عالی بود. ممنونم!\n' \
 	>"$T_TMP/same.eml"
 "$AMENDSCTL" -c "$T_TMP/amends.conf" check --json "$T_TMP/same.eml" >"$T_TMP/same.json" ||
 	fail "amendsctl check --json same.eml failed"

@@ -76,8 +76,8 @@ for name in heldout heldout2 heldout3 heldout4 heldout6; do
 		--min-f1 1 --min-f1-latn 1 --max-fp 0 --min-lang 0.90
 done
 
-# tests/data/heldout5 (140) and heldout7 (140) are never tuned on: with heldout9 (below, when
-# present) they are the measures of mail the rules were not written for. Each is held to its
+# tests/data/heldout5 (140), heldout7 (140) and heldout9 (140) are never tuned on: they are the
+# measures of mail the rules were not written for. Each is held to its
 # figures as first measured: per-language macro-F1, false hits on `none`, language detection,
 # and each category's F1 over all languages pooled (--min-cat-f1), because a macro-F1 per
 # language can hide one category collapsing. heldout5's first run: macro-F1 0.65 (pa) to 0.87
@@ -97,6 +97,18 @@ held_eval heldout7 "worse than its first measurement (untuned: do not fix it by 
 	--min-f1 0.74 --min-f1-latn 0.75 --max-fp 0.12 --min-lang 0.95 \
 	--min-cat-f1 complaint=0.77 --min-cat-f1 abuse=0.96 --min-cat-f1 cancellation=0.86 \
 	--min-cat-f1 refund=0.92 --min-cat-f1 unethical=0.62
+
+# heldout9 (140): written at the start of the fourteenth session by a writer who saw neither the
+# rules nor the other held-out sets: dentists, coaching centres, solar installers, mobile-repair
+# kiosks, groceries, buses, matrimonial sites, printers, laundries, pet shops, co-working,
+# electricity, bookshops, cinemas, car rental. Never tuned on. Its first run (the rules after the
+# heldout6 fixes, with the one-stretch-counts-once verdict): macro-F1 0.61 (hi) to 0.82 (en),
+# romanized 0.73 (hi-Latn) / 0.84, 1 of 42 none flagged, language 137 of 140; complaint 0.61,
+# abuse 0.96, cancellation 0.68, refund 0.88, unethical 0.70.
+held_eval heldout9 "worse than its first measurement (untuned: do not fix it by tuning on it)" \
+	--min-f1 0.60 --min-f1-latn 0.72 --max-fp 0.03 --min-lang 0.97 \
+	--min-cat-f1 complaint=0.60 --min-cat-f1 abuse=0.96 --min-cat-f1 cancellation=0.68 \
+	--min-cat-f1 refund=0.87 --min-cat-f1 unethical=0.69
 
 # A category floor can fail: heldout5's unethical F1 (0.57) under a floor of 0.58 is a miss
 # named in the output, and a category the configuration lacks is a usage error.
