@@ -12,8 +12,8 @@
  *     an application/, image/, audio/, video/, font/ or model/ type) is left out too: it is
  *     never read, and GMime need not parse it; so is, when the caller skips shadowed parts,
  *     the body of an HTML alternative after a text/plain one (scan_shadow; when that text/plain
- *     turns out empty or blank, the HTML is the text after all, and the message is parsed
- *     again with those bodies kept: unshadow_blank_groups, retry_shadowed). Malformed mail may
+ *     turns out empty, blank or a stub, the HTML is the text after all, and the message is parsed
+ *     again with those bodies kept: unshadow_textless_groups, retry_shadowed). Malformed mail may
  *     be read one way by the scan and another by GMime, so after the parse the two are compared
  *     (as many entities; every body left out is an empty attachment, or an empty shadowed HTML
  *     part, to GMime); when they differ the message is parsed again with every body kept
@@ -1596,7 +1596,8 @@ struct decoder {
 	size_t empty_text;      /* text parts that are read, with an empty body */
 	struct strbuf kinds;    /* GMime's letter per entity walked (ENTITY_*), for the check */
 	bool *group_text;       /* per multipart/alternative with a text/plain child: that child
-				 * has text (not blank), so its HTML alternatives are shadowed */
+				 * has text (not blank, not a stub), so its HTML alternatives are
+				 * shadowed */
 	int n_groups, cap_groups;
 	bool oom;
 };
@@ -1990,6 +1991,44 @@ static bool text_is_blank(const char *s, size_t n)
 	return true;
 }
 
+/*
+ * A stub: a short text/plain alternative that only says to read the HTML ("To view this
+ * message, use an HTML-capable mail client", "View this email in your browser"), as web forms,
+ * helpdesk tools and mass mailers send. It says nothing either, and the HTML beside it is the
+ * text. Only short parts are looked at (STUB_MAX bytes): a long text/plain part that mentions
+ * HTML is a message. The phrases are English because the tools that write them are; a
+ * customer's own words in any language are longer than the phrase or do not contain it, and a
+ * stub that also holds a sentence of the customer's loses nothing: both parts are then read.
+ */
+#define STUB_MAX 256
+
+static bool text_is_stub(const char *s, size_t n)
+{
+	static const char *const phrases[] = {
+		"html-capable", "html capable", "html-compatible", "html compatible",
+		"html version of this", "in html format", "an html message", "an html email",
+		"an html e-mail", "is in html", "does not support html", "doesn't support html",
+		"does not display html", "cannot display html", "can't display html",
+		"unable to display html", "not display html", "enable html", "switch to html",
+		"requires html", "view this email in your browser", "view this e-mail in your browser",
+		"view this message in your browser", "view it in your browser", "view in browser",
+		"view this email online", "view this message online", "view the html",
+	};
+	char low[STUB_MAX + 1];
+
+	if (text_is_blank(s, n))
+		return true;
+	if (n > STUB_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)     /* ASCII case folding; NULs cannot end the search early */
+		low[i] = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] + 'a' - 'A') : s[i] ? s[i] : ' ';
+	low[n] = '\0';
+	for (size_t k = 0; k < sizeof(phrases) / sizeof(phrases[0]); k++)
+		if (strstr(low, phrases[k]))
+			return true;
+	return false;
+}
+
 /* A new multipart/alternative group (see struct decoder); its index, or -1 without memory. */
 static int group_new(struct decoder *d)
 {
@@ -2014,7 +2053,7 @@ static bool group_has_text(const struct decoder *d, int group)
 /* A text/plain or text/html part that is not an attachment: listed and decoded. shadow: it lies
  * in an alternative to a text/plain part, that of group. A shadowed HTML part is left undecoded
  * (skip_shadowed) only once its group's text/plain is known to have text; otherwise it is
- * decoded, and unshadow_blank_groups() decides after the walk. */
+ * decoded, and unshadow_textless_groups() decides after the walk. */
 static int visit_text(struct decoder *d, const struct leaf_src *src, bool html, const char *cs,
 		      int depth, bool in_rfc822, bool shadow, int group)
 {
@@ -2043,14 +2082,15 @@ static int visit_text(struct decoder *d, const struct leaf_src *src, bool html, 
 	}
 	rc = decode_text(d, src, p, cs ? cs : "");
 	if (rc == 0 && !html && !shadow && group >= 0 && group < d->n_groups &&
-	    !text_is_blank(p->text, p->text_len))
+	    !text_is_stub(p->text, p->text_len))
 		d->group_text[group] = true;
 	return rc;
 }
 
-/* After the walk: an HTML part shadowed by a text/plain that turned out empty or blank is the
- * message's text after all. The number of parts unshadowed. */
-static size_t unshadow_blank_groups(struct decoder *d)
+/* After the walk: an HTML part shadowed by a text/plain that turned out empty, blank or a stub
+ * ("use an HTML-capable client") is the message's text after all. The number of parts
+ * unshadowed. */
+static size_t unshadow_textless_groups(struct decoder *d)
 {
 	size_t n = 0;
 
@@ -2493,8 +2533,9 @@ static int parse_once(const char *raw, size_t len, const struct message_limits *
 	}
 	/* every body left out must be one nobody reads: an attachment, or a shadowed HTML part
 	 * (and then no text part that is read may be empty, lest it be one the scan left out, and
-	 * no HTML part may be unshadowed by a blank text/plain: its body may be one left out) */
-	unshadowed = unshadow_blank_groups(&d);
+	 * no HTML part may be unshadowed by a blank or stub text/plain: its body may be one left
+	 * out) */
+	unshadowed = unshadow_textless_groups(&d);
 	bad_binary = (res->dropped || res->dropped_shadow) &&
 		     (d.visited != res->parts || d.empty_binary < res->dropped ||
 		      !kinds_agree(res->kinds, res->n_kinds, &d.kinds));
@@ -2548,8 +2589,8 @@ int message_parse(const char *raw, size_t len, const struct message_limits *lim,
 	message_global_init();
 	rc = parse_once(raw, len, lim, &res, out, &agrees);
 	if (rc < 0 && !agrees && res.retry_shadowed) {
-		/* a text/plain alternative was empty or blank, so the HTML beside it is the text,
-		 * and its body was left out: parse again with the HTML bodies kept */
+		/* a text/plain alternative was empty, blank or a stub, so the HTML beside it is
+		 * the text, and its body was left out: parse again with the HTML bodies kept */
 		res = (struct scan_result){ .drop_binary = !lim->keep_attachment_bodies && !nul };
 		rc = parse_once(raw, len, lim, &res, out, &agrees);
 	}

@@ -62,7 +62,8 @@ struct message_part {
 	bool truncated;             /* cut at part_text_bytes / message_text_bytes */
 	bool shadowed;              /* HTML alternative of a text/plain part that has text:
 	                             * decoded and listed, but left out of body_new/body_quoted
-	                             * (same text twice). An empty or blank text/plain shadows
+	                             * (same text twice). An empty or blank text/plain, or a
+	                             * short stub ("use an HTML-capable client"), shadows
 	                             * nothing: the HTML is then the text. */
 	int alt_group;              /* which multipart/alternative a shadowed part belongs to,
 	                             * -1 none (message.c's bookkeeping) */

@@ -905,6 +905,11 @@ static void test_blank_plain_shadows_nothing(void **state)
 #define ALT_HDR "Content-Type: multipart/alternative; boundary=a\n\n"
 #define HTML "--a\nContent-Type: text/html\n\n<p>I want my money back</p>\n"
 #define PDF "--m\nContent-Type: application/pdf\n\n%PDF-1.4\n--m--\n"
+#define LONG_PLAIN "Your site says my mail client does not support HTML, so I am writing in plain " \
+	"text. The blender I ordered on the 3rd arrived with a cracked jug and the motor smells " \
+	"burnt after one use. I sent two photos last week and nobody answered. I have been a " \
+	"customer for six years and I expect better. Please tell me what you will do about it, " \
+	"and by when, or I will take this further."
 	static const struct { const char *raw; const char *body; size_t left_out; } cases[] = {
 		{ ALT_HDR "--a\nContent-Type: text/plain\n\n" HTML "--a--\n",
 		  "I want my money back", 0 },
@@ -923,6 +928,17 @@ static void test_blank_plain_shadows_nothing(void **state)
 		  "Content-Type: image/png\n\nPNG\n--r--\n--a--\n", "refund now", 1 },
 		{ ALT_HDR "--a\nContent-Type: text/plain\n\nplain words\n" HTML "--a--\n",
 		  "plain words", 1 },                    /* text: the HTML stays shadowed */
+		/* a stub that only says to read the HTML shadows nothing either; both are read */
+		{ ALT_HDR "--a\nContent-Type: text/plain\n\nTo view this message, please use an "
+		  "HTML-capable email client.\n" HTML "--a--\n",
+		  "To view this message, please use an HTML-capable email client.\n"
+		  "I want my money back", 0 },
+		{ ALT_HDR "--a\nContent-Type: text/plain; charset=utf-8\n"
+		  "Content-Transfer-Encoding: base64\n\nVmlldyB0aGlzIGVtYWlsIGluIHlvdXIgQlJPV1NFUi4K\n"
+		  HTML "--a--\n", "View this email in your BROWSER.\nI want my money back", 0 },
+		/* a long text/plain that mentions HTML is a message: the HTML stays shadowed */
+		{ ALT_HDR "--a\nContent-Type: text/plain\n\n" LONG_PLAIN "\n" HTML "--a--\n",
+		  LONG_PLAIN, 1 },
 	};
 	struct message_limits daemon, whole, listed;
 
@@ -950,6 +966,7 @@ static void test_blank_plain_shadows_nothing(void **state)
 #undef ALT_HDR
 #undef HTML
 #undef PDF
+#undef LONG_PLAIN
 }
 
 static void test_limits_str(void **state)
