@@ -71,7 +71,10 @@ held_eval() {
 # rules are"), each after the fixes for the one before; now no miss and no false hit is allowed in
 # any. Language: 90 % (romanized Urdu with few markers is called Hinglish; see amends.conf(5),
 # fallback_hi_latn).
-for name in heldout heldout2 heldout3 heldout4 heldout6; do
+# heldout8 (150) and heldout10 (160), written in the fourteenth session to tune on: unethical
+# requests told by their facts with honest look-alikes, and complaints and cancellations told by
+# their facts (weighted to hi, hi-Latn, pa, fa); first runs: unethical F1 0.26, complaint 0.45.
+for name in heldout heldout2 heldout3 heldout4 heldout6 heldout8 heldout10; do
 	held_eval "$name" "a miss or a false hit (or language below 90 %)" \
 		--min-f1 1 --min-f1-latn 1 --max-fp 0 --min-lang 0.90
 done
@@ -81,22 +84,28 @@ done
 # figures as first measured: per-language macro-F1, false hits on `none`, language detection,
 # and each category's F1 over all languages pooled (--min-cat-f1), because a macro-F1 per
 # language can hide one category collapsing. heldout5's first run: macro-F1 0.65 (pa) to 0.87
-# (en), romanized 0.66 / 0.84, 2 of 49 hard negatives flagged, language 137 of 140. Its category
-# floors are from the rules after heldout6's fixes and the one-stretch-counts-once verdict (which
-# cost it one complaint: 0.79 -> 0.77).
-held_eval heldout5 "worse than its first measurement (untuned: do not fix it by tuning on it)" \
-	--min-f1 0.64 --min-f1-latn 0.65 --max-fp 0.05 --min-lang 0.97 \
-	--min-cat-f1 complaint=0.76 --min-cat-f1 abuse=1 --min-cat-f1 cancellation=0.78 \
-	--min-cat-f1 refund=0.78 --min-cat-f1 unethical=0.57
+# (en), romanized 0.66 / 0.84, 2 of 49 hard negatives flagged, language 137 of 140. The floors
+# were raised with the heldout8/heldout10 rules (complaint 0.77 -> 0.82, cancellation 0.78 ->
+# 0.81, unethical 0.57 -> 0.70, 1 of 49 flagged; macro-F1 0.75 (fa) to 0.94 (en), romanized
+# 0.68 / 0.84).
+held_eval heldout5 "worse than its last measurement (untuned: do not fix it by tuning on it)" \
+	--min-f1 0.74 --min-f1-latn 0.67 --max-fp 0.03 --min-lang 0.97 \
+	--min-cat-f1 complaint=0.81 --min-cat-f1 abuse=1 --min-cat-f1 cancellation=0.80 \
+	--min-cat-f1 refund=0.78 --min-cat-f1 unethical=0.69
 
 # heldout7: written last, with the rules of heldout6's fixes. Its first run: macro-F1 0.75 (pa)
 # to 0.86 (hi), romanized 0.75 / 0.84, 5 of 45 hard negatives flagged, language 133 of 140 (6
 # romanized Urdu messages called Hinglish); complaint 0.77, abuse 0.96, cancellation 0.86,
-# refund 0.92, unethical 0.62.
-held_eval heldout7 "worse than its first measurement (untuned: do not fix it by tuning on it)" \
-	--min-f1 0.74 --min-f1-latn 0.75 --max-fp 0.12 --min-lang 0.95 \
-	--min-cat-f1 complaint=0.77 --min-cat-f1 abuse=0.96 --min-cat-f1 cancellation=0.86 \
-	--min-cat-f1 refund=0.92 --min-cat-f1 unethical=0.62
+# refund 0.92, unethical 0.62. With the heldout8/heldout10 rules: complaint 0.81, 4 of 45
+# flagged, non-romanized macro-F1 0.77 to 0.86; but unethical 0.60 and romanized Urdu 0.72
+# (was 0.75): one romanized inflated-invoice request was found by a strong roman.rules
+# alternative ("bill ... bana ... claim") that was removed because it flagged honest invoices
+# made out to an employer; the weak cues find only one cue in it. Those two floors were LOWERED
+# to the new figures, knowingly (NEWS).
+held_eval heldout7 "worse than its last measurement (untuned: do not fix it by tuning on it)" \
+	--min-f1 0.77 --min-f1-latn 0.72 --max-fp 0.09 --min-lang 0.95 \
+	--min-cat-f1 complaint=0.80 --min-cat-f1 abuse=0.96 --min-cat-f1 cancellation=0.86 \
+	--min-cat-f1 refund=0.92 --min-cat-f1 unethical=0.60
 
 # heldout9 (140): written at the start of the fourteenth session by a writer who saw neither the
 # rules nor the other held-out sets: dentists, coaching centres, solar installers, mobile-repair
@@ -104,18 +113,20 @@ held_eval heldout7 "worse than its first measurement (untuned: do not fix it by 
 # electricity, bookshops, cinemas, car rental. Never tuned on. Its first run (the rules after the
 # heldout6 fixes, with the one-stretch-counts-once verdict): macro-F1 0.61 (hi) to 0.82 (en),
 # romanized 0.73 (hi-Latn) / 0.84, 1 of 42 none flagged, language 137 of 140; complaint 0.61,
-# abuse 0.96, cancellation 0.68, refund 0.88, unethical 0.70.
-held_eval heldout9 "worse than its first measurement (untuned: do not fix it by tuning on it)" \
-	--min-f1 0.60 --min-f1-latn 0.72 --max-fp 0.03 --min-lang 0.97 \
-	--min-cat-f1 complaint=0.60 --min-cat-f1 abuse=0.96 --min-cat-f1 cancellation=0.68 \
-	--min-cat-f1 refund=0.87 --min-cat-f1 unethical=0.69
+# abuse 0.96, cancellation 0.68, refund 0.88, unethical 0.70. With the heldout8/heldout10
+# rules: complaint 0.72, cancellation 0.72, unethical 0.75; macro-F1 0.68 (hi) to 0.85 (pa),
+# romanized 0.80 / 0.84; still 1 of 42 flagged.
+held_eval heldout9 "worse than its last measurement (untuned: do not fix it by tuning on it)" \
+	--min-f1 0.68 --min-f1-latn 0.80 --max-fp 0.03 --min-lang 0.97 \
+	--min-cat-f1 complaint=0.72 --min-cat-f1 abuse=0.96 --min-cat-f1 cancellation=0.71 \
+	--min-cat-f1 refund=0.87 --min-cat-f1 unethical=0.74
 
-# A category floor can fail: heldout5's unethical F1 (0.57) under a floor of 0.58 is a miss
+# A category floor can fail: heldout5's unethical F1 (0.70) under a floor of 0.71 is a miss
 # named in the output, and a category the configuration lacks is a usage error.
 "$ctl" -c "$conf" eval "$top_srcdir/tests/data/heldout5" --rules "$top_srcdir/rules" \
-	--min-cat-f1 unethical=0.58 >"$tmp/floor" 2>&1
+	--min-cat-f1 unethical=0.71 >"$tmp/floor" 2>&1
 rc=$?
-[ "$rc" = 1 ] && grep -q '^unethical F1 (all languages) 0.571 < 0.58' "$tmp/floor" || {
+[ "$rc" = 1 ] && grep -q '^unethical F1 (all languages) 0.696 < 0.71' "$tmp/floor" || {
 	tail -5 "$tmp/floor"
 	echo "FAIL: a category floor above the figure did not fail (exit $rc)"
 	exit 1
