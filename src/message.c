@@ -2014,17 +2014,22 @@ static bool text_is_stub(const char *s, size_t n)
 		"view this message in your browser", "view it in your browser", "view in browser",
 		"view this email online", "view this message online", "view the html",
 	};
-	char low[STUB_MAX + 1];
+	unsigned char low[STUB_MAX + 1];
 
 	if (text_is_blank(s, n))
 		return true;
 	if (n > STUB_MAX)
 		return false;
-	for (size_t i = 0; i < n; i++)     /* ASCII case folding; NULs cannot end the search early */
-		low[i] = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] + 'a' - 'A') : s[i] ? s[i] : ' ';
+	for (size_t i = 0; i < n; i++) {   /* ASCII case folding; NULs cannot end the search early */
+		unsigned char c = (unsigned char)s[i];
+
+		if (c >= 'A' && c <= 'Z')
+			c = (unsigned char)(c - 'A' + 'a');
+		low[i] = c ? c : ' ';
+	}
 	low[n] = '\0';
 	for (size_t k = 0; k < sizeof(phrases) / sizeof(phrases[0]); k++)
-		if (strstr(low, phrases[k]))
+		if (strstr((const char *)low, phrases[k]))
 			return true;
 	return false;
 }
