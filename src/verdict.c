@@ -135,8 +135,9 @@ int verdict_shadows(const struct config *cfg, const struct ruleset *rs,
 	return rc;
 }
 
-/* Out of memory for the nesting pass: every distinct rule counts, as before nesting was
- * looked at (a category may then score a shared word twice; never fewer categories). */
+/* Nothing can nest (may_nest), or out of memory for the nesting pass: every distinct rule
+ * counts (out of memory, a category may then score a shared word twice; never fewer
+ * categories). */
 static void sum_plain(const struct config *cfg, const struct ruleset *rs,
 		      const struct match_result *mr, struct verdict *v)
 {
@@ -157,6 +158,28 @@ static void sum_plain(const struct config *cfg, const struct ruleset *rs,
 	}
 }
 
+/* Can any two hits nest? Only two positive hits of one category in one text can; most
+ * messages have none, and then the plain sum is the answer without the pass's allocations. */
+static bool may_nest(const struct ruleset *rs, const struct match_result *mr)
+{
+	for (size_t i = 0; i < mr->n_hits; i++) {
+		const struct match_hit *a = &mr->hits[i];
+
+		if (a->rule >= rs->n_rules || rs->rules[a->rule].score <= 0)
+			continue;
+		for (size_t j = i + 1; j < mr->n_hits; j++) {
+			const struct match_hit *b = &mr->hits[j];
+
+			if (b->rule < rs->n_rules && b->rule != a->rule &&
+			    rs->rules[b->rule].score > 0 &&
+			    rs->rules[b->rule].category == rs->rules[a->rule].category &&
+			    b->target == a->target && b->header_index == a->header_index)
+				return true;
+		}
+	}
+	return false;
+}
+
 void verdict_compute(const struct config *cfg, const struct ruleset *rs,
 		     const struct match_result *mr, struct verdict *v)
 {
@@ -168,8 +191,8 @@ void verdict_compute(const struct config *cfg, const struct ruleset *rs,
 								   : CONFIG_MAX_CATEGORIES;
 	if (!rs || !mr || !mr->n_hits)
 		return;
-	fate = calloc(mr->n_hits, sizeof(*fate));
-	cat_of = calloc(mr->n_hits, sizeof(*cat_of));
+	fate = may_nest(rs, mr) ? calloc(mr->n_hits, sizeof(*fate)) : NULL;
+	cat_of = fate ? calloc(mr->n_hits, sizeof(*cat_of)) : NULL;
 	if (!fate || !cat_of || classify(cfg, rs, mr, fate, cat_of) < 0) {
 		sum_plain(cfg, rs, mr, v);
 	} else {
