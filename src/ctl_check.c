@@ -93,6 +93,20 @@ static long *hit_fates(const struct config *cfg, const struct ruleset *rs,
 	return fate;
 }
 
+/* The name of the rule of hit j as a JSON string, or null when j < 0. */
+static void json_rule_name(struct strbuf *b, const struct ruleset *rs,
+			   const struct pipeline_result *r, long j)
+{
+	const char *nm;
+
+	if (j < 0) {
+		strbuf_puts(b, "null");
+		return;
+	}
+	nm = rs->rules[r->mr.hits[j].rule].name;
+	strbuf_json_string(b, nm, strlen(nm));
+}
+
 static void json_hits(struct strbuf *b, const struct config *cfg, const struct ruleset *rs,
 		      const struct pipeline_result *r)
 {
@@ -129,13 +143,9 @@ static void json_hits(struct strbuf *b, const struct config *cfg, const struct r
 		if (fate) {
 			strbuf_printf(b, ",\"counted\":%s,\"same_text_as\":",
 				      fate[i] == VERDICT_COUNTED ? "true" : "false");
-			if (fate[i] >= 0) {
-				const char *nm = rs->rules[r->mr.hits[fate[i]].rule].name;
-
-				strbuf_json_string(b, nm, strlen(nm));
-			} else {
-				strbuf_puts(b, "null");
-			}
+			json_rule_name(b, rs, r, fate[i]);
+			strbuf_puts(b, ",\"group_counted_as\":");
+			json_rule_name(b, rs, r, verdict_group_winner(rs, &r->mr, fate, i));
 		}
 		strbuf_putc(b, '}');
 	}
@@ -275,6 +285,7 @@ static void print_text(const char *file, const struct config *cfg, const struct 
 		const struct rule *ru = &rs->rules[h->rule];
 		size_t tl;
 		const char *t = hit_text(r, h, &tl);
+		long w;
 
 		printf("hit: %s (%s %+g) in %s at %zu: \"%.*s\"  [%s:%d]", ru->name,
 		       cfg->categories[ru->category].name, ru->score, rules_target_name(h->target),
@@ -282,6 +293,9 @@ static void print_text(const char *file, const struct config *cfg, const struct 
 		if (fate && fate[i] >= 0)
 			printf("  (same text as %s: not counted again)",
 			       rs->rules[r->mr.hits[fate[i]].rule].name);
+		else if (fate && (w = verdict_group_winner(rs, &r->mr, fate, i)) >= 0)
+			printf("  (group %s: counted once, as %s)", ru->group,
+			       rs->rules[r->mr.hits[w].rule].name);
 		putchar('\n');
 	}
 	free(fate);

@@ -285,6 +285,7 @@ static void eval_text_rules(struct eval_state *st, const struct pipeline_result 
 		const struct rule *ru = &st->rs->rules[h->rule];
 		size_t ml;
 		const char *m;
+		long w;
 
 		if ((size_t)ru->category != c)
 			continue;
@@ -293,6 +294,9 @@ static void eval_text_rules(struct eval_state *st, const struct pipeline_result 
 		if (fate && fate[i] >= 0)     /* verdict.c: one stretch of text counts once */
 			strbuf_printf(&st->text, ", same text as %s",
 				      st->rs->rules[r->mr.hits[fate[i]].rule].name);
+		else if (fate && (w = verdict_group_winner(st->rs, &r->mr, fate, i)) >= 0)
+			strbuf_printf(&st->text, ", group %s counted as %s", ru->group,
+				      st->rs->rules[r->mr.hits[w].rule].name);
 		strbuf_puts(&st->text, ") \"");
 		for (size_t k = 0; k < ml; k++)
 			strbuf_putc(&st->text, (char)(m[k] == '\n' ? ' ' : m[k]));

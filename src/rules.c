@@ -295,6 +295,68 @@ static void ruleset_free(struct ruleset *rs)
 static size_t unsafe_check(const struct ruleset *rs, const struct config *cfg, struct diag *d,
 			   enum diag_severity sev, bool timed);
 
+struct group_ref {
+	const char *name;
+	size_t rule;
+};
+
+static int group_ref_cmp(const void *pa, const void *pb)
+{
+	const struct group_ref *a = pa, *b = pb;
+	int c = strcmp(a->name, b->name);
+
+	return c ? c : (a->rule > b->rule) - (a->rule < b->rule);
+}
+
+/* Number the groups (rule.group_id, in name order) and check that the rules of each share a
+ * category and the sign of their scores, as "the best of them counts once" assumes: an error
+ * at the later rule's group line names the first. Returns the number of groups. */
+static size_t assign_groups(struct rules_builder *b)
+{
+	struct group_ref *v;
+	size_t n = 0, ng = 0, first = 0;
+
+	for (size_t i = 0; i < b->n; i++)
+		n += b->rules[i].group != NULL;
+	if (!n)
+		return 0;
+	v = malloc(n * sizeof(*v));
+	if (!v) {
+		b->oom = true;
+		return 0;
+	}
+	n = 0;
+	for (size_t i = 0; i < b->n; i++)
+		if (b->rules[i].group)
+			v[n++] = (struct group_ref){ b->rules[i].group, i };
+	qsort(v, n, sizeof(*v), group_ref_cmp);
+	for (size_t k = 0; k < n; k++) {
+		struct rule *r = &b->rules[v[k].rule];
+		const struct rule *f;
+
+		if (!k || strcmp(v[k].name, v[k - 1].name) != 0) {
+			first = v[k].rule;
+			ng++;
+		}
+		r->group_id = (int)(ng - 1);
+		f = &b->rules[first];
+		if (f == r)
+			continue;
+		if (r->category != f->category)
+			rules_error(b, r->file, r->group_line, r->group_col,
+				    "rule \"%s\" is category \"%s\" but group \"%s\" began with rule \"%s\" (%s:%d) of category \"%s\": a group's rules share a category",
+				    r->name, b->cfg->categories[r->category].name, r->group, f->name,
+				    f->file, f->group_line, b->cfg->categories[f->category].name);
+		else if ((r->score > 0) != (f->score > 0))
+			rules_error(b, r->file, r->group_line, r->group_col,
+				    "rule \"%s\" scores %g but group \"%s\" began with rule \"%s\" (%s:%d) scoring %g: a group cannot mix positive scores with zero or negative ones",
+				    r->name, r->score, r->group, f->name, f->file, f->group_line,
+				    f->score);
+	}
+	free(v);
+	return ng;
+}
+
 /* Move the builder's rules into a new ruleset; NULL (error in d) on any earlier error, or when
  * rules.unsafe_rules is "refuse" and a rule can backtrack catastrophically (RELIABILITY R4.5:
  * a reload with such a file keeps the last good rules). */
@@ -303,6 +365,7 @@ static struct ruleset *builder_finish(struct rules_builder *b)
 	struct ruleset *rs = NULL;
 	const struct config *cfg = b->cfg;
 	struct diag *d;
+	size_t n_groups = b->oom ? 0 : assign_groups(b);
 
 	if (b->oom)
 		diag_add(b->d, DIAG_ERROR, "", 0, 0, "out of memory while loading rules");
@@ -320,6 +383,7 @@ static struct ruleset *builder_finish(struct rules_builder *b)
 	}
 	rs->rules = b->rules;
 	rs->n_rules = b->n;
+	rs->n_groups = n_groups;
 	b->rules = NULL;
 	b->n = 0;
 	d = b->d;

@@ -32,6 +32,11 @@
  *    only flags may follow it (no comment). Flags: i caseless (the default), I case-sensitive,
  *    x extended, s dotall, m multiline. Required; at most 4096 bytes; \C and \G are refused.
  *  - describe: free text to the end of the line (may start with #). Optional.
+ *  - group NAME: optional, a name like a rule's (its own namespace). The rules of one group are
+ *    one cue: of those that hit a message, only the best score counts (verdict.c), as a rule
+ *    counts once however often it hits. For a cue whose pattern outgrows the 4096 bytes, or one
+ *    cue written once per script. A group's rules share a category and the sign of their
+ *    scores (an error at the later rule's group line otherwise, across files).
  *
  * COMPILING  The literal text of each pattern goes through normalize_pattern_flags() so it meets
  * the normalized message text (both are NFKC + case-folded: I matters only for what folding
@@ -41,8 +46,8 @@
  * reported (at most 200): unknown keyword, keyword outside a rule, repeated keyword, missing
  * value, missing category or match, bad or duplicate name, unknown category, bad score, bad
  * target, bad delimiter, unterminated or empty pattern, unknown flag, PCRE2 compile errors
- * (PCRE2's message, column of the offending character in the file), invalid UTF-8, NUL bytes.
- * A file with any error gives no ruleset (a reload keeps the last good one).
+ * (PCRE2's message, column of the offending character in the file), invalid UTF-8, NUL bytes,
+ * a group whose rules differ in category or sign. A file with any error gives no ruleset (a reload keeps the last good one).
  *
  * LONG-STANDING CUSTOMERS  rules_load also reads cfg->rules.longstanding_file (if set): one
  * address or @domain per line, # comments, case-insensitive; bad lines are warnings, a missing
@@ -85,6 +90,9 @@ struct rule {
 	char *flags;               /* as written */
 	char *description;
 	char *file;                /* path it came from */
+	char *group;               /* "group NAME", or NULL */
+	int group_id;              /* index of the group in the ruleset (0..n_groups), or -1 */
+	int group_line, group_col; /* where "group" names it */
 	int line;                  /* line of "rule" */
 	int pattern_line;          /* line of "match" */
 	int pattern_col;           /* column (characters, from 1) of the pattern's first character */
@@ -136,6 +144,7 @@ struct ruleset {
 	atomic_int refs;
 	struct rule *rules;
 	size_t n_rules;
+	size_t n_groups;           /* distinct "group" names (rule.group_id) */
 	char *category_names[CONFIG_MAX_CATEGORIES];  /* copied from the config it was built for */
 	size_t n_categories;
 	char **longstanding;       /* lowercased addresses and "@domain"s */
@@ -176,6 +185,12 @@ int rules_scan_begin(struct rules_scan *sc, size_t n_rules);
  * keep). -1 when out of memory. */
 int rules_scan_leads(struct rules_scan *sc, size_t rule, const uint32_t **pos, size_t *n);
 void rules_scan_free(struct rules_scan *sc);
+/* The key under which rule i counts once per message: its group's (n_rules + group_id) or its
+ * own index. Keys are below n_rules + n_groups. */
+static inline size_t rules_count_key(const struct ruleset *rs, size_t i)
+{
+	return rs->rules[i].group_id >= 0 ? rs->n_rules + (size_t)rs->rules[i].group_id : i;
+}
 /* Does s[0..len) contain one of r's anchors (ASCII caseless)? For header rules. */
 bool rules_anchors_in(const struct rule *r, const char *s, size_t len);
 /* Is addr (lowercased) on the long-standing list (exact or @domain)? */

@@ -24,7 +24,7 @@ struct pending {
 	bool open;            /* a "rule" line started it */
 	bool bad;             /* an error in it already: drop it silently at its end */
 	bool named;           /* the name was valid */
-	bool has_category, has_score, has_target, has_match, has_describe;
+	bool has_category, has_score, has_target, has_match, has_describe, has_group;
 	int col;              /* column of the "rule" keyword */
 };
 
@@ -77,6 +77,7 @@ void rules_rule_clear(struct rule *r)
 	free(r->flags);
 	free(r->description);
 	free(r->file);
+	free(r->group);
 	for (size_t k = 0; k < r->n_anchors; k++)
 		free(r->anchors[k]);
 	free(r->anchors);
@@ -456,6 +457,29 @@ static void kw_describe(struct rules_builder *b, const struct line *ln, struct p
 	pr->r.description = dup_or_oom(b, v, (size_t)(end - v));
 }
 
+/* group NAME: the rules of one group are one cue (verdict.c counts the best of them once);
+ * that they share a category and a sign is checked across files (rules.c). */
+static void kw_group(struct rules_builder *b, const struct line *ln, struct pending *pr,
+		     const char *v, const char *end)
+{
+	const char *w;
+
+	if (!one_word(b, ln, "group", v, end, &w)) {
+		pr->bad = true;
+		return;
+	}
+	if (!valid_name(v, (size_t)(w - v))) {
+		rules_error(b, ln->file, ln->no, col_of(ln, v),
+			    "bad group name \"%.*s\": use 1 to %d letters, digits or _",
+			    (int)(w - v), v, RULES_MAX_NAME_BYTES);
+		pr->bad = true;
+		return;
+	}
+	pr->r.group = dup_or_oom(b, v, (size_t)(w - v));
+	pr->r.group_line = ln->no;
+	pr->r.group_col = col_of(ln, v);
+}
+
 /* ---- rules and lines ---------------------------------------------------------------------- */
 
 static void pending_finish(struct rules_builder *b, const char *file, struct pending *pr)
@@ -506,6 +530,7 @@ static void pending_start(struct pending *pr, const struct line *ln, const char 
 	pr->col = col_of(ln, kw);
 	pr->r.score = 1.0;
 	pr->r.target = RULES_TARGET_BODY;
+	pr->r.group_id = -1;
 }
 
 typedef void kw_fn(struct rules_builder *, const struct line *, struct pending *,
@@ -524,6 +549,7 @@ static const struct keyword keywords[] = {
 	{ "target", kw_target, offsetof(struct pending, has_target) },
 	{ "match", kw_match, offsetof(struct pending, has_match) },
 	{ "describe", kw_describe, offsetof(struct pending, has_describe) },
+	{ "group", kw_group, offsetof(struct pending, has_group) },
 };
 
 static void parse_line(struct rules_builder *b, const struct line *ln, struct pending *pr)
@@ -551,7 +577,7 @@ static void parse_line(struct rules_builder *b, const struct line *ln, struct pe
 			k = &keywords[i];
 	if (!k) {
 		rules_error(b, ln->file, ln->no, col_of(ln, kw),
-			    "unknown keyword \"%.*s\" (expected rule, category, score, target, match or describe)",
+			    "unknown keyword \"%.*s\" (expected rule, category, score, target, match, describe or group)",
 			    (int)kwlen, kw);
 		pr->bad = pr->open;
 		return;

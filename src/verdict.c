@@ -1,13 +1,15 @@
 /*
  * verdict.c - hits -> per-category scores -> the categories present
  *
- * A category's score is the sum of the scores of the distinct rules that hit (a rule counts
- * once even if it were listed twice), where one stretch of text counts once per category:
- * when the hit of one positive rule of a category lies inside another's in the same text,
- * only the higher score counts. Weak rules (0.5) are meant to add up when two different cues occur;
- * the same word matched by two rule files (Urdu and Persian share much of their vocabulary)
- * or by a word rule and a phrase rule around it is one cue, not two. Negative rules
- * (exceptions such as "no complaints at all") always count.
+ * A category's score is the sum of the scores of the distinct cues that hit, where a cue is a
+ * rule (it counts once even if it hit twice) or a group of rules ("group NAME" in the rule
+ * files: one cue written as several rules, of which the strongest that hit counts: the highest
+ * score, or for exceptions the most negative), and one stretch of text counts once per
+ * category: when the hit of one positive rule of a category lies inside another's in the same
+ * text, only the higher score counts. Weak rules (0.5) are meant to add up when two different
+ * cues occur; the same word matched by two rule files (Urdu and Persian share much of their
+ * vocabulary) or by a word rule and a phrase rule around it is one cue, not two. Negative rules
+ * (exceptions such as "no complaints at all") always count, once per rule or group.
  *
  * A category is present when at least one of its rules hit and its score reaches the
  * category's threshold: a negative-score rule can pull a category below its threshold, and a
@@ -48,8 +50,9 @@ static bool hits_nested(const struct match_hit *a, const struct match_hit *b)
 	return (a->offset <= b->offset && be <= ae) || (b->offset <= a->offset && ae <= be);
 }
 
-/* Positive hits first, higher scores first, then in match order: the greedy pass below keeps
- * the best-scoring hit of each nested group. */
+/* Positive hits first, higher scores first, then the others, most negative first; ties in
+ * match order. The greedy pass below then keeps the strongest hit of each rule group and the
+ * best-scoring hit of each nested stretch. */
 struct order_key {
 	double score;
 	size_t hit;
@@ -59,21 +62,25 @@ static int order_cmp(const void *pa, const void *pb)
 {
 	const struct order_key *a = pa, *b = pb;
 
+	if ((a->score > 0) != (b->score > 0))
+		return a->score > 0 ? -1 : 1;
 	if (a->score != b->score)
-		return a->score > b->score ? -1 : 1;
+		return (a->score > b->score) == (a->score > 0) ? -1 : 1;
 	return a->hit < b->hit ? -1 : a->hit > b->hit;
 }
 
 /*
- * For each hit, what became of it: VERDICT_COUNTED, VERDICT_NOT_COUNTED (a repeat of a rule,
- * or a category the config lacks), or the index of the counted hit of the same category whose
- * text it nests with. Returns -1 when out of memory (then nothing is filled).
+ * For each hit, what became of it: VERDICT_COUNTED, VERDICT_NOT_COUNTED (a repeat of a rule, a
+ * weaker rule of a group that counted, or a category the config lacks), or the index of the
+ * counted hit of the same category whose text it nests with. Returns -1 when out of memory
+ * (then nothing is filled).
  */
 static int classify(const struct config *cfg, const struct ruleset *rs,
 		    const struct match_result *mr, long *fate, int *cat_of)
 {
+	size_t n_keys = rs->n_rules + rs->n_groups;
 	struct order_key *ord = calloc(mr->n_hits, sizeof(*ord));
-	unsigned char *seen = calloc(rs->n_rules ? rs->n_rules : 1, 1);
+	unsigned char *seen = calloc(n_keys ? n_keys : 1, 1);
 	size_t n = 0;
 
 	if (!ord || !seen) {
@@ -86,9 +93,8 @@ static int classify(const struct config *cfg, const struct ruleset *rs,
 
 		fate[i] = VERDICT_NOT_COUNTED;
 		cat_of[i] = -1;
-		if (ri >= rs->n_rules || seen[ri])
+		if (ri >= rs->n_rules)
 			continue;
-		seen[ri] = 1;
 		cat_of[i] = category_in_config(cfg, rs, rs->rules[ri].category);
 		if (cat_of[i] < 0 || (size_t)cat_of[i] >= cfg->n_categories ||
 		    cat_of[i] >= CONFIG_MAX_CATEGORIES) {
@@ -99,8 +105,11 @@ static int classify(const struct config *cfg, const struct ruleset *rs,
 	}
 	qsort(ord, n, sizeof(*ord), order_cmp);
 	for (size_t k = 0; k < n; k++) {
-		size_t i = ord[k].hit;
+		size_t i = ord[k].hit, key = rules_count_key(rs, mr->hits[i].rule);
 
+		if (seen[key])
+			continue;     /* the rule's or its group's strongest hit came first */
+		seen[key] = 1;
 		fate[i] = VERDICT_COUNTED;
 		if (ord[k].score <= 0)
 			continue;
@@ -135,9 +144,30 @@ int verdict_shadows(const struct config *cfg, const struct ruleset *rs,
 	return rc;
 }
 
-/* Nothing can nest (may_nest), or out of memory for the nesting pass: every distinct rule
- * counts (out of memory, a category may then score a shared word twice; never fewer
- * categories). */
+long verdict_group_winner(const struct ruleset *rs, const struct match_result *mr,
+			  const long *fate, size_t i)
+{
+	size_t ri;
+	int g;
+
+	if (!rs || !mr || i >= mr->n_hits || fate[i] != VERDICT_NOT_COUNTED)
+		return -1;
+	ri = mr->hits[i].rule;
+	if (ri >= rs->n_rules || (g = rs->rules[ri].group_id) < 0)
+		return -1;
+	for (size_t j = 0; j < mr->n_hits; j++) {
+		size_t rj = mr->hits[j].rule;
+
+		if (fate[j] != VERDICT_NOT_COUNTED && rj < rs->n_rules && rj != ri &&
+		    rs->rules[rj].group_id == g)
+			return (long)j;
+	}
+	return -1;
+}
+
+/* Nothing can nest and no group has two rules hit (may_nest), or out of memory for the pass:
+ * every distinct rule counts (out of memory, a category may then score a shared word or a
+ * group twice; never fewer categories). */
 static void sum_plain(const struct config *cfg, const struct ruleset *rs,
 		      const struct match_result *mr, struct verdict *v)
 {
@@ -158,21 +188,28 @@ static void sum_plain(const struct config *cfg, const struct ruleset *rs,
 	}
 }
 
-/* Can any two hits nest? Only two positive hits of one category in one text can; most
- * messages have none, and then the plain sum is the answer without the pass's allocations. */
+/* Does the plain sum (each distinct rule once) fall short? When two positive hits of one
+ * category in one text might nest, or two rules of one group hit. Most messages have neither,
+ * and then the plain sum is the answer without the pass's allocations. */
 static bool may_nest(const struct ruleset *rs, const struct match_result *mr)
 {
 	for (size_t i = 0; i < mr->n_hits; i++) {
 		const struct match_hit *a = &mr->hits[i];
+		const struct rule *ra;
 
-		if (a->rule >= rs->n_rules || rs->rules[a->rule].score <= 0)
+		if (a->rule >= rs->n_rules)
 			continue;
+		ra = &rs->rules[a->rule];
 		for (size_t j = i + 1; j < mr->n_hits; j++) {
 			const struct match_hit *b = &mr->hits[j];
+			const struct rule *rb;
 
-			if (b->rule < rs->n_rules && b->rule != a->rule &&
-			    rs->rules[b->rule].score > 0 &&
-			    rs->rules[b->rule].category == rs->rules[a->rule].category &&
+			if (b->rule >= rs->n_rules || b->rule == a->rule)
+				continue;
+			rb = &rs->rules[b->rule];
+			if (ra->group_id >= 0 && rb->group_id == ra->group_id)
+				return true;
+			if (ra->score > 0 && rb->score > 0 && rb->category == ra->category &&
 			    b->target == a->target && b->header_index == a->header_index)
 				return true;
 		}

@@ -1,8 +1,9 @@
 /*
  * verdict.h - hits -> per-category scores -> the categories present
  *
- * Category score = sum of the scores of the distinct rules that hit, one stretch of text counting
- * once per category (positive hits nested in one another: the highest score). A category is present when
+ * Category score = sum of the scores of the distinct cues that hit (a rule, or a rule group of
+ * which the strongest hit counts), one stretch of text counting once per category (positive
+ * hits nested in one another: the highest score). A category is present when
  * its score reaches the category's threshold from the config.
  */
 #ifndef AMENDS_VERDICT_H
@@ -25,7 +26,8 @@ void verdict_compute(const struct config *cfg, const struct ruleset *rs,
 		     const struct match_result *mr, struct verdict *v);
 
 /* What verdict_compute made of each hit, for explanations ("why did this match"): fate[i] is
- * VERDICT_COUNTED, VERDICT_NOT_COUNTED (a repeated rule, or a category the config lacks) or the
+ * VERDICT_COUNTED, VERDICT_NOT_COUNTED (a repeated rule, a weaker rule of a group that counted,
+ * or a category the config lacks) or the
  * index of the counted hit of the same category whose text contains hit i's or lies
  * inside it. fate has
  * mr->n_hits entries, caller-owned. Returns 0, or -1 when out of memory (fate untouched). */
@@ -33,5 +35,9 @@ void verdict_compute(const struct config *cfg, const struct ruleset *rs,
 #define VERDICT_NOT_COUNTED (-2L)
 int verdict_shadows(const struct config *cfg, const struct ruleset *rs,
 		    const struct match_result *mr, long *fate);
+/* For hit i left VERDICT_NOT_COUNTED because another rule of its group counted (fate from
+ * verdict_shadows): the index of that rule's hit; otherwise -1. */
+long verdict_group_winner(const struct ruleset *rs, const struct match_result *mr,
+			  const long *fate, size_t i);
 
 #endif

@@ -55,3 +55,31 @@ PY
 grep -q '(same text as [A-Z_]*: not counted again)' "$T_TMP/same.txt" ||
 	{ cat "$T_TMP/same.txt"; fail "the text explanation does not say which hit was not counted"; }
 ok "one stretch of text counts once per category, and check explains it"
+
+# A rule group is one cue (verdict.c): RO_UNETHICAL_CUE_ALTER was split in two under the
+# 4096-byte pattern limit, and its halves share "group RO_UNETHICAL_CUE_ALTER". A message that
+# hits both halves, and no other unethical cue, scores one weak cue (0.5, below the threshold),
+# not two; the explanation names the half that counted.
+printf 'From: a@example.org\nTo: b@example.com\nSubject: bill\nContent-Type: text/plain; charset=utf-8\n\nAslam o alaikum, bill mein 5000 likh dein aur attendance bhi laga dein. Shukriya\n' \
+	>"$T_TMP/group.eml"
+"$AMENDSCTL" -c "$T_TMP/amends.conf" check --json "$T_TMP/group.eml" >"$T_TMP/group.json" ||
+	fail "amendsctl check --json group.eml failed"
+"$PYTHON3" - "$T_TMP/group.json" <<'PY' || fail "the two halves of one rule group counted twice (see above)"
+import json, sys
+r = json.loads(open(sys.argv[1]).readline())
+hits = {h["rule"]: h for h in r["hits"] if h["category"] == "unethical"}
+a, b = hits.get("RO_UNETHICAL_CUE_ALTER"), hits.get("RO_UNETHICAL_CUE_ALTER_2")
+ok = (a is not None and b is not None and len(hits) == 2
+      and a["counted"] and a["group_counted_as"] is None
+      and not b["counted"] and b["group_counted_as"] == "RO_UNETHICAL_CUE_ALTER"
+      and b["same_text_as"] is None
+      and r["scores"].get("unethical") == 0.5 and "unethical" not in r["categories"])
+if not ok:
+    print(json.dumps(r, ensure_ascii=False, indent=1))
+sys.exit(0 if ok else 1)
+PY
+"$AMENDSCTL" -c "$T_TMP/amends.conf" check "$T_TMP/group.eml" >"$T_TMP/group.txt" ||
+	fail "amendsctl check group.eml failed"
+grep -q 'RO_UNETHICAL_CUE_ALTER_2 .*(group RO_UNETHICAL_CUE_ALTER: counted once, as RO_UNETHICAL_CUE_ALTER)' "$T_TMP/group.txt" ||
+	{ cat "$T_TMP/group.txt"; fail "the text explanation does not say which rule of the group counted"; }
+ok "a rule group counts once, and check explains it"

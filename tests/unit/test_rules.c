@@ -194,6 +194,42 @@ static void test_valid_fields(void **state)
 	assert_false(rs->rules[1].options & PCRE2_CASELESS);
 	assert_int_equal(rs->n_categories, cfg->n_categories);
 	assert_string_equal(rs->category_names[0], cfg->categories[0].name);
+	/* no group: each rule counts under its own key */
+	assert_int_equal(rs->n_groups, 0);
+	assert_int_equal(rs->rules[0].group_id, -1);
+	assert_null(rs->rules[0].group);
+	assert_int_equal(rules_count_key(rs, 1), 1);
+	diag_free(&d);
+	rules_unref(rs);
+}
+
+/* group NAME: rules of one group share a key (verdict.c counts it once); groups are numbered
+ * in name order, whatever the order of the rules. Errors: tests/data/rules/groups.rules. */
+static void test_groups(void **state)
+{
+	struct diag d;
+	struct ruleset *rs = load(
+		"rule A\ncategory unethical\nscore 0.5\ngroup ZED\nmatch /a/\n"
+		"rule B\ncategory unethical\nscore 0.5\nmatch /b/\n"
+		"rule C\ncategory unethical\nscore 0.75\ngroup ZED\nmatch /c/\n"
+		"rule D\ncategory complaint\nscore -1\ngroup ALPHA\nmatch /d/\n"
+		"rule E\ncategory complaint\nscore -2\ngroup ALPHA\nmatch /e/\n", &d);
+
+	assert_non_null(rs);
+	assert_int_equal(d.n, 0);
+	assert_int_equal(rs->n_groups, 2);
+	assert_string_equal(rs->rules[0].group, "ZED");
+	assert_int_equal(rs->rules[0].group_line, 4);
+	assert_int_equal(rs->rules[0].group_col, 7);
+	assert_int_equal(rs->rules[0].group_id, 1);
+	assert_int_equal(rs->rules[2].group_id, 1);
+	assert_int_equal(rs->rules[3].group_id, 0);
+	assert_int_equal(rs->rules[4].group_id, 0);
+	assert_int_equal(rs->rules[1].group_id, -1);
+	assert_int_equal(rules_count_key(rs, 0), rules_count_key(rs, 2));
+	assert_int_equal(rules_count_key(rs, 0), 5 + 1);
+	assert_int_equal(rules_count_key(rs, 3), 5 + 0);
+	assert_int_equal(rules_count_key(rs, 1), 1);
 	diag_free(&d);
 	rules_unref(rs);
 }
@@ -657,6 +693,32 @@ static void test_load_dir(void **state)
 	free(s);
 	diag_free(&d);
 
+	/* a group across files: the later file's rule is checked against the first */
+	write_file(dir, "30-c.rules", "\nrule C\ncategory refund\ngroup G1\nmatch /c/\n", 0644);
+	write_file(dir, "40-d.rules", "rule D\ncategory abuse\ngroup G1\nmatch /d/\n", 0644);
+	diag_init(&d);
+	rs = rules_load(dir, cfg, &d);
+	assert_null(rs);
+	s = diag_string(&d);
+	assert_non_null(strstr(s, "/40-d.rules:3:7: error: rule \"D\" is category \"abuse\" but group "
+				  "\"G1\" began with rule \"C\" ("));
+	assert_non_null(strstr(s, "/30-c.rules:4) of category \"refund\""));
+	free(s);
+	diag_free(&d);
+	write_file(dir, "40-d.rules", "rule D\ncategory refund\ngroup G1\nmatch /d/\n", 0644);
+	diag_init(&d);
+	rs = rules_load(dir, cfg, &d);
+	assert_non_null(rs);
+	assert_int_equal(rs->n_groups, 1);
+	diag_free(&d);
+	rules_unref(rs);
+	{
+		char p[4400];
+
+		snprintf(p, sizeof(p), "%s/40-d.rules", dir);
+		assert_int_equal(unlink(p), 0);
+	}
+
 	/* world-writable rule file: refused */
 	write_file(dir, "30-c.rules", "rule C\ncategory refund\nmatch /c/\n", 0646);
 	diag_init(&d);
@@ -858,6 +920,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_goldens),
 		cmocka_unit_test(test_valid_fields),
+		cmocka_unit_test(test_groups),
 		cmocka_unit_test(test_flags),
 		cmocka_unit_test(test_caseless_default),
 		cmocka_unit_test(test_pattern_too_long),

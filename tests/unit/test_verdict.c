@@ -21,6 +21,8 @@ static struct ruleset *rs;
 /* rules: 0 R_A refund 2.5 | 1 R_B refund 1 | 2 C_NEG complaint -3 | 3 C_POS complaint 2
  *        4 AB abuse 0.5 | 5 UN unethical 1 */
 /* rules: 6 AB2 abuse 0.5 | 7 AB3 abuse 0.75 | 8 AB_NEG abuse -0.5 */
+/* rules: 9 G1 unethical 0.5, 10 G2 unethical 0.5, 11 G3 unethical 0.75 (group CUE) |
+ *        12 GN1 complaint -1, 13 GN2 complaint -2 (group EXC) | 14 U2 unethical 0.5 */
 static const char rules_text[] =
 	"rule R_A\ncategory refund\nscore 2.5\nmatch /a/\n"
 	"rule R_B\ncategory refund\nmatch /b/\n"
@@ -30,7 +32,13 @@ static const char rules_text[] =
 	"rule UN\ncategory unethical\nmatch /f/\n"
 	"rule AB2\ncategory abuse\nscore 0.5\nmatch /g/\n"
 	"rule AB3\ncategory abuse\nscore 0.75\nmatch /h/\n"
-	"rule AB_NEG\ncategory abuse\nscore -0.5\nmatch /i/\n";
+	"rule AB_NEG\ncategory abuse\nscore -0.5\nmatch /i/\n"
+	"rule G1\ncategory unethical\nscore 0.5\ngroup CUE\nmatch /j/\n"
+	"rule G2\ncategory unethical\nscore 0.5\ngroup CUE\nmatch /k/\n"
+	"rule G3\ncategory unethical\nscore 0.75\ngroup CUE\nmatch /l/\n"
+	"rule GN1\ncategory complaint\nscore -1\ngroup EXC\nmatch /m/\n"
+	"rule GN2\ncategory complaint\nscore -2\ngroup EXC\nmatch /n/\n"
+	"rule U2\ncategory unethical\nscore 0.5\nmatch /o/\n";
 
 static int setup(void **state)
 {
@@ -242,6 +250,71 @@ static void test_nested_other_category(void **state)
 	assert_int_equal(fate[1], VERDICT_COUNTED);
 }
 
+/* A group is one cue: of its rules that hit, on any text, only the strongest counts (the highest
+ * score; of exceptions, the most negative), whatever the order of the hits; a rule outside the
+ * group is another cue. verdict_group_winner names the member that counted. */
+static void test_groups(void **state)
+{
+	static const struct {
+		struct span sp[3];
+		size_t n;
+		const char *cat;
+		double score;
+		long fate[3];
+		long winner[3];
+	} cases[] = {
+		/* two weak rules of one group on separate texts: one cue, below the threshold */
+		{ { { 9, 0, 4, BODY, -1 }, { 10, 20, 4, BODY, -1 } }, 2, "unethical", 0.5,
+		  { -1, VERDICT_NOT_COUNTED }, { -1, 0 } },
+		{ { { 9, 0, 4, BODY, -1 }, { 10, 0, 4, SUBJ, -1 } }, 2, "unethical", 0.5,
+		  { -1, VERDICT_NOT_COUNTED }, { -1, 0 } },
+		/* the stronger member counts, first or last */
+		{ { { 10, 0, 4, BODY, -1 }, { 11, 20, 4, BODY, -1 } }, 2, "unethical", 0.75,
+		  { VERDICT_NOT_COUNTED, -1 }, { 1, -1 } },
+		{ { { 11, 0, 4, BODY, -1 }, { 9, 20, 4, BODY, -1 }, { 10, 40, 4, BODY, -1 } }, 3,
+		  "unethical", 0.75, { -1, VERDICT_NOT_COUNTED, VERDICT_NOT_COUNTED }, { -1, 0, 0 } },
+		/* a rule outside the group is a second cue */
+		{ { { 9, 0, 4, BODY, -1 }, { 14, 20, 4, BODY, -1 } }, 2, "unethical", 1.0,
+		  { -1, -1 }, { -1, -1 } },
+		{ { { 9, 0, 4, BODY, -1 }, { 10, 20, 4, BODY, -1 }, { 14, 40, 4, BODY, -1 } }, 3,
+		  "unethical", 1.0, { -1, VERDICT_NOT_COUNTED, -1 }, { -1, 0, -1 } },
+		/* a group of exceptions: the most negative counts once */
+		{ { { 3, 0, 4, BODY, -1 }, { 12, 20, 4, BODY, -1 }, { 13, 40, 4, BODY, -1 } }, 3,
+		  "complaint", 0.0, { -1, VERDICT_NOT_COUNTED, -1 }, { -1, 2, -1 } },
+		/* the same rule twice is not a group repeat */
+		{ { { 9, 0, 4, BODY, -1 }, { 9, 20, 4, BODY, -1 } }, 2, "unethical", 0.5,
+		  { -1, VERDICT_NOT_COUNTED }, { -1, -1 } },
+	};
+
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+		struct match_result mr = { 0 };
+		struct match_hit hits[3];
+		struct verdict v;
+		long fate[3];
+
+		compute_spans(cases[i].sp, cases[i].n, &v, fate);
+		assert_true(v.score[cat(cases[i].cat)] == cases[i].score);
+		assert_true(v.hit[cat(cases[i].cat)]);
+		for (size_t k = 0; k < cases[i].n; k++) {
+			hits[k] = (struct match_hit){ .rule = cases[i].sp[k].rule };
+			assert_int_equal(fate[k], cases[i].fate[k]);
+		}
+		mr.hits = hits;
+		mr.n_hits = cases[i].n;
+		for (size_t k = 0; k < cases[i].n; k++)
+			assert_int_equal(verdict_group_winner(rs, &mr, fate, k), cases[i].winner[k]);
+	}
+	{
+		/* one member and U2 reach the threshold of 1: present */
+		static const struct span sp[] = { { 10, 0, 4, BODY, -1 }, { 14, 9, 4, BODY, -1 } };
+		struct verdict v;
+		long fate[2];
+
+		compute_spans(sp, 2, &v, fate);
+		assert_true(v.present[cat("unethical")]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -250,6 +323,7 @@ int main(void)
 		cmocka_unit_test(test_config_reordered),
 		cmocka_unit_test(test_nested),
 		cmocka_unit_test(test_nested_other_category),
+		cmocka_unit_test(test_groups),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
