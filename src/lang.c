@@ -10,8 +10,9 @@
  * light folding (ي ى ئ -> ی, ك -> ک, ZWNJ and harakat removed) so windows-1256 and ISO-8859-6
  * mail, which lacks ی, ک and ZWNJ, meets them; ہ and ه are NOT folded here (Urdu vs Persian).
  * Latin script is English unless enough romanized Urdu/Hindi markers appear; then Urdu- and
- * Hindi-leaning spellings and words decide (wapis/bohat/aik/thay and detached future "kar dun
- * ga" lean Urdu; wapas/bahut/ek/hu, joined "aapka" and ₹/UPI/GST lean Hindi).
+ * Hindi-leaning spellings and words decide (wapis/bohat/aik/thay, words ending in "ay" and a
+ * q for ق, and detached future "kar dun ga" lean Urdu; wapas/bahut/ek/hu, joined "aapka" and
+ * ₹/UPI/GST lean Hindi).
  * Works on raw or normalized text; invalid UTF-8 bytes are skipped. Time and memory: one pass
  * over the first LANG_MAX_TOKENS words at most (the customer's own words come first; a long
  * pasted document after them does not change the language of the letter), a fixed token
@@ -97,6 +98,10 @@ static const char *const lang_ur_lean[] = {
 	"idara", "muamla", "waqia", "zahir", "intezar", "intizar",
 	/* family and greetings as Pakistani mail writes them */
 	"abbu", "ammi", "abba", "ammee", "alaikum", "alaykum", "hafiz",
+	/* Urdu vocabulary Hinglish says otherwise ("anubhav", "gussa", "kaaran", "tameez" aside) */
+	"jahil", "jahilon", "tajurba", "tajruba", "wajah", "wajeh", "ghussa", "afsos", "badtameez",
+	"badtameezi", "khayal", "khiyal", "ilawa", "alawa", "sahulat", "khidmat", "ijazat",
+	"mulazim", "mulazmeen", "loadshedding",
 };
 
 static const char *const lang_hi_lean[] = {
@@ -118,6 +123,17 @@ static const char *const lang_hi_lean[] = {
 
 static const char *const lang_pronouns[] = {
 	"aap", "ap", "main", "hum", "tum", "us", "is", "un", "in", "jis", "kis", "mujh",
+};
+
+/* English words spelt as lang_urdu_spelling expects of Urdu romanization. */
+static const char *const lang_en_spelt[] = {
+	"today", "delay", "essay", "relay", "array", "spray", "stray", "decay", "repay", "replay",
+	"betray", "portray", "display", "holiday", "birthday", "monday", "tuesday", "wednesday",
+	"thursday", "friday", "saturday", "sunday", "weekday", "someday", "everyday", "yesterday",
+	"anyway", "railway", "highway", "gateway", "subway", "runway", "doorway", "hallway",
+	"midway", "halfway", "payday", "underway", "pathway", "driveway", "giveaway", "takeaway",
+	"getaway", "mayday", "paypal", "ebay",
+	"qty", "faq", "faqs", "qwerty", "sql", "iraq", "iraqi", "qatar", "qos",
 };
 
 /* English words a romanized Urdu/Hindi sentence does not use. */
@@ -192,13 +208,13 @@ static size_t lang_put_u8(char *d, uint32_t c)
 /* Which lists a word is on (a word may be on several). */
 enum {
 	LW_UR = 1 << 0, LW_FA = 1 << 1, LW_RM = 1 << 2, LW_UR_LEAN = 1 << 3, LW_HI_LEAN = 1 << 4,
-	LW_PRON = 1 << 5, LW_EN = 1 << 6,
+	LW_PRON = 1 << 5, LW_EN = 1 << 6, LW_EN_SPELT = 1 << 7,
 };
 
 #define LANG_LEN(list) (sizeof(list) / sizeof((list)[0]))
 #define LANG_N_WORDS (LANG_LEN(lang_ur_words) + LANG_LEN(lang_fa_words) + \
 	LANG_LEN(lang_rm_words) + LANG_LEN(lang_ur_lean) + LANG_LEN(lang_hi_lean) + \
-	LANG_LEN(lang_pronouns) + LANG_LEN(lang_en_words))
+	LANG_LEN(lang_pronouns) + LANG_LEN(lang_en_words) + LANG_LEN(lang_en_spelt))
 #define LANG_SET_SIZE 2048   /* a power of two, at least twice the words: probes stay short */
 _Static_assert(LANG_N_WORDS * 2 <= LANG_SET_SIZE, "LANG_SET_SIZE too small for the word lists");
 
@@ -239,6 +255,7 @@ static void lang_set_build(void)
 	lang_set_add(lang_hi_lean, LANG_LEN(lang_hi_lean), LW_HI_LEAN);
 	lang_set_add(lang_pronouns, LANG_LEN(lang_pronouns), LW_PRON);
 	lang_set_add(lang_en_words, LANG_LEN(lang_en_words), LW_EN);
+	lang_set_add(lang_en_spelt, LANG_LEN(lang_en_spelt), LW_EN_SPELT);
 }
 
 /* lang_lists - the LW_* lists w is on (one hash and a short probe instead of scanning every
@@ -323,6 +340,23 @@ static void lang_arabic_token(struct lang_scan *sc, const char *w, bool urdu_let
 	}
 }
 
+/* Spellings of Urdu romanization rather than words: ے written "ay" at the end of a word
+ * ("patthay", "nikammay", "karay", "hotay", where Hinglish writes "patthe", "kare", "hote"), and
+ * ق written "q" before anything but "u" ("baqi", "waqt", "bewaqoof", "nuqsan", "haq", where
+ * Hinglish writes "baaki", "bewakoof", "nuksan", "hak"). English words spelt so are on
+ * lang_en_words or lang_en_spelt, or shorter. */
+static bool lang_urdu_spelling(const char *w, size_t l, unsigned on)
+{
+	const char *q;
+
+	if (on & (LW_EN | LW_EN_SPELT))
+		return false;
+	if (l >= 5 && w[l - 2] == 'a' && w[l - 1] == 'y')
+		return true;
+	q = l >= 3 ? strchr(w, 'q') : NULL;
+	return q && q[1] != 'u';
+}
+
 static void lang_latin_token(struct lang_scan *sc, const char *w)
 {
 	size_t l = strlen(w);
@@ -343,6 +377,8 @@ static void lang_latin_token(struct lang_scan *sc, const char *w)
 		if (!rm)
 			sc->rm++;
 	}
+	if (!(on & LW_UR_LEAN) && lang_urdu_spelling(w, l, on))
+		sc->ur_lean++;
 	/* Urdu romanization writes the future suffix apart: "kar dun ga", "ho jaye gi" */
 	if (l == 2 && w[0] == 'g' && (w[1] == 'a' || w[1] == 'i' || w[1] == 'e') && sc->after_word)
 		sc->ur_lean += 2;

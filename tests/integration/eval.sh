@@ -87,9 +87,9 @@ done
 # (en), romanized 0.66 / 0.84, 2 of 49 hard negatives flagged, language 137 of 140. The floors
 # were raised with the heldout8/heldout10 rules (complaint 0.77 -> 0.82, cancellation 0.78 ->
 # 0.81, unethical 0.57 -> 0.70, 1 of 49 flagged; macro-F1 0.75 (fa) to 0.94 (en), romanized
-# 0.68 / 0.84).
+# 0.68 / 0.84). Language 138 of 140 with the romanized-Urdu spelling cues (lang.c).
 held_eval heldout5 "worse than its last measurement (untuned: do not fix it by tuning on it)" \
-	--min-f1 0.74 --min-f1-latn 0.67 --max-fp 0.03 --min-lang 0.97 \
+	--min-f1 0.74 --min-f1-latn 0.67 --max-fp 0.03 --min-lang 0.98 \
 	--min-cat-f1 complaint=0.81 --min-cat-f1 abuse=1 --min-cat-f1 cancellation=0.80 \
 	--min-cat-f1 refund=0.78 --min-cat-f1 unethical=0.69
 
@@ -101,9 +101,10 @@ held_eval heldout5 "worse than its last measurement (untuned: do not fix it by t
 # (was 0.75): one romanized inflated-invoice request was found by a strong roman.rules
 # alternative ("bill ... bana ... claim") that was removed because it flagged honest invoices
 # made out to an employer; the weak cues find only one cue in it. Those two floors were LOWERED
-# to the new figures, knowingly (NEWS).
+# to the new figures, knowingly (NEWS). Language 136 of 140 with the romanized-Urdu spelling
+# cues (lang.c: "-ay" for ے, "q" for ق; 3 romanized Urdu messages still called Hinglish).
 held_eval heldout7 "worse than its last measurement (untuned: do not fix it by tuning on it)" \
-	--min-f1 0.77 --min-f1-latn 0.72 --max-fp 0.09 --min-lang 0.95 \
+	--min-f1 0.77 --min-f1-latn 0.72 --max-fp 0.09 --min-lang 0.97 \
 	--min-cat-f1 complaint=0.80 --min-cat-f1 abuse=0.96 --min-cat-f1 cancellation=0.86 \
 	--min-cat-f1 refund=0.92 --min-cat-f1 unethical=0.60
 
@@ -115,7 +116,9 @@ held_eval heldout7 "worse than its last measurement (untuned: do not fix it by t
 # romanized 0.73 (hi-Latn) / 0.84, 1 of 42 none flagged, language 137 of 140; complaint 0.61,
 # abuse 0.96, cancellation 0.68, refund 0.88, unethical 0.70. With the heldout8/heldout10
 # rules: complaint 0.72, cancellation 0.72, unethical 0.75; macro-F1 0.68 (hi) to 0.85 (pa),
-# romanized 0.80 / 0.84; still 1 of 42 flagged.
+# romanized 0.80 / 0.84; still 1 of 42 flagged. Language 136 of 140 with the romanized-Urdu
+# spelling cues (137 before: one more romanized Urdu message found, one Hinglish one lost; not
+# looked into, as that would be tuning on it).
 held_eval heldout9 "worse than its last measurement (untuned: do not fix it by tuning on it)" \
 	--min-f1 0.68 --min-f1-latn 0.80 --max-fp 0.03 --min-lang 0.97 \
 	--min-cat-f1 complaint=0.72 --min-cat-f1 abuse=0.96 --min-cat-f1 cancellation=0.71 \

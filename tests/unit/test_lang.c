@@ -42,6 +42,12 @@ static const struct lang_case cases[] = {
 	{ "ur-Latn", "Mera order abhi tak nahi aya, meherbani kar ke jaldi bhej dein. Shukriya" },
 	{ "ur-Latn", "Janab aap ka rider bohat late aya, mere paisay wapis karein" },
 	{ "ur-Latn", "Agar kal tak masla hal na hua to main consumer court jaun ga" },
+	/* spelling alone (no leaning word): ے as "ay", ق as "q"; English "-ay" and "q" words and
+	 * otherwise no lean stay Hinglish */
+	{ "ur-Latn", "Tum log nikammay ho, kaam kuch nahi karte" },
+	{ "ur-Latn", "Baqi kaam kab hoga, kuch pata nahi" },
+	{ "hi-Latn", "Mera order today deliver hona tha, delay kyun ho raha hai" },
+	{ "hi-Latn", "Iraq wala order kab aayega, kuch pata nahi" },
 	{ "hi-Latn", "Mera order abhi tak nahi aaya, kripya jaldi bhej dijiye. Dhanyavaad" },
 	{ "hi-Latn", "Bhaiya mujhe refund chahiye, product bahut kharab hai" },
 	{ "hi-Latn", "Maine ₹500 ka recharge kiya tha par balance nahi aaya, UPI se paisa kat gaya" },
