@@ -124,6 +124,19 @@ held_eval heldout9 "worse than its last measurement (untuned: do not fix it by t
 	--min-cat-f1 complaint=0.72 --min-cat-f1 abuse=0.96 --min-cat-f1 cancellation=0.71 \
 	--min-cat-f1 refund=0.87 --min-cat-f1 unethical=0.74
 
+# heldout11 (150): written at the start of the sixteenth session by a writer who saw neither the
+# rules nor the other held-out sets: vet clinics, wedding photographers, solar installers, car
+# rental, movers, dentists, furniture, online courses, pest control, school vans, landlords,
+# event tickets, phone repair, grocery apps, water purifiers, driving schools. Never tuned on.
+# Its first run (the rules with groups and the romanized-Urdu spelling cues): macro-F1 0.53 (hi)
+# to 0.77 (pa), romanized 0.63 (ur-Latn) / 0.68, 3 of 45 none flagged, language 148 of 150;
+# complaint 0.49, abuse 0.90, cancellation 0.63, refund 0.81, unethical 0.60. Complaints told by
+# their facts are what the rules find least.
+held_eval heldout11 "worse than its first measurement (untuned: do not fix it by tuning on it)" \
+	--min-f1 0.52 --min-f1-latn 0.63 --max-fp 0.07 --min-lang 0.98 \
+	--min-cat-f1 complaint=0.49 --min-cat-f1 abuse=0.89 --min-cat-f1 cancellation=0.63 \
+	--min-cat-f1 refund=0.81 --min-cat-f1 unethical=0.59
+
 # A category floor can fail: heldout5's unethical F1 (0.70) under a floor of 0.71 is a miss
 # named in the output, and a category the configuration lacks is a usage error.
 "$ctl" -c "$conf" eval "$top_srcdir/tests/data/heldout5" --rules "$top_srcdir/rules" \
