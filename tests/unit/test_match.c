@@ -867,14 +867,15 @@ static void test_prefilter_packs_and_generated(void **state)
 		 * subroutine, an alternative led by a lookbehind and a gap) is searched through
 		 * the whole text of every message; two such rules once cost 36 times the matching
 		 * of all the others on large mail. */
-		size_t no_lead = 0;
+		size_t unknown = 0;
 
 		for (size_t r = 0; r < rs->n_rules; r++)
-			if (!rs->rules[r].lead) {
-				no_lead++;
+			if (!rs->rules[r].lead && strcmp(rs->rules[r].name, "EN_ABUSE_NEG_SLANG") != 0 &&
+			    strcmp(rs->rules[r].name, "EN_CANCEL_IMPERATIVE") != 0) {
+				unknown++;
 				print_message("shipped rule without leads: %s\n", rs->rules[r].name);
 			}
-		assert_true(no_lead <= 2);
+		assert_int_equal(unknown, 0);
 	}
 	pf_corpus(rs, "shipped packs", &tot);
 	rules_unref(rs);

@@ -969,6 +969,82 @@ static void test_blank_plain_shadows_nothing(void **state)
 #undef LONG_PLAIN
 }
 
+/* raw's text/plain is read and its HTML left out (shadowed). */
+static void m_check_shadowed(const char *raw, const struct message_limits *lim)
+{
+	struct message *m = parse_lim(raw, strlen(raw), lim);
+
+	assert_string_equal(m->body_new, "My mail client shows HTML badly, sorry.");
+	assert_int_equal(m->bodies_left_out, 1);
+	message_free(m);
+}
+
+/* Each stub phrase the tools write (message.c, text_is_stub), in the case they write it, makes
+ * the text/plain a stub: the HTML beside it is read. The same sentence with its phrase spelt
+ * otherwise is a message, and the HTML stays shadowed. */
+static void test_stub_phrases(void **state)
+{
+	static const char *const stubs[] = {
+		"To view this message, use an HTML-capable email client.",
+		"Please use an HTML capable mail program.",
+		"Open this message in an HTML-compatible reader.",
+		"You need an HTML compatible mail client.",
+		"See the HTML version of this message.",
+		"This message is in HTML format.",
+		"This is an HTML message.",
+		"This is an HTML email from Acme.",
+		"This is an HTML e-mail.",
+		"This newsletter is in HTML only.",
+		"Your mail client does not support HTML.",
+		"Your client doesn't support HTML mail.",
+		"Your reader does not display HTML.",
+		"If your program cannot display HTML, click below.",
+		"If you can't display HTML, use the link.",
+		"Unable to display HTML? Use the link.",
+		"If it will not display HTML, click here.",
+		"Please enable HTML to read this.",
+		"Switch to HTML view to read it.",
+		"This message requires HTML.",
+		"View this email in your browser",
+		"View this e-mail in your browser",
+		"View this message in your browser: https://news.example/1",
+		"Trouble reading? View it in your browser.",
+		"View in browser",
+		"View this email online",
+		"View this message online",
+		"Click to view the HTML part.",
+	};
+	struct message_limits daemon;
+
+	(void)state;
+	message_limits_default(&daemon);
+	daemon.skip_shadowed = true;
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(stubs); i++) {
+		char raw[1024], want[512];
+		struct message *m;
+
+		snprintf(raw, sizeof(raw),
+			 "Content-Type: multipart/alternative; boundary=a\n\n--a\n"
+			 "Content-Type: text/plain\n\n%s\n--a\nContent-Type: text/html\n\n"
+			 "<p>I want my money back</p>\n--a--\n", stubs[i]);
+		snprintf(want, sizeof(want), "%s\nI want my money back", stubs[i]);
+		m = parse_lim(raw, strlen(raw), &daemon);
+		if (strcmp(m->body_new, want) != 0 || m->bodies_left_out != 0)
+			fail_msg("stub %zu: body \"%s\" (%zu left out), want \"%s\"", i, m->body_new,
+				 m->bodies_left_out, want);
+		message_free(m);
+	}
+	{
+		/* not a phrase of the list: "HTML" on its own, a hyphen moved */
+		static const char raw[] =
+			"Content-Type: multipart/alternative; boundary=a\n\n--a\n"
+			"Content-Type: text/plain\n\nMy mail client shows HTML badly, sorry.\n--a\n"
+			"Content-Type: text/html\n\n<p>I want my money back</p>\n--a--\n";
+
+		m_check_shadowed(raw, &daemon);
+	}
+}
+
 static void test_limits_str(void **state)
 {
 	char buf[64], tiny[8];
@@ -1348,6 +1424,7 @@ int main(void)
 		cmocka_unit_test(test_nothing_left_out_of_malformed),
 		cmocka_unit_test(test_shadowed_html_left_out),
 		cmocka_unit_test(test_blank_plain_shadows_nothing),
+		cmocka_unit_test(test_stub_phrases),
 		cmocka_unit_test(test_limits_str),
 		cmocka_unit_test(test_hostile_small_stack),
 		cmocka_unit_test(test_corpus_small_stack),
