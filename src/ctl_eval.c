@@ -270,16 +270,26 @@ static const char *eval_hit_match(const struct pipeline_result *r, const struct 
 	return t + h->offset;
 }
 
-/* eval_text_rules - " RULE(+1) «text», ..." for the hits of category c, or " (no rule hit)". */
-static void eval_text_rules(struct eval_state *st, const struct pipeline_result *r, size_t c)
+/* eval_hit_fates - what the verdict made of each hit (verdict_shadows), or NULL (no hits, out
+ * of memory: the explanations then leave it out). Caller frees. */
+static long *eval_hit_fates(const struct eval_state *st, const struct pipeline_result *r)
 {
 	long *fate = r->mr.n_hits ? calloc(r->mr.n_hits, sizeof(*fate)) : NULL;
-	bool any = false;
 
 	if (fate && verdict_shadows(st->cfg, st->rs, &r->mr, fate) < 0) {
 		free(fate);
 		fate = NULL;
 	}
+	return fate;
+}
+
+/* eval_text_rules - " RULE(+1) «text», ..." for the hits of category c, or " (no rule hit)";
+ * fate from eval_hit_fates (may be NULL). */
+static void eval_text_rules(struct eval_state *st, const struct pipeline_result *r, size_t c,
+			    const long *fate)
+{
+	bool any = false;
+
 	for (size_t i = 0; i < r->mr.n_hits; i++) {
 		const struct match_hit *h = &r->mr.hits[i];
 		const struct rule *ru = &st->rs->rules[h->rule];
@@ -303,7 +313,6 @@ static void eval_text_rules(struct eval_state *st, const struct pipeline_result 
 		strbuf_putc(&st->text, '"');
 		any = true;
 	}
-	free(fate);
 	if (!any)
 		strbuf_puts(&st->text, " (no rule hit)");
 }
@@ -373,6 +382,7 @@ static void eval_record_mismatch(struct eval_state *st, const struct eval_label 
 				 const struct pipeline_result *r, const bool *got, bool lang_ok)
 {
 	const struct config *cfg = st->cfg;
+	long *fate = eval_hit_fates(st, r);
 
 	for (size_t c = 0; c < cfg->n_categories; c++) {
 		if (lab->want[c] == got[c])
@@ -380,7 +390,7 @@ static void eval_record_mismatch(struct eval_state *st, const struct eval_label 
 		strbuf_printf(&st->text, "%-5s %s %-7s %-12s score %g/%g:", lab->want[c] ? "MISS" : "FALSE",
 			      lab->file, lab->lang, cfg->categories[c].name, r->v.score[c],
 			      cfg->categories[c].threshold);
-		eval_text_rules(st, r, c);
+		eval_text_rules(st, r, c, fate);
 		strbuf_puts(&st->text, lab->hard ? "  [hard negative]\n" : "\n");
 	}
 	if (!lang_ok)
@@ -401,6 +411,7 @@ static void eval_record_mismatch(struct eval_state *st, const struct eval_label 
 	eval_json_wrong(st, r, lab->want, got, true);
 	eval_json_wrong(st, r, lab->want, got, false);
 	strbuf_putc(&st->json, '}');
+	free(fate);
 }
 
 /* eval_score - add one message's outcome to the counters. */
