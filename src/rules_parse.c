@@ -255,20 +255,29 @@ static char *dup_or_oom(struct rules_builder *b, const char *s, size_t n)
 	return p;
 }
 
+/* The value of "rule" or "group": one word that is a valid name (*w: its end); false after
+ * adding an error. */
+static bool name_value(struct rules_builder *b, const struct line *ln, const char *kw,
+		       const char *v, const char *end, const char **w)
+{
+	if (!one_word(b, ln, kw, v, end, w))
+		return false;
+	if (!valid_name(v, (size_t)(*w - v))) {
+		rules_error(b, ln->file, ln->no, col_of(ln, v),
+			    "bad %s name \"%.*s\": use 1 to %d letters, digits or _", kw,
+			    (int)(*w - v), v, RULES_MAX_NAME_BYTES);
+		return false;
+	}
+	return true;
+}
+
 static void kw_rule(struct rules_builder *b, const struct line *ln, struct pending *pr,
 		    const char *v, const char *end)
 {
 	const char *w;
 	const struct rule *prev;
 
-	if (!one_word(b, ln, "rule", v, end, &w)) {
-		pr->bad = true;
-		return;
-	}
-	if (!valid_name(v, (size_t)(w - v))) {
-		rules_error(b, ln->file, ln->no, col_of(ln, v),
-			    "bad rule name \"%.*s\": use 1 to %d letters, digits or _",
-			    (int)(w - v), v, RULES_MAX_NAME_BYTES);
+	if (!name_value(b, ln, "rule", v, end, &w)) {
 		pr->bad = true;
 		return;
 	}
@@ -464,14 +473,7 @@ static void kw_group(struct rules_builder *b, const struct line *ln, struct pend
 {
 	const char *w;
 
-	if (!one_word(b, ln, "group", v, end, &w)) {
-		pr->bad = true;
-		return;
-	}
-	if (!valid_name(v, (size_t)(w - v))) {
-		rules_error(b, ln->file, ln->no, col_of(ln, v),
-			    "bad group name \"%.*s\": use 1 to %d letters, digits or _",
-			    (int)(w - v), v, RULES_MAX_NAME_BYTES);
+	if (!name_value(b, ln, "group", v, end, &w)) {
 		pr->bad = true;
 		return;
 	}
