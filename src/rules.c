@@ -1025,6 +1025,28 @@ static void lint_file_mode(const char *path, struct diag *d)
 			 "file is owned by uid %u, neither root nor the running user", (unsigned)st.st_uid);
 }
 
+/* A group of one rule groups nothing: most likely its name is misspelt in the rule meant to
+ * share it (a warning at its group line). */
+static void lint_lone_groups(const struct ruleset *rs, struct diag *d)
+{
+	size_t *members = rs->n_groups ? calloc(rs->n_groups, sizeof(*members)) : NULL;
+
+	if (!members)
+		return;
+	for (size_t i = 0; i < rs->n_rules; i++)
+		if (rs->rules[i].group_id >= 0)
+			members[rs->rules[i].group_id]++;
+	for (size_t i = 0; i < rs->n_rules; i++) {
+		const struct rule *r = &rs->rules[i];
+
+		if (r->group_id >= 0 && members[r->group_id] == 1)
+			diag_add(d, DIAG_WARNING, r->file, r->group_line, r->group_col,
+				 "group %s has no other rule than %s (a misspelt group name?)",
+				 r->group, r->name);
+	}
+	free(members);
+}
+
 void rules_lint(const struct ruleset *rs, const struct config *cfg, struct diag *d)
 {
 	const char *last = NULL;
@@ -1048,6 +1070,7 @@ void rules_lint(const struct ruleset *rs, const struct config *cfg, struct diag 
 			diag_add(d, DIAG_WARNING, r->file, r->line, 0,
 				 "rule %s is not JIT-compiled: it runs about ten times slower", r->name);
 	}
+	lint_lone_groups(rs, d);
 	if (cfg->rules.longstanding_file && *cfg->rules.longstanding_file)
 		lint_file_mode(cfg->rules.longstanding_file, d);
 	/* Refusing, the load has passed the untimed checks: what is left to report is a rule too

@@ -200,6 +200,33 @@ static void test_valid_fields(void **state)
 	assert_null(rs->rules[0].group);
 	assert_int_equal(rules_count_key(rs, 1), 1);
 	diag_free(&d);
+	{
+		char *txt;
+
+		diag_init(&d);
+		rules_lint(rs, cfg, &d);
+		txt = diag_string(&d);
+		assert_null(strstr(txt, "has no other rule"));
+		free(txt);
+		diag_free(&d);
+	}
+	rules_unref(rs);
+	/* a group of one rule: lint warns at its group line (a misspelt name?) */
+	rs = load("rule A\ncategory unethical\ngroup ZED\nmatch /a/\n"
+		  "rule B\ncategory unethical\ngroup ZEDD\nmatch /b/\n", &d);
+	assert_non_null(rs);
+	diag_free(&d);
+	{
+		char *txt;
+
+		diag_init(&d);
+		rules_lint(rs, cfg, &d);
+		txt = diag_string(&d);
+		assert_non_null(strstr(txt, "t.rules:3:7: warning: group ZED has no other rule than A (a misspelt group name?)"));
+		assert_non_null(strstr(txt, "t.rules:7:7: warning: group ZEDD has no other rule than B"));
+		free(txt);
+		diag_free(&d);
+	}
 	rules_unref(rs);
 }
 
