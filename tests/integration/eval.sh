@@ -79,6 +79,15 @@ for name in heldout heldout2 heldout3 heldout4 heldout6 heldout8 heldout10; do
 		--min-f1 1 --min-f1-latn 1 --max-fp 0 --min-lang 0.90
 done
 
+# heldout12 (160), written in the sixteenth session to tune on: complaints told by their facts
+# (nine per language, none with the word "complaint"), cancellations and unethical requests told
+# by their facts, hard negatives in the same situations. First run: complaint 0.54, abuse 1.00,
+# cancellation 0.69, refund 0.81, unethical 0.55, 2 of 41 hard negatives flagged. After the
+# fixes every category is right but one Persian message labelled unethical only, whose "the visa
+# still hasn't come" (هنوز نیومده) is also a complaint cue, which the rules keep.
+held_eval heldout12 "a miss or a false hit beyond the one known" \
+	--min-f1 0.99 --min-f1-latn 1 --max-fp 0 --min-lang 1 --min-cat-f1 complaint=0.99
+
 # tests/data/heldout5 (140), heldout7 (140) and heldout9 (140) are never tuned on: they are the
 # measures of mail the rules were not written for. Each is held to its
 # figures as first measured: per-language macro-F1, false hits on `none`, language detection,
@@ -87,10 +96,11 @@ done
 # (en), romanized 0.66 / 0.84, 2 of 49 hard negatives flagged, language 137 of 140. The floors
 # were raised with the heldout8/heldout10 rules (complaint 0.77 -> 0.82, cancellation 0.78 ->
 # 0.81, unethical 0.57 -> 0.70, 1 of 49 flagged; macro-F1 0.75 (fa) to 0.94 (en), romanized
-# 0.68 / 0.84). Language 138 of 140 with the romanized-Urdu spelling cues (lang.c).
+# 0.68 / 0.84). Language 138 of 140 with the romanized-Urdu spelling cues (lang.c). Complaint
+# 0.84 with the heldout12 rules.
 held_eval heldout5 "worse than its last measurement (untuned: do not fix it by tuning on it)" \
 	--min-f1 0.74 --min-f1-latn 0.67 --max-fp 0.03 --min-lang 0.98 \
-	--min-cat-f1 complaint=0.81 --min-cat-f1 abuse=1 --min-cat-f1 cancellation=0.80 \
+	--min-cat-f1 complaint=0.83 --min-cat-f1 abuse=1 --min-cat-f1 cancellation=0.80 \
 	--min-cat-f1 refund=0.78 --min-cat-f1 unethical=0.69
 
 # heldout7: written last, with the rules of heldout6's fixes. Its first run: macro-F1 0.75 (pa)
@@ -118,10 +128,10 @@ held_eval heldout7 "worse than its last measurement (untuned: do not fix it by t
 # rules: complaint 0.72, cancellation 0.72, unethical 0.75; macro-F1 0.68 (hi) to 0.85 (pa),
 # romanized 0.80 / 0.84; still 1 of 42 flagged. Language 136 of 140 with the romanized-Urdu
 # spelling cues (137 before: one more romanized Urdu message found, one Hinglish one lost; not
-# looked into, as that would be tuning on it).
+# looked into, as that would be tuning on it). Complaint 0.75 with the heldout12 rules.
 held_eval heldout9 "worse than its last measurement (untuned: do not fix it by tuning on it)" \
 	--min-f1 0.68 --min-f1-latn 0.80 --max-fp 0.03 --min-lang 0.97 \
-	--min-cat-f1 complaint=0.72 --min-cat-f1 abuse=0.96 --min-cat-f1 cancellation=0.71 \
+	--min-cat-f1 complaint=0.74 --min-cat-f1 abuse=0.96 --min-cat-f1 cancellation=0.71 \
 	--min-cat-f1 refund=0.87 --min-cat-f1 unethical=0.74
 
 # heldout11 (150): written at the start of the sixteenth session by a writer who saw neither the
