@@ -187,10 +187,20 @@ static void rules_header(struct pipeline_result *res, const struct ruleset *rs)
 	strbuf_free(&b);
 }
 
+/* X-Amends-Tally: the sender's counts as the store holds them. When the store failed, the
+ * policy still decides on this message's own categories, but the header must not pass those off
+ * as a stored tally: it says "unrecorded" (the failure is logged and counted). Without a store or
+ * a sender there is no tally to report. */
 static void tally_header(struct pipeline_result *res, const struct config *cfg)
 {
 	struct strbuf b;
 
+	if (res->counts_src == PIPELINE_COUNTS_UNRECORDED) {
+		add_header(res, "X-Amends-Tally", "unrecorded");
+		return;
+	}
+	if (res->counts_src == PIPELINE_COUNTS_NONE)
+		return;
 	strbuf_init(&b, 1000);
 	for (size_t i = 0; i < cfg->n_categories; i++) {
 		int n = tally_count_of(&res->counts, cfg->categories[i].name);
@@ -322,7 +332,7 @@ static void rules_csv(const struct ruleset *rs, const struct match_result *mr, s
 	}
 }
 
-/* Counts of this message alone, when there is no tally store. */
+/* Counts of this message alone, when there is no tally store or it failed. */
 static void counts_from_verdict(struct pipeline_result *res, const struct config *cfg)
 {
 	size_t n = 0;
@@ -360,7 +370,9 @@ static void record_tally(const struct pipeline_env *env, const struct pipeline_i
 		log_err("%s: tally: not recorded for %s: %s", in->queue_id, res->sender, tally_error());
 		tally_counts_free(&res->counts);
 		counts_from_verdict(res, env->cfg);
+		res->counts_src = PIPELINE_COUNTS_UNRECORDED;
 	} else {
+		res->counts_src = PIPELINE_COUNTS_STORED;
 		stats_inc(STATS_TALLY_OK);
 	}
 	strbuf_free(&rules);
@@ -510,7 +522,7 @@ static void tally_policy_draft(const struct pipeline_env *env, const struct pipe
 	if (res->sender && env->tally && !dry)
 		record_tally(env, in, res, now);
 	else if (res->sender && env->tally && tally_counts(env->tally, res->sender, now, &res->counts) == 0)
-		; /* dry run: what the store says, without this message */
+		res->counts_src = PIPELINE_COUNTS_READ; /* dry run: the store, without this message */
 	else
 		counts_from_verdict(res, env->cfg);
 	if (!res->sender)

@@ -55,6 +55,14 @@ enum {
 	PIPELINE_FAIL_DRAFT = 1 << 3,
 };
 
+/* Where pipeline_result.counts came from: X-Amends-Tally reports only a store's counts. */
+enum pipeline_counts_src {
+	PIPELINE_COUNTS_NONE = 0,     /* no store or no sender: this message's own categories */
+	PIPELINE_COUNTS_STORED,       /* the store, this message included */
+	PIPELINE_COUNTS_READ,         /* the store, without this message (dry run) */
+	PIPELINE_COUNTS_UNRECORDED,   /* the store failed: this message's own categories */
+};
+
 struct pipeline_result {
 	struct message *msg;
 	const char *lang;             /* static string from lang_detect */
@@ -66,7 +74,8 @@ struct pipeline_result {
 	struct verdict v;
 	bool have_verdict;
 	char *sender;                 /* tally key, may be NULL */
-	struct tally_counts counts;
+	struct tally_counts counts;   /* what the policy decides on; see counts_src */
+	enum pipeline_counts_src counts_src;
 	const char *suppressed;       /* why no draft may be written, or NULL */
 	enum policy_draft draft;      /* the draft claimed for this message */
 	bool draft_written;

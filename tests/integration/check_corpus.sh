@@ -29,6 +29,13 @@ cat "$T_TMP/check_corpus.out"
 [ "$rc" = 0 ] || fail "amendsctl check disagrees with the corpus (see above)"
 ok "amendsctl check: text, language and categories of every dev-corpus message"
 
+# X-Amends-Tally reports a store's counts only (pipeline.c tally_header): with store = "none"
+# there is no tally, so no header, though the message is a complaint.
+"$AMENDSCTL" -c "$T_TMP/amends.conf" check "$CORPUS/messages/003.eml" >"$T_TMP/none.txt" ||
+	fail "amendsctl check 003.eml failed"
+assert_grep '^X-Amends-Status: Yes; categories=complaint' "$T_TMP/none.txt" "003.eml is a complaint"
+assert_no_grep '^X-Amends-Tally' "$T_TMP/none.txt" "store = none: no X-Amends-Tally (no count to report)"
+
 # One stretch of text counts once per category (verdict.c), and the explanation says so: "هر بار"
 # (every time) is a weak complaint cue in both ur.rules and fa.rules. Counted twice it made a
 # complaint of "every time I ordered from you everything was great, thank you"; now the score is

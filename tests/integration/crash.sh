@@ -48,7 +48,7 @@ check_store() {
 	[ "$ic" = ok ] || fail "round $1: PRAGMA integrity_check says: $ic"
 	cat "$T_TMP"/r*.w*.res >"$T_TMP/all.res"
 	for ((s = 1; s <= NSEND; s++)); do
-		maxrep=$(awk -F'\t' -v f="-s$s.eml" '$4 == "CONTINUE" && index($1, f) && $6 != "-" { print $6 }' \
+		maxrep=$(awk -F'\t' -v f="-s$s.eml" '$4 == "CONTINUE" && index($1, f) && $6 ~ /^[0-9]+$/ { print $6 }' \
 			"$T_TMP/all.res" | sort -n | tail -1)
 		sent=$(awk -F'\t' -v f="-s$s.eml" 'index($1, f)' "$T_TMP/all.res" | wc -l)
 		n=$(acc_tally_count "$CONF" "$(sender "$s")" complaint) ||

@@ -276,6 +276,7 @@ acc_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
 # acc_load_worker RESULTS SPEC FILE... - send each FILE in its own milter session (one client
 # run each, so each is timed) and append one line per message to RESULTS:
 #   file  client-exit  elapsed-ms  answer  categories  complaint-count-in-X-Amends-Tally
+#   ("unrecorded" when the daemon said the update failed, "-" when there is no count)
 # The envelope sender is the From address (the client's default). The transcript stays in
 # FILE.out. Meant to run in the background (&); bounded by the number of files and the client's
 # 5 s I/O timeout.
@@ -289,7 +290,11 @@ acc_load_worker() {
 		rc=$?
 		st=$(acc_added "$out" X-Amends-Status | head -1)
 		cats=$(acc_status_categories "$st")
-		tally=$(acc_added "$out" X-Amends-Tally | sed -n 's/.*complaint=\([0-9]*\).*/\1/p')
+		tally=$(acc_added "$out" X-Amends-Tally)
+		case $tally in
+		unrecorded) ;;
+		*) tally=$(printf '%s\n' "$tally" | sed -n 's/.*complaint=\([0-9]*\).*/\1/p') ;;
+		esac
 		printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(basename "$f")" "$rc" "$(($(acc_ms) - t0))" \
 			"$(acc_answer "$out")" "$cats" "${tally:--}" >>"$res"
 	done
