@@ -76,41 +76,10 @@ static void json_part(struct strbuf *b, const struct message_part *p)
 	strbuf_putc(b, '}');
 }
 
-/* What the verdict made of each hit (verdict_shadows), or NULL (no hits, out of memory: the
- * explanation then leaves the counted/shadowed detail out). Caller frees. */
-static long *hit_fates(const struct config *cfg, const struct ruleset *rs,
-		       const struct pipeline_result *r)
-{
-	long *fate;
-
-	if (!r->have_verdict || !r->mr.n_hits)
-		return NULL;
-	fate = calloc(r->mr.n_hits, sizeof(*fate));
-	if (fate && verdict_shadows(cfg, rs, &r->mr, fate) < 0) {
-		free(fate);
-		fate = NULL;
-	}
-	return fate;
-}
-
-/* The name of the rule of hit j as a JSON string, or null when j < 0. */
-static void json_rule_name(struct strbuf *b, const struct ruleset *rs,
-			   const struct pipeline_result *r, long j)
-{
-	const char *nm;
-
-	if (j < 0) {
-		strbuf_puts(b, "null");
-		return;
-	}
-	nm = rs->rules[r->mr.hits[j].rule].name;
-	strbuf_json_string(b, nm, strlen(nm));
-}
-
 static void json_hits(struct strbuf *b, const struct config *cfg, const struct ruleset *rs,
 		      const struct pipeline_result *r)
 {
-	long *fate = hit_fates(cfg, rs, r);
+	long *fate = r->have_verdict ? verdict_fates(cfg, rs, &r->mr) : NULL;
 
 	strbuf_puts(b, ",\"hits\":[");
 	for (size_t i = 0; i < r->mr.n_hits; i++) {
@@ -141,11 +110,14 @@ static void json_hits(struct strbuf *b, const struct config *cfg, const struct r
 		strbuf_json_string(b, ru->file, strlen(ru->file));
 		strbuf_printf(b, ",\"line\":%d", ru->line);
 		if (fate) {
+			struct verdict_why why;
+
+			verdict_why(rs, &r->mr, fate, i, &why);
 			strbuf_printf(b, ",\"counted\":%s,\"same_text_as\":",
-				      fate[i] == VERDICT_COUNTED ? "true" : "false");
-			json_rule_name(b, rs, r, fate[i]);
+				      why.counted ? "true" : "false");
+			strbuf_json_cstr(b, why.same_text_as);
 			strbuf_puts(b, ",\"group_counted_as\":");
-			json_rule_name(b, rs, r, verdict_group_winner(rs, &r->mr, fate, i));
+			strbuf_json_cstr(b, why.group_counted_as);
 		}
 		strbuf_putc(b, '}');
 	}
@@ -279,23 +251,23 @@ static void print_text(const char *file, const struct config *cfg, const struct 
 				       r->v.present[i] ? "" : " (below threshold)");
 		printf("\n");
 	}
-	fate = rs ? hit_fates(cfg, rs, r) : NULL;
+	fate = rs && r->have_verdict ? verdict_fates(cfg, rs, &r->mr) : NULL;
 	for (size_t i = 0; rs && i < r->mr.n_hits; i++) {
 		const struct match_hit *h = &r->mr.hits[i];
 		const struct rule *ru = &rs->rules[h->rule];
 		size_t tl;
 		const char *t = hit_text(r, h, &tl);
-		long w;
+		struct verdict_why why;
 
 		printf("hit: %s (%s %+g) in %s at %zu: \"%.*s\"  [%s:%d]", ru->name,
 		       cfg->categories[ru->category].name, ru->score, rules_target_name(h->target),
 		       h->offset, (int)h->length, t + h->offset, ru->file, ru->line);
-		if (fate && fate[i] >= 0)
-			printf("  (same text as %s: not counted again)",
-			       rs->rules[r->mr.hits[fate[i]].rule].name);
-		else if (fate && (w = verdict_group_winner(rs, &r->mr, fate, i)) >= 0)
-			printf("  (group %s: counted once, as %s)", ru->group,
-			       rs->rules[r->mr.hits[w].rule].name);
+		if (fate)
+			verdict_why(rs, &r->mr, fate, i, &why);
+		if (fate && why.same_text_as)
+			printf("  (same text as %s: not counted again)", why.same_text_as);
+		else if (fate && why.group)
+			printf("  (group %s: counted once, as %s)", why.group, why.group_counted_as);
 		putchar('\n');
 	}
 	free(fate);

@@ -36,7 +36,8 @@
  *     "mismatches": [ { "file", "lang", "detected_lang", "hard_negative",
  *                       "expected": [cat...], "got": [cat...],
  *                       "misses": [ {"category","score","threshold",
- *                                    "rules": [{"rule","score","target","match"}]} ],
+ *                                    "rules": [{"rule","score","target","match",
+ *                                               "counted","same_text_as","group_counted_as"}]} ],
  *                       "false_hits": [ same as misses ] } ],
  *     "targets": { "min_f1", "min_f1_latn", "max_fp", "min_lang" (null when not given),
  *                  "min_cat_f1": { name: X }, "passed": bool, "failures": [text...] } }
@@ -270,21 +271,8 @@ static const char *eval_hit_match(const struct pipeline_result *r, const struct 
 	return t + h->offset;
 }
 
-/* eval_hit_fates - what the verdict made of each hit (verdict_shadows), or NULL (no hits, out
- * of memory: the explanations then leave it out). Caller frees. */
-static long *eval_hit_fates(const struct eval_state *st, const struct pipeline_result *r)
-{
-	long *fate = r->mr.n_hits ? calloc(r->mr.n_hits, sizeof(*fate)) : NULL;
-
-	if (fate && verdict_shadows(st->cfg, st->rs, &r->mr, fate) < 0) {
-		free(fate);
-		fate = NULL;
-	}
-	return fate;
-}
-
 /* eval_text_rules - " RULE(+1) «text», ..." for the hits of category c, or " (no rule hit)";
- * fate from eval_hit_fates (may be NULL). */
+ * fate from verdict_fates (may be NULL). */
 static void eval_text_rules(struct eval_state *st, const struct pipeline_result *r, size_t c,
 			    const long *fate)
 {
@@ -295,18 +283,19 @@ static void eval_text_rules(struct eval_state *st, const struct pipeline_result 
 		const struct rule *ru = &st->rs->rules[h->rule];
 		size_t ml;
 		const char *m;
-		long w;
+		struct verdict_why why;
 
 		if ((size_t)ru->category != c)
 			continue;
 		m = eval_hit_match(r, h, &ml);
 		strbuf_printf(&st->text, "%s %s(%+g", any ? "," : "", ru->name, ru->score);
-		if (fate && fate[i] >= 0)     /* verdict.c: one stretch of text counts once */
-			strbuf_printf(&st->text, ", same text as %s",
-				      st->rs->rules[r->mr.hits[fate[i]].rule].name);
-		else if (fate && (w = verdict_group_winner(st->rs, &r->mr, fate, i)) >= 0)
-			strbuf_printf(&st->text, ", group %s counted as %s", ru->group,
-				      st->rs->rules[r->mr.hits[w].rule].name);
+		if (fate)
+			verdict_why(st->rs, &r->mr, fate, i, &why);
+		if (fate && why.same_text_as)     /* verdict.c: one stretch of text counts once */
+			strbuf_printf(&st->text, ", same text as %s", why.same_text_as);
+		else if (fate && why.group)
+			strbuf_printf(&st->text, ", group %s counted as %s", why.group,
+				      why.group_counted_as);
 		strbuf_puts(&st->text, ") \"");
 		for (size_t k = 0; k < ml; k++)
 			strbuf_putc(&st->text, (char)(m[k] == '\n' ? ' ' : m[k]));
@@ -317,7 +306,10 @@ static void eval_text_rules(struct eval_state *st, const struct pipeline_result 
 		strbuf_puts(&st->text, " (no rule hit)");
 }
 
-static void eval_json_rules(struct eval_state *st, const struct pipeline_result *r, size_t c)
+/* eval_json_rules - the "rules" array of category c: each hit, and (fate from verdict_fates,
+ * may be NULL) whether it counted, as amendsctl check --json says it. */
+static void eval_json_rules(struct eval_state *st, const struct pipeline_result *r, size_t c,
+			    const long *fate)
 {
 	bool any = false;
 
@@ -336,6 +328,16 @@ static void eval_json_rules(struct eval_state *st, const struct pipeline_result 
 		strbuf_printf(&st->json, ",\"score\":%g,\"target\":\"%s\",\"match\":", ru->score,
 			      rules_target_name(h->target));
 		strbuf_json_string(&st->json, m, ml);
+		if (fate) {
+			struct verdict_why why;
+
+			verdict_why(st->rs, &r->mr, fate, i, &why);
+			strbuf_printf(&st->json, ",\"counted\":%s,\"same_text_as\":",
+				      why.counted ? "true" : "false");
+			strbuf_json_cstr(&st->json, why.same_text_as);
+			strbuf_puts(&st->json, ",\"group_counted_as\":");
+			strbuf_json_cstr(&st->json, why.group_counted_as);
+		}
 		strbuf_putc(&st->json, '}');
 		any = true;
 	}
@@ -357,7 +359,7 @@ static void eval_json_cats(struct eval_state *st, const bool *set)
 
 /* eval_json_wrong - the "misses" or "false_hits" array: categories where got != want. */
 static void eval_json_wrong(struct eval_state *st, const struct pipeline_result *r,
-			    const bool *want, const bool *got, bool misses)
+			    const bool *want, const bool *got, bool misses, const long *fate)
 {
 	bool first = true;
 
@@ -370,7 +372,7 @@ static void eval_json_wrong(struct eval_state *st, const struct pipeline_result 
 				   strlen(st->cfg->categories[c].name));
 		strbuf_printf(&st->json, ",\"score\":%g,\"threshold\":%g,", r->v.score[c],
 			      st->cfg->categories[c].threshold);
-		eval_json_rules(st, r, c);
+		eval_json_rules(st, r, c, fate);
 		strbuf_putc(&st->json, '}');
 		first = false;
 	}
@@ -382,7 +384,7 @@ static void eval_record_mismatch(struct eval_state *st, const struct eval_label 
 				 const struct pipeline_result *r, const bool *got, bool lang_ok)
 {
 	const struct config *cfg = st->cfg;
-	long *fate = eval_hit_fates(st, r);
+	long *fate = verdict_fates(st->cfg, st->rs, &r->mr);
 
 	for (size_t c = 0; c < cfg->n_categories; c++) {
 		if (lab->want[c] == got[c])
@@ -408,8 +410,8 @@ static void eval_record_mismatch(struct eval_state *st, const struct eval_label 
 	eval_json_cats(st, lab->want);
 	strbuf_puts(&st->json, ",\"got\":");
 	eval_json_cats(st, got);
-	eval_json_wrong(st, r, lab->want, got, true);
-	eval_json_wrong(st, r, lab->want, got, false);
+	eval_json_wrong(st, r, lab->want, got, true, fate);
+	eval_json_wrong(st, r, lab->want, got, false, fate);
 	strbuf_putc(&st->json, '}');
 	free(fate);
 }

@@ -236,6 +236,13 @@ char *util_utf8_sanitize(const char *s, size_t n, size_t *outlen)
 	return strbuf_take(&b);
 }
 
+int strbuf_json_cstr(struct strbuf *b, const char *s)
+{
+	if (!s)
+		return strbuf_puts(b, "null");
+	return strbuf_json_string(b, s, strlen(s));
+}
+
 int strbuf_json_string(struct strbuf *b, const char *s, size_t n)
 {
 	const unsigned char *p = (const unsigned char *)s;

@@ -39,6 +39,8 @@ int strbuf_vprintf(struct strbuf *b, const char *fmt, va_list ap) __attribute__(
 char *strbuf_take(struct strbuf *b);
 /* Append s as a JSON string literal (quotes included), escaping controls and invalid UTF-8. */
 int strbuf_json_string(struct strbuf *b, const char *s, size_t n);
+/* Append the C string s as a JSON string, or null when s is NULL. */
+int strbuf_json_cstr(struct strbuf *b, const char *s);
 
 /* Set *err (when err is not NULL) to a malloc'd formatted message, freeing what it held:
  * callers start from NULL. Used by every module that hands an error string up. */

@@ -165,6 +165,36 @@ long verdict_group_winner(const struct ruleset *rs, const struct match_result *m
 	return -1;
 }
 
+long *verdict_fates(const struct config *cfg, const struct ruleset *rs,
+		    const struct match_result *mr)
+{
+	long *fate;
+
+	if (!rs || !mr || !mr->n_hits)
+		return NULL;
+	fate = calloc(mr->n_hits, sizeof(*fate));
+	if (fate && verdict_shadows(cfg, rs, mr, fate) < 0) {
+		free(fate);
+		fate = NULL;
+	}
+	return fate;
+}
+
+void verdict_why(const struct ruleset *rs, const struct match_result *mr, const long *fate,
+		 size_t i, struct verdict_why *why)
+{
+	long w;
+
+	memset(why, 0, sizeof(*why));
+	why->counted = fate[i] == VERDICT_COUNTED;
+	if (fate[i] >= 0) {
+		why->same_text_as = rs->rules[mr->hits[fate[i]].rule].name;
+	} else if ((w = verdict_group_winner(rs, mr, fate, i)) >= 0) {
+		why->group = rs->rules[mr->hits[i].rule].group;
+		why->group_counted_as = rs->rules[mr->hits[w].rule].name;
+	}
+}
+
 /* Nothing can nest and no group has two rules hit (may_nest), or out of memory for the pass:
  * every distinct rule counts (out of memory, a category may then score a shared word or a
  * group twice; never fewer categories). */

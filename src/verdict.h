@@ -40,4 +40,20 @@ int verdict_shadows(const struct config *cfg, const struct ruleset *rs,
 long verdict_group_winner(const struct ruleset *rs, const struct match_result *mr,
 			  const long *fate, size_t i);
 
+/* verdict_shadows into a new array of mr->n_hits entries, or NULL when there is no hit or no
+ * memory (an explanation then leaves the counted/not-counted detail out). Caller frees. */
+long *verdict_fates(const struct config *cfg, const struct ruleset *rs,
+		    const struct match_result *mr);
+
+/* Why hit i counted or not, in the words every explanation uses (amendsctl check and eval, text
+ * and JSON). Names point into rs. */
+struct verdict_why {
+	bool counted;
+	const char *same_text_as;     /* the counted rule whose text holds this hit's, or NULL */
+	const char *group;            /* this rule's group, when another rule of it counted */
+	const char *group_counted_as; /* that rule, or NULL */
+};
+void verdict_why(const struct ruleset *rs, const struct match_result *mr, const long *fate,
+		 size_t i, struct verdict_why *why);
+
 #endif

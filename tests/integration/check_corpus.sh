@@ -90,3 +90,33 @@ PY
 grep -q 'RO_UNETHICAL_CUE_ALTER_2 .*(group RO_UNETHICAL_CUE_ALTER: counted once, as RO_UNETHICAL_CUE_ALTER)' "$T_TMP/group.txt" ||
 	{ cat "$T_TMP/group.txt"; fail "the text explanation does not say which rule of the group counted"; }
 ok "a rule group counts once, and check explains it"
+
+# eval explains its misses with the same words (verdict_why): labelled as what they are not
+# counted to be, both messages are misses, and the text and JSON name the hit that counted.
+mkdir -p "$T_TMP/why/messages"
+cp "$T_TMP/same.eml" "$T_TMP/group.eml" "$T_TMP/why/messages/"
+printf 'file\tlang\tcategories\tencoding\tnote\nsame.eml\tfa\tcomplaint\tutf8\tx\ngroup.eml\tur-Latn\tunethical\tutf8\tx\n' \
+	>"$T_TMP/why/labels.tsv"
+"$AMENDSCTL" -c "$T_TMP/amends.conf" eval "$T_TMP/why" >"$T_TMP/why.txt"
+grep -Eq '^MISS +group.eml .*unethical .*RO_UNETHICAL_CUE_ALTER_2\(\+0\.5, group RO_UNETHICAL_CUE_ALTER counted as RO_UNETHICAL_CUE_ALTER\)' "$T_TMP/why.txt" &&
+	grep -Eq '^MISS +same.eml .*complaint .*\(\+[0-9.]+, same text as [A-Z_]+\)' "$T_TMP/why.txt" ||
+	{ cat "$T_TMP/why.txt"; fail "eval's miss lines do not say which hit counted"; }
+"$AMENDSCTL" -c "$T_TMP/amends.conf" eval --json "$T_TMP/why" >"$T_TMP/why.json"
+"$PYTHON3" - "$T_TMP/why.json" <<'PY' || fail "eval --json does not say which hit counted (see above)"
+import json, sys
+d = json.load(open(sys.argv[1]))
+mm = {m["file"]: m for m in d["mismatches"]}
+def rules(f, cat):
+    return {r["rule"]: r for x in mm[f]["misses"] if x["category"] == cat for r in x["rules"]}
+g = rules("group.eml", "unethical")
+s = list(rules("same.eml", "complaint").values())
+ok = (g["RO_UNETHICAL_CUE_ALTER"]["counted"] and g["RO_UNETHICAL_CUE_ALTER"]["group_counted_as"] is None
+      and not g["RO_UNETHICAL_CUE_ALTER_2"]["counted"]
+      and g["RO_UNETHICAL_CUE_ALTER_2"]["group_counted_as"] == "RO_UNETHICAL_CUE_ALTER"
+      and len(s) >= 2 and sum(r["counted"] for r in s) == 1
+      and all(r["same_text_as"] == [c["rule"] for c in s if c["counted"]][0] for r in s if not r["counted"]))
+if not ok:
+    print(json.dumps(d["mismatches"], ensure_ascii=False, indent=1))
+sys.exit(0 if ok else 1)
+PY
+ok "eval explains a hit that was not counted, in its text and its JSON"
