@@ -24,6 +24,7 @@ command -v "$PY" >/dev/null 2>&1 || { echo "SKIP: python3 not found"; exit 77; }
 command -v openssl >/dev/null 2>&1 || { echo "SKIP: openssl not found (package openssl)"; exit 77; }
 TOOL=$top_builddir/tests/draft_imap_tool
 [ -x "$TOOL" ] || { echo "SKIP: $TOOL not built (make check builds it)"; exit 77; }
+. "$top_srcdir/tests/lib/dovecot_conf.sh"
 CORPUS=$top_srcdir/../shared/corpus/dev/messages
 MSG=$CORPUS/050.eml
 [ -f "$MSG" ] || { echo "SKIP: corpus not found at $CORPUS"; exit 77; }
@@ -69,51 +70,8 @@ disable_plaintext_auth = yes"
 disable_plaintext_auth = no"
 		IMAPS="port = 0"
 	fi
-	cat > "$T/dovecot.conf" <<EOF
-base_dir = $T/run
-state_dir = $T/state
-log_path = $T/dovecot.log
-instance_name = amends-test-$$
-protocols = imap
-listen = 127.0.0.1
-$SSL_CONF
-auth_mechanisms = plain login
-auth_verbose = yes
-default_login_user = $LOGIN_USER
-default_internal_user = $INTERNAL_USER
-mail_location = maildir:~/Maildir
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u $T/passwd
-}
-userdb {
-  driver = static
-  args = uid=$UID_ gid=$GID_ home=$T/mail/%u
-}
-namespace inbox {
-  inbox = yes
-  separator = .
-}
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = $PORT
-  }
-  inet_listener imaps {
-    $IMAPS
-  }
-}
-service pop3-login {
-  inet_listener pop3 {
-    port = 0
-  }
-}
-service submission-login {
-  inet_listener submission {
-    port = 0
-  }
-}
-EOF
+	dovecot_conf_write "$T/dovecot.conf" "$T" "$T/dovecot.log" "$PORT" "$LOGIN_USER" \
+		"$INTERNAL_USER" "$UID_" "$GID_" "$SSL_CONF" "$IMAPS"
 }
 dovecot_conf
 

@@ -174,6 +174,8 @@ mta_headers_of() { t_headers_of "$1"; }
 
 # ---- Dovecot ---------------------------------------------------------------------------------
 
+. "$top_srcdir/tests/lib/dovecot_conf.sh"
+
 MTA_DV="$T_TMP/dv"
 MTA_DV_PORT=""
 MTA_DV_PID=""
@@ -202,53 +204,8 @@ mta_dovecot_conf() {
 	mkdir -p "$MTA_DV/run" "$MTA_DV/state" "$MTA_DV/mail"
 	chown "$uid:$gid" "$MTA_DV/mail"
 	echo "$MTA_DV_USER:{PLAIN}$MTA_DV_PASS" >"$MTA_DV/passwd"
-	cat >"$MTA_DV/dovecot.conf" <<EOF
-# written by mtalib.sh: a private Dovecot for amends' end-to-end tests
-base_dir = $MTA_DV/run
-state_dir = $MTA_DV/state
-log_path = $T_TMP/dovecot.log
-instance_name = amends-test-$$
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-auth_verbose = yes
-default_login_user = $login
-default_internal_user = $internal
-mail_location = maildir:~/Maildir
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u $MTA_DV/passwd
-}
-userdb {
-  driver = static
-  args = uid=$uid gid=$gid home=$MTA_DV/mail/%u
-}
-namespace inbox {
-  inbox = yes
-  separator = .
-}
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = $MTA_DV_PORT
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-service pop3-login {
-  inet_listener pop3 {
-    port = 0
-  }
-}
-service submission-login {
-  inet_listener submission {
-    port = 0
-  }
-}
-EOF
+	dovecot_conf_write "$MTA_DV/dovecot.conf" "$MTA_DV" "$T_TMP/dovecot.log" "$MTA_DV_PORT" \
+		"$login" "$internal" "$uid" "$gid"
 }
 
 mta_imap_up() { (exec 3<>"/dev/tcp/127.0.0.1/$MTA_DV_PORT") 2>/dev/null; }
