@@ -293,6 +293,28 @@ t_check_forged_gone() {
 	ok "20 forged X-Amends-* headers gone after $2, look-alikes kept"
 }
 
+# t_mta_forged_and_batch MTA N - through a real MTA in front of amends: a forged message comes
+# out with our verdict only, then N messages all come out tagged. Uses the caller's send NAME
+# [FILE], wait_delivered NAME, delivered NAME and headers_of FILE, and write_forged_eml's
+# $T_TMP/forged.eml.
+t_mta_forged_and_batch() {
+	local i
+	[ "$(grep -ciE '^x-amends-[^:]*:|^x-amends-status :' "$T_TMP/forged.eml")" = 20 ] ||
+		fail "test bug: the forged message should have 20 X-Amends-* headers"
+	send forged1 "$T_TMP/forged.eml"
+	wait_delivered forged1
+	headers_of "$(delivered forged1)" >"$T_TMP/forged1.hdr"
+	t_check_forged_gone "$T_TMP/forged1.hdr" "$1"
+	for ((i = 1; i <= $2; i++)); do
+		send "run$i"
+	done
+	for ((i = 1; i <= $2; i++)); do
+		wait_delivered "run$i"
+		headers_of "$(delivered "run$i")" | grep -q '^X-Amends-Status: ' ||
+			fail "message run$i delivered untagged"
+	done
+}
+
 assert_grep() {
 	grep -Eq -- "$1" "$2" || fail "$3: /$1/ not in $2: $(head -c 3000 "$2")"
 	ok "$3"
