@@ -2,7 +2,7 @@
  * ctl_eval.c - `amendsctl eval DIR`: precision, recall and F1 of the rules on a labelled corpus
  *
  * SYNOPSIS
- *   amendsctl [-c FILE] eval DIR [--json] [--rules RULEDIR] [--deadline-ms N]
+ *   amendsctl [-c FILE] eval DIR [--json] [--per-rule] [--rules RULEDIR] [--deadline-ms N]
  *             [--min-f1 X] [--min-f1-latn X] [--max-fp X] [--min-lang X]
  *             [--min-cat-f1 CATEGORY=X]...
  *
@@ -22,7 +22,8 @@
  *
  * Text output: a summary table (Markdown, pasteable into a README), the per-category detail,
  * the false-positive and language figures, then one line per miss / false hit / wrong language
- * with the rules involved and the text they matched, then the targets.
+ * with the rules involved and the text they matched, with --per-rule a table of what each rule
+ * did (ctl_rulestats.c), then the targets.
  *
  * JSON output (--json): one document, stable field names:
  *   { "corpus": DIR, "rules_dir": str, "rules": n, "messages": n, "errors": n,
@@ -39,6 +40,9 @@
  *                                    "rules": [{"rule","score","target","match",
  *                                               "counted","same_text_as","group_counted_as"}]} ],
  *                       "false_hits": [ same as misses ] } ],
+ *     with --per-rule: "per_rule": [ {"rule","category","score","hits","on_label","off_label",
+ *                                    "decided_right","decided_wrong"} ],
+ *                      "never_matched": [rule...],
  *     "targets": { "min_f1", "min_f1_latn", "max_fp", "min_lang" (null when not given),
  *                  "min_cat_f1": { name: X }, "passed": bool, "failures": [text...] } }
  * Rates are numbers in 0..1. --min-f1 applies to every language whose code does not end in
@@ -59,6 +63,7 @@
  */
 #include "ctl_eval.h"
 #include "ctl.h"
+#include "ctl_rulestats.h"
 #include "pipeline.h"
 #include "rules.h"
 #include "util.h"
@@ -95,6 +100,7 @@ struct eval_opts {
 	const char *dir;
 	const char *rules_dir;
 	bool json;
+	bool per_rule;                                  /* --per-rule */
 	double min_f1, min_f1_latn, max_fp, min_lang;   /* NAN = not given */
 	double min_cat_f1[CONFIG_MAX_CATEGORIES];       /* by config index; NAN = not given */
 	long deadline_ms;
@@ -109,6 +115,7 @@ struct eval_state {
 	bool first_mismatch;
 	struct strbuf text;   /* mismatch lines (text mode) */
 	struct strbuf json;   /* mismatch objects (json mode) */
+	struct rulestats *per_rule;   /* --per-rule, else NULL */
 };
 
 /* One labelled message: the parsed line of labels.tsv. */
@@ -441,6 +448,9 @@ static void eval_score(struct eval_state *st, struct eval_lang *l, const struct 
 		l->hard += lab->hard;
 		l->hard_fp += lab->hard && any;
 	}
+	if (st->per_rule && r->have_verdict &&
+	    rulestats_add(st->per_rule, st->cfg, st->rs, &r->mr, &r->v, lab->want) < 0)
+		st->errors++;     /* out of memory: the per-rule counts would be short */
 	lang_ok = r->lang && !strcmp(r->lang, lab->lang);
 	l->lang_ok += lang_ok;
 	st->rules_limited += (unsigned)r->mr.n_limit_rules;
@@ -622,6 +632,8 @@ static void eval_print_text(const struct eval_state *st, const struct eval_opts 
 		printf("errors: %u message(s) could not be evaluated\n", st->errors);
 	printf("\nmisses (MISS), false hits (FALSE) and wrong languages (LANG):\n%s",
 	       st->text.len ? st->text.s : "  (none)\n");
+	if (st->per_rule && rulestats_print(st->per_rule, cfg, st->rs, stdout) < 0)
+		printf("\nper rule: out of memory\n");
 }
 
 static void eval_json_num(struct strbuf *b, const char *name, double v)
@@ -729,7 +741,13 @@ static void eval_print_json(const struct eval_state *st, const struct eval_opts 
 	strbuf_printf(&b, ",\"rules_limited\":%u,\"rules_skipped\":%u},\"mismatches\":[",
 		      st->rules_limited, st->rules_skipped);
 	strbuf_append(&b, st->json.s ? st->json.s : "", st->json.len);
-	strbuf_puts(&b, "],\"targets\":{");
+	strbuf_putc(&b, ']');
+	if (st->per_rule) {
+		strbuf_putc(&b, ',');
+		if (rulestats_json(st->per_rule, st->cfg, st->rs, &b) < 0)
+			strbuf_puts(&b, "\"per_rule\":null,\"never_matched\":null");
+	}
+	strbuf_puts(&b, ",\"targets\":{");
 	eval_json_num(&b, "min_f1", o->min_f1);
 	strbuf_putc(&b, ',');
 	eval_json_num(&b, "min_f1_latn", o->min_f1_latn);
@@ -766,7 +784,7 @@ static void eval_print_json(const struct eval_state *st, const struct eval_opts 
 
 static int eval_usage(void)
 {
-	(void)fprintf(stderr, "usage: amendsctl eval DIR [--json] [--rules DIR] [--deadline-ms N] "
+	(void)fprintf(stderr, "usage: amendsctl eval DIR [--json] [--per-rule] [--rules DIR] [--deadline-ms N] "
 			"[--min-f1 X] [--min-f1-latn X] [--max-fp X] [--min-lang X] "
 			"[--min-cat-f1 CATEGORY=X]...\n");
 	return 2;
@@ -818,6 +836,10 @@ static int eval_parse_args(const struct config *cfg, int argc, char **argv, stru
 
 		if (!strcmp(argv[i], "--json")) {
 			o->json = true;
+			continue;
+		}
+		if (!strcmp(argv[i], "--per-rule")) {
+			o->per_rule = true;
 			continue;
 		}
 		if (!strcmp(argv[i], "--rules") && i + 1 < argc) {
@@ -888,7 +910,13 @@ int ctl_eval_main(const struct config *cfg, int argc, char **argv)
 	}
 	diag_free(&d);
 	eval_state_init(&st, cfg, rs);
+	if (o.per_rule && !(st.per_rule = rulestats_new(rs))) {
+		(void)fprintf(stderr, "amendsctl: out of memory\n");
+		rules_unref(rs);
+		return 1;
+	}
 	if (eval_corpus(&st, o.dir) < 0) {
+		rulestats_free(st.per_rule);
 		rules_unref(rs);
 		strbuf_free(&st.text);
 		strbuf_free(&st.json);
@@ -905,6 +933,7 @@ int ctl_eval_main(const struct config *cfg, int argc, char **argv)
 	strbuf_free(&fail);
 	strbuf_free(&st.text);
 	strbuf_free(&st.json);
+	rulestats_free(st.per_rule);
 	rules_unref(rs);
 	return passed ? 0 : 1;
 }
