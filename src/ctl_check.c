@@ -298,7 +298,8 @@ static int check_file(const char *file, const struct config *cfg, const struct r
 	in.envfrom = "";
 	in.raw = raw;
 	in.raw_len = len;
-	if (pipeline_run(&env, &in, PIPELINE_DRY_RUN | PIPELINE_EXPLAIN, &res) < 0) {
+	if (pipeline_run(&env, &in, PIPELINE_DRY_RUN | PIPELINE_EXPLAIN | PIPELINE_SHOW_SHADOWED,
+			 &res) < 0) {
 		(void)fprintf(stderr, "amendsctl: %s: the pipeline failed\n", file);
 		pipeline_result_free(&res);
 		free(raw);

@@ -41,6 +41,8 @@ struct pipeline_input {
 enum {
 	PIPELINE_DRY_RUN = 1 << 0,    /* no tally writes, no drafts (amendsctl check) */
 	PIPELINE_EXPLAIN = 1 << 1,    /* keep the normalized texts for explanations */
+	PIPELINE_SHOW_SHADOWED = 1 << 2, /* decode HTML alternatives of a text/plain too (for
+					  * display: they are never matched) */
 };
 
 struct pipeline_header {
