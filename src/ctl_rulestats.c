@@ -9,9 +9,11 @@
  *   off_label  ... that are not;
  *   decided_right, decided_wrong
  *              messages whose verdict for the rule's category this rule decided: without its
- *              counted score the category would have been the other way (a cue that carried
- *              the category over its threshold, or an exception that held it under), and the
- *              label agrees (right) or not (wrong) with the verdict it decided.
+ *              counted score (and with the hit that would then count in its place, a weaker
+ *              rule of its group or a hit its text contains) the category would have been the
+ *              other way (a cue that carried the category over its threshold, or an exception
+ *              that held it under), and the label agrees (right) or not (wrong) with the
+ *              verdict it decided.
  * and lists the rules that matched nothing. An exception (negative score) is "on label" when
  * it matched a message labelled with its category: the case where it can cost a true positive.
  *
@@ -21,6 +23,7 @@
 #include "ctl_rulestats.h"
 #include "verdict.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,11 +64,35 @@ void rulestats_free(struct rulestats *s)
 	free(s);
 }
 
-/* Did hit i, counted with score sc in category c, decide the verdict for c? Without it the
- * category's score would be on the other side of the threshold. */
-static bool decided(const struct config *cfg, const struct verdict *v, size_t c, double sc)
+/* The score that would count in hit i's place if its rule were gone: the strongest hit it kept
+ * from counting, one whose text lies inside or around it (fate j == i) or another rule of its
+ * group (verdict_group_winner == i); 0 when none. An approximation: several such hits might
+ * all count once i is gone; the strongest alone is taken. */
+static double stand_in(const struct ruleset *rs, const struct match_result *mr, const long *fate,
+		       size_t i)
 {
-	double without = v->score[c] - sc;
+	double best = 0;
+
+	for (size_t j = 0; j < mr->n_hits; j++) {
+		double sj;
+
+		if (j == i || mr->hits[j].rule >= rs->n_rules ||
+		    (fate[j] != (long)i && verdict_group_winner(rs, mr, fate, j) != (long)i))
+			continue;
+		sj = rs->rules[mr->hits[j].rule].score;
+		if (fabs(sj) > fabs(best))
+			best = sj;
+	}
+	return best;
+}
+
+/* Did counted hit i, of score sc in category c, decide the verdict for c? Without its rule the
+ * category's score (with the hit that would stand in for it) would be on the other side of the
+ * threshold. */
+static bool decided(const struct config *cfg, const struct verdict *v, size_t c, double sc,
+		    double stand)
+{
+	double without = v->score[c] - sc + stand;
 	double t = cfg->categories[c].threshold;
 
 	return v->present[c] ? without < t : (v->hit[c] && without >= t);
@@ -100,7 +127,8 @@ int rulestats_add(struct rulestats *s, const struct config *cfg, const struct ru
 			else
 				rc->off_label++;
 		}
-		if (fate[i] != VERDICT_COUNTED || !decided(cfg, v, c, ru->score))
+		if (fate[i] != VERDICT_COUNTED ||
+		    !decided(cfg, v, c, ru->score, stand_in(rs, mr, fate, i)))
 			continue;
 		if (v->present[c] == want[c])
 			rc->decided_right++;

@@ -121,10 +121,11 @@ sys.exit(0 if ok else 1)
 PY
 ok "eval explains a hit that was not counted, in its text and its JSON"
 
-# eval --per-rule (ctl_rulestats.c): what each rule did, on five messages built so that every
+# eval --per-rule (ctl_rulestats.c): what each rule did, on six messages built so that every
 # count is known. T_BROKEN decides m1 right and m2 wrong (m2 is no complaint, and without
 # "broken" its 0.5 would stay under the threshold); T_JOKE, an exception, holds m4 under the
-# threshold (right) and m5 too (wrong: m5 is a complaint); T_NEVER matches nothing.
+# threshold (right) and m5 too (wrong: m5 is a complaint); T_NEVER matches nothing. In m6 the two
+# rules of group T_G hit and one counts: neither decided it, as the other would stand in.
 mkdir -p "$T_TMP/pr/messages" "$T_TMP/pr-rules"
 cat >"$T_TMP/pr-rules/t.rules" <<'RULES'
 rule T_BROKEN
@@ -151,6 +152,18 @@ rule T_NEVER
 category refund
 score 1
 match /\bzzqqxx\b/
+
+rule T_G1
+category complaint
+score 1
+group T_G
+match /\bfaulty\b/
+
+rule T_G2
+category complaint
+score 1
+group T_G
+match /\bdefective\b/
 RULES
 pr_msg() {
 	printf 'From: c%s@example.org\nTo: s@example.com\nSubject: order\nContent-Type: text/plain; charset=utf-8\n\n%s\n' \
@@ -161,7 +174,8 @@ pr_msg m2 "Hello, your advert is like a broken record, it came again today. Have
 pr_msg m3 "Hello, the courier was late again this week with my parcel."
 pr_msg m4 "Hello, the lamp is broken, just joking, it works and looks lovely."
 pr_msg m5 "Hello, the lamp came broken and late, and I am not joking about it."
-printf 'file\tlang\tcategories\tencoding\tnote\nm1.eml\ten\tcomplaint\tutf8\tx\nm2.eml\ten\tnone\tutf8\tx\nm3.eml\ten\tcomplaint\tutf8\tx\nm4.eml\ten\tnone\tutf8\tx\nm5.eml\ten\tcomplaint\tutf8\tx\n' \
+pr_msg m6 "Hello, the kettle you sold me is faulty and defective."
+printf 'file\tlang\tcategories\tencoding\tnote\nm1.eml\ten\tcomplaint\tutf8\tx\nm2.eml\ten\tnone\tutf8\tx\nm3.eml\ten\tcomplaint\tutf8\tx\nm4.eml\ten\tnone\tutf8\tx\nm5.eml\ten\tcomplaint\tutf8\tx\nm6.eml\ten\tcomplaint\tutf8\tx\n' \
 	>"$T_TMP/pr/labels.tsv"
 "$AMENDSCTL" -c "$T_TMP/amends.conf" eval "$T_TMP/pr" --rules "$T_TMP/pr-rules" --per-rule --json \
 	>"$T_TMP/pr.json"
@@ -171,9 +185,9 @@ d = json.load(open(sys.argv[1]))
 got = {r["rule"]: [r["hits"], r["on_label"], r["off_label"], r["decided_right"], r["decided_wrong"]]
        for r in d["per_rule"]}
 want = {"T_BROKEN": [4, 2, 2, 1, 1], "T_AGAIN": [2, 1, 1, 1, 0], "T_LATE": [2, 2, 0, 1, 0],
-        "T_JOKE": [2, 1, 1, 1, 1]}
+        "T_JOKE": [2, 1, 1, 1, 1], "T_G1": [1, 1, 0, 0, 0], "T_G2": [1, 1, 0, 0, 0]}
 order = [r["rule"] for r in d["per_rule"]]
-ok = (got == want and d["never_matched"] == ["T_NEVER"] and d["messages"] == 5
+ok = (got == want and d["never_matched"] == ["T_NEVER"] and d["messages"] == 6
       and order[:2] == ["T_BROKEN", "T_JOKE"])
 if not ok:
     print(json.dumps({"got": got, "order": order, "never": d["never_matched"]}, indent=1))
