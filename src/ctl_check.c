@@ -113,11 +113,7 @@ static void json_hits(struct strbuf *b, const struct config *cfg, const struct r
 			struct verdict_why why;
 
 			verdict_why(rs, &r->mr, fate, i, &why);
-			strbuf_printf(b, ",\"counted\":%s,\"same_text_as\":",
-				      why.counted ? "true" : "false");
-			strbuf_json_cstr(b, why.same_text_as);
-			strbuf_puts(b, ",\"group_counted_as\":");
-			strbuf_json_cstr(b, why.group_counted_as);
+			verdict_why_json(&why, b);
 		}
 		strbuf_putc(b, '}');
 	}

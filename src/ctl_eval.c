@@ -339,11 +339,7 @@ static void eval_json_rules(struct eval_state *st, const struct pipeline_result 
 			struct verdict_why why;
 
 			verdict_why(st->rs, &r->mr, fate, i, &why);
-			strbuf_printf(&st->json, ",\"counted\":%s,\"same_text_as\":",
-				      why.counted ? "true" : "false");
-			strbuf_json_cstr(&st->json, why.same_text_as);
-			strbuf_puts(&st->json, ",\"group_counted_as\":");
-			strbuf_json_cstr(&st->json, why.group_counted_as);
+			verdict_why_json(&why, &st->json);
 		}
 		strbuf_putc(&st->json, '}');
 		any = true;
@@ -913,6 +909,8 @@ int ctl_eval_main(const struct config *cfg, int argc, char **argv)
 	if (o.per_rule && !(st.per_rule = rulestats_new(rs))) {
 		(void)fprintf(stderr, "amendsctl: out of memory\n");
 		rules_unref(rs);
+		strbuf_free(&st.text);
+		strbuf_free(&st.json);
 		return 1;
 	}
 	if (eval_corpus(&st, o.dir) < 0) {

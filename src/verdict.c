@@ -195,6 +195,14 @@ void verdict_why(const struct ruleset *rs, const struct match_result *mr, const 
 	}
 }
 
+void verdict_why_json(const struct verdict_why *why, struct strbuf *b)
+{
+	strbuf_printf(b, ",\"counted\":%s,\"same_text_as\":", why->counted ? "true" : "false");
+	strbuf_json_cstr(b, why->same_text_as);
+	strbuf_puts(b, ",\"group_counted_as\":");
+	strbuf_json_cstr(b, why->group_counted_as);
+}
+
 /* Nothing can nest and no group has two rules hit (may_nest), or out of memory for the pass:
  * every distinct rule counts (out of memory, a category may then score a shared word or a
  * group twice; never fewer categories). */

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "rules.h"
 #include "match.h"
+#include "util.h"
 
 struct verdict {
 	double score[CONFIG_MAX_CATEGORIES];
@@ -55,5 +56,7 @@ struct verdict_why {
 };
 void verdict_why(const struct ruleset *rs, const struct match_result *mr, const long *fate,
 		 size_t i, struct verdict_why *why);
+/* Append why as the JSON members ,"counted":..,"same_text_as":..,"group_counted_as":.. */
+void verdict_why_json(const struct verdict_why *why, struct strbuf *b);
 
 #endif
