@@ -4,8 +4,8 @@
  * "sqlite:/path/tally.db", "redis:host:port", "redis:[v6addr]:port" or "redis:unix:/path" picks
  * a backend (tally_sqlite.c, tally_redis.c) behind a table of functions. One struct tally is
  * shared by every milter thread; a call that needs a connection checks one out of the tally's
- * pool (at most the backend's max_conns open, TALLY_POOL_MAX idle, closed after
- * TALLY_POOL_IDLE_S unused) and gives it back, so a thread never shares a connection while it
+ * pool (at most the backend's max_conns open, TALLY_POOL_MAX idle, each closed once unused
+ * for more than TALLY_POOL_IDLE_S, at the next call of the tally) and gives it back, so a thread never shares a connection while it
  * uses it, and connections outlive the per-session libmilter threads. The pool mutex is held
  * only to push, pop or wait for a free connection, never during an operation.
  *
@@ -65,18 +65,27 @@ static long long pool_now_s(void)
 	return util_now_us() / 1000000;   /* monotonic: a test clock or a clock step cannot age it */
 }
 
-/* pool_take_stale - with the pool lock held: when the top of the idle stack is older than
- * TALLY_POOL_IDLE_S, move the whole stack to stale (below the top everything is older) and
- * return how many. They still count as open until pool_close_stale has closed them, so that
- * new ones opened by other threads meanwhile never make more than max_conns exist at once. */
+/* pool_take_stale - with the pool lock held: move the idle connections unused for more than
+ * TALLY_POOL_IDLE_S to stale and return how many. A connection is given back on top of the
+ * stack, so the stack is in the order they were given back and the stale ones are its bottom
+ * entries; the younger ones move down. (Before, the whole stack went only once its top was
+ * stale: a pool that a light load kept using at its top kept the rest of a burst's connections
+ * for ever.) They still count as open until pool_close_stale has closed them, so that new ones
+ * opened by other threads meanwhile never make more than max_conns exist at once. */
 static size_t pool_take_stale(struct tally *t, void *stale[TALLY_POOL_MAX])
 {
-	size_t n = t->n_idle;
+	long long now = pool_now_s();
+	size_t n = 0, keep;
 
-	if (n == 0 || pool_now_s() - t->idle_since[n - 1] <= TALLY_POOL_IDLE_S)
+	while (n < t->n_idle && now - t->idle_since[n] > TALLY_POOL_IDLE_S)
+		n++;
+	if (n == 0)
 		return 0;
+	keep = t->n_idle - n;
 	memcpy(stale, t->idle, n * sizeof(stale[0]));
-	t->n_idle = 0;
+	memmove(t->idle, t->idle + n, keep * sizeof(t->idle[0]));
+	memmove(t->idle_since, t->idle_since + n, keep * sizeof(t->idle_since[0]));
+	t->n_idle = keep;
 	return n;
 }
 
@@ -90,6 +99,25 @@ static void pool_close_stale(struct tally *t, void *stale[], size_t n)
 	pthread_mutex_lock(&t->pool_lock);
 	t->n_open -= n;
 	pthread_cond_broadcast(&t->pool_freed);
+}
+
+/* pool_reap - close the stale idle connections on any call, also one that takes no connection
+ * (checked at most once a second per tally). SQLite's records and claims go to its writer, not
+ * through the pool: only drafts read through it, so the readers a burst opened stayed open
+ * until the next draft, however long that was. */
+static void pool_reap(struct tally *t)
+{
+	long long now = pool_now_s(), due = atomic_load_explicit(&t->reap_due, memory_order_relaxed);
+	void *stale[TALLY_POOL_MAX];
+	size_t n;
+
+	if (now < due || !atomic_compare_exchange_strong(&t->reap_due, &due, now + 1))
+		return;
+	pthread_mutex_lock(&t->pool_lock);
+	n = pool_take_stale(t, stale);
+	if (n > 0)
+		pool_close_stale(t, stale, n);
+	pthread_mutex_unlock(&t->pool_lock);
 }
 
 /* pool_closed - a connection that existed is gone (freed, or its open failed) */
@@ -190,6 +218,7 @@ static int lease_end(struct tally_lease *l, int rc)
 /* pool_init - the pool's lock and condition; 0 or -1 */
 static int pool_init(struct tally *t)
 {
+	atomic_init(&t->reap_due, 0);
 	if (pthread_mutex_init(&t->pool_lock, NULL) != 0)
 		return -1;
 	if (pthread_cond_init(&t->pool_freed, NULL) != 0) {
@@ -621,7 +650,10 @@ static int lease_begin(struct tally *t, struct tally_lease *l)
 		tally_set_error("no tally");
 		return -1;
 	}
-	return tally_try_open(t);
+	if (tally_try_open(t) < 0)
+		return -1;
+	pool_reap(t);
+	return 0;
 }
 
 int tally_record(struct tally *t, const char *sender, const struct tally_event *ev,

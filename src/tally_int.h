@@ -93,6 +93,7 @@ struct tally {
 	long long idle_since[TALLY_POOL_MAX];   /* CLOCK_MONOTONIC seconds when returned */
 	size_t n_idle;
 	size_t n_open;                  /* connections that exist, idle or checked out */
+	atomic_llong reap_due;          /* pool_reap: when it looks for stale ones next (seconds) */
 	/* tally_open_retrying(): the store may not be open yet (be->open failed); every call
 	 * retries it under open_lock. */
 	atomic_int ready;               /* be->open succeeded; state is valid */

@@ -171,6 +171,12 @@ static const char *const sq_sql[ST_COUNT] = {
 	[ST_PRUNE_SENDERS] = "DELETE FROM senders WHERE last_seen < ?1",
 };
 
+/* The writer's descriptor of the WAL file (sq_wal_get), shared by the syncs in flight */
+struct sq_wal {
+	int fd;
+	atomic_int refs;   /* the writer's, and one per sync in flight; the last closes fd */
+};
+
 struct sq_state {
 	char *path;
 	pthread_mutex_t write_lock;   /* this process's writers take turns (file comment) */
@@ -182,10 +188,10 @@ struct sq_state {
 	struct sq_conn *writer;
 	/* With synchronous FULL or EXTRA (set.sync_durable) the writer commits at NORMAL, which
 	 * leaves out the fsync, and the WAL is synced after the write turn is given back, through
-	 * this descriptor of the WAL file (see sq_wal_fd): the next transaction need not wait for
-	 * the last one's fsync. Opened with the writer's first commit, closed with the writer
-	 * (under write_lock); -1 until then. */
-	int wal_fd;
+	 * this descriptor of the WAL file (see sq_wal_get): the next transaction need not wait for
+	 * the last one's fsync. Opened with the writer's first commit, let go with the writer
+	 * (under write_lock); NULL until then. */
+	struct sq_wal *wal;
 	/* Group commit of tally records (sq_record): the queue of records waiting to be written,
 	 * and whether a thread is writing them (the combiner). Under q_lock. */
 	pthread_mutex_t q_lock;
@@ -292,15 +298,17 @@ static struct sq_conn *sq_conn_open(struct tally *t, const char *path, int flags
 static int sq_cache_size(sqlite3 *db, int kib);
 static void sq_conn_free(void *p);
 
-/* sq_writer_drop - close the writer connection and its WAL descriptor (under write_lock, or
- * at close); the next write opens both afresh. */
+static void sq_wal_put(struct sq_wal *w);
+
+/* sq_writer_drop - close the writer connection and let go of its WAL descriptor (under
+ * write_lock, or at close; a sync in flight keeps the descriptor until it is done); the next
+ * write opens both afresh. */
 static void sq_writer_drop(struct sq_state *s)
 {
 	sq_conn_free(s->writer);
 	s->writer = NULL;
-	if (s->wal_fd >= 0)
-		(void)close(s->wal_fd);
-	s->wal_fd = -1;
+	sq_wal_put(s->wal);
+	s->wal = NULL;
 }
 
 /* ---- durability ----------------------------------------------------------------------------- */
@@ -316,7 +324,8 @@ static void sq_writer_drop(struct sq_state *s)
  * transactions commit while earlier ones sync. The WAL is not moved while the writer connection is
  * open (SQLite deletes it only at the last close, and a checkpoint that lets the next writer start
  * it over has synced the WAL and the database first, checkpoints running at FULL or NORMAL); the
- * descriptor lives with the writer connection. (The kernel merges flushes requested while one is
+ * descriptor lives with the writer connection, and the syncs in flight share it (one descriptor
+ * however many there are). (The kernel merges flushes requested while one is
  * in flight, so concurrent syncs do not queue one device flush each. Measured with
  * contrib/bench/tallylat: see RESULTS.md, round 11.)
  */
@@ -345,48 +354,65 @@ static int sq_sync_dir(const char *path)
 	return rc;
 }
 
-/* sq_wal_fd - under write_lock, after a successful COMMIT of the writer: a descriptor of the
- * WAL file for the caller's fdatasync (a dup: the caller closes it, after giving the turn
- * back). The first time, the WAL is opened and its directory synced once (the WAL may have
- * been created by this process: SQLite syncs a new journal's directory at its first sync, which
- * the writer at NORMAL never makes). -1 with tally_set_error() on failure. */
-static int sq_wal_fd(struct tally *t)
+/* sq_wal_get - under write_lock, after a successful COMMIT of the writer: the writer's
+ * descriptor of the WAL file for the caller's fdatasync, with a reference the caller gives back
+ * with sq_wal_sync (after giving the turn back). Every sync in flight shares the one
+ * descriptor: a dup per commit held one more descriptor per sync in flight, and a slow disk
+ * with 64 sessions had twenty of them open at once. The first time, the WAL is opened and its
+ * directory synced once (the WAL may have been created by this process: SQLite syncs a new
+ * journal's directory at its first sync, which the writer at NORMAL never makes). NULL with
+ * tally_set_error() on failure. */
+static struct sq_wal *sq_wal_get(struct tally *t)
 {
 	struct sq_state *s = t->state;
 	char path[4096];
 	int fd;
 
-	if (s->wal_fd < 0) {
+	if (!s->wal) {
 		if (snprintf(path, sizeof(path), "%s-wal", s->path) >= (int)sizeof(path)) {
 			tally_set_error("io error: %s-wal: path too long", s->path);
-			return -1;
+			return NULL;
+		}
+		if (!(s->wal = calloc(1, sizeof(*s->wal)))) {
+			tally_set_error("io error: %s: out of memory", path);
+			return NULL;
 		}
 		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0) {
-			tally_set_error("io error: %s: %s", path, strerror(errno));
-			return -1;
+		if (fd < 0 || sq_sync_dir(path) < 0) {
+			tally_set_error(fd < 0 ? "io error: %s: %s"
+					       : "io error: syncing the directory of %s: %s",
+					path, strerror(errno));
+			if (fd >= 0)
+				(void)close(fd);
+			free(s->wal);
+			s->wal = NULL;
+			return NULL;
 		}
-		if (sq_sync_dir(path) < 0) {
-			tally_set_error("io error: syncing the directory of %s: %s", path,
-					strerror(errno));
-			(void)close(fd);
-			return -1;
-		}
-		s->wal_fd = fd;
+		s->wal->fd = fd;
+		atomic_init(&s->wal->refs, 1);   /* the writer's */
 	}
-	fd = fcntl(s->wal_fd, F_DUPFD_CLOEXEC, 0);
-	if (fd < 0)
-		tally_set_error("io error: %s-wal: %s", s->path, strerror(errno));
-	return fd;
+	/* under write_lock while s->wal holds the writer's reference: never from zero */
+	atomic_fetch_add(&s->wal->refs, 1);
+	return s->wal;
 }
 
-/* sq_wal_sync - fdatasync fd (from sq_wal_fd) and close it; 0, or -1 with tally_set_error():
- * the transaction is committed but not known durable, and is reported as failed. */
-static int sq_wal_sync(const char *path, int fd)
+/* sq_wal_put - give back a reference to w (NULL: none); the last one closes the descriptor */
+static void sq_wal_put(struct sq_wal *w)
 {
-	int rc = fdatasync(fd), err = errno;
+	if (w && atomic_fetch_sub(&w->refs, 1) == 1) {
+		(void)close(w->fd);
+		free(w);
+	}
+}
 
-	(void)close(fd);
+/* sq_wal_sync - fdatasync the WAL through w (from sq_wal_get) and give w back; 0, or -1 with
+ * tally_set_error(): the transaction is committed but not known durable, and is reported as
+ * failed. */
+static int sq_wal_sync(const char *path, struct sq_wal *w)
+{
+	int rc = fdatasync(w->fd), err = errno;
+
+	sq_wal_put(w);
 	if (rc < 0) {
 		tally_set_error("io error: fdatasync %s-wal: %s", path, strerror(err));
 		return -1;
@@ -454,16 +480,17 @@ static int sq_write_turn(struct tally *t)
 }
 
 /* sq_commit - COMMIT (a failure rolls back), give the write turn back, and sync the WAL when
- * the settings ask for durability (sq_wal_fd) */
+ * the settings ask for durability (sq_wal_get) */
 static int sq_commit(struct tally *t, struct sq_conn *c)
 {
 	struct sq_state *s = t->state;
-	int rc = sq_run(c, ST_COMMIT), fd = -1;
+	int rc = sq_run(c, ST_COMMIT);
+	struct sq_wal *w = NULL;
 
-	if (rc == 0 && t->set.sync_durable && (fd = sq_wal_fd(t)) < 0)
+	if (rc == 0 && t->set.sync_durable && !(w = sq_wal_get(t)))
 		rc = -1;
 	sq_writer_done(s, rc < 0);
-	return fd >= 0 ? sq_wal_sync(s->path, fd) : rc;
+	return w ? sq_wal_sync(s->path, w) : rc;
 }
 
 /* sq_abort - after a failed statement (sq_fail rolled back): give the write turn back */
@@ -554,7 +581,7 @@ static int sq_writer_open(struct tally *t)
 	if (!(s->writer = sq_conn_open(t, s->path, SQLITE_OPEN_READWRITE, SQ_ALL_STMTS)))
 		return -1;
 	if (sq_cache_size(s->writer->db, SQ_WRITER_CACHE_KIB) != SQLITE_OK ||
-	    (t->set.sync_durable &&     /* the caller syncs the WAL itself: see sq_wal_fd */
+	    (t->set.sync_durable &&     /* the caller syncs the WAL itself: see sq_wal_get */
 	     sqlite3_exec(s->writer->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK)) {
 		sq_fail(s->writer, "writer setup", sqlite3_errcode(s->writer->db));
 		sq_writer_drop(s);
@@ -750,7 +777,6 @@ static struct sq_state *sq_state_new(const char *where, char **err)
 		return NULL;
 	}
 	atomic_init(&s->last_prune, 0);
-	s->wal_fd = -1;
 	if (pthread_mutex_init(&s->write_lock, NULL) == 0 && ++made &&
 	    pthread_mutex_init(&s->q_lock, NULL) == 0 && ++made &&
 	    pthread_mutex_init(&s->ckpt_lock, NULL) == 0 && ++made &&
@@ -1162,7 +1188,7 @@ static int sq_batch_write(struct tally *t, struct sq_member **batch, size_t n)
 /* sq_combine - write the batch at the head of the queue, whose first record is me (a combiner's
  * record is the head: it found the queue empty, or was handed the role as its head), hand the
  * role on, sync the WAL when the settings ask for it (the next combiner meanwhile writes its
- * batch: sq_wal_fd), then tell each member its outcome. Called without q_lock by the combiner
+ * batch: sq_wal_get), then tell each member its outcome. Called without q_lock by the combiner
  * (me->combine). */
 static void sq_combine(struct tally *t, struct sq_member *me)
 {
@@ -1170,7 +1196,8 @@ static void sq_combine(struct tally *t, struct sq_member *me)
 	struct sq_member *batch[SQ_BATCH_MAX];
 	int turn = sq_write_turn(t);
 	size_t n = 0;
-	int rc, fd = -1;
+	int rc;
+	struct sq_wal *w = NULL;
 
 	pthread_mutex_lock(&s->q_lock);
 	while (s->q_head && n < SQ_BATCH_MAX) {
@@ -1187,7 +1214,7 @@ static void sq_combine(struct tally *t, struct sq_member *me)
 		rc = sq_busy(t);
 	} else {
 		rc = sq_batch_write(t, batch, n);
-		if (rc == 0 && t->set.sync_durable && (fd = sq_wal_fd(t)) < 0)
+		if (rc == 0 && t->set.sync_durable && !(w = sq_wal_get(t)))
 			rc = -1;
 		if (rc < 0 && strncmp(tally_error(), "busy:", 5) != 0)
 			sq_writer_drop(s);   /* rolled back; the next batch gets a fresh connection */
@@ -1202,8 +1229,8 @@ static void sq_combine(struct tally *t, struct sq_member *me)
 		s->combining = false;
 	}
 	pthread_mutex_unlock(&s->q_lock);
-	if (fd >= 0)
-		rc = sq_wal_sync(s->path, fd);
+	if (w)
+		rc = sq_wal_sync(s->path, w);
 	if (rc == 0)
 		stats_inc(STATS_TALLY_COMMITS);
 	pthread_mutex_lock(&s->q_lock);
@@ -1317,7 +1344,8 @@ static int sq_delete_sender(struct tally *t, const char *sender, const enum sq_s
 {
 	struct sq_conn *c;
 	size_t i;
-	int rc = 0, fd = -1;
+	int rc = 0;
+	struct sq_wal *w = NULL;
 
 	if (!(c = sq_begin(t)))
 		return -1;
@@ -1329,7 +1357,7 @@ static int sq_delete_sender(struct tally *t, const char *sender, const enum sq_s
 	}
 	if (rc == 0)
 		rc = sq_run(c, ST_COMMIT);
-	if (rc == 0 && t->set.sync_durable && (fd = sq_wal_fd(t)) < 0)
+	if (rc == 0 && t->set.sync_durable && !(w = sq_wal_get(t)))
 		rc = -1;
 	if (secure) {
 		(void)sqlite3_exec(c->db, "PRAGMA secure_delete = OFF", NULL, NULL, NULL);
@@ -1337,7 +1365,7 @@ static int sq_delete_sender(struct tally *t, const char *sender, const enum sq_s
 			(void)sqlite3_exec(c->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
 	}
 	sq_writer_done(t->state, rc < 0);
-	return fd >= 0 ? sq_wal_sync(((struct sq_state *)t->state)->path, fd) : rc;
+	return w ? sq_wal_sync(((struct sq_state *)t->state)->path, w) : rc;
 }
 
 static int sq_reset(struct tally *t, struct tally_lease *l, const char *sender)
