@@ -30,9 +30,12 @@ struct ctl_command {
 static const struct ctl_command commands[] = {
 	{ "check", ctl_check_main, "check [--json] FILE...   run the pipeline offline and explain it" },
 	{ "lint", ctl_lint_main, "lint                     check configuration, rules and templates" },
-	{ "eval", ctl_eval_main, "eval DIR [--json]        precision/recall/F1 over a labelled corpus" },
+	{ "eval", ctl_eval_main, "eval DIR [--json]        precision/recall/F1 over a labelled corpus\n"
+				 "       [--per-rule] [--rules DIR] [--deadline-ms N]\n"
+				 "       [--min-f1 X] [--min-f1-latn X] [--min-cat-f1 CATEGORY=X] [--max-fp X]"
+				 " [--min-lang X]" },
 	{ "tally", ctl_tally_main, "tally show ADDR | top [N] | reset ADDR | forget ADDR [--json]" },
-	{ "draft", ctl_draft_main, "draft [--kind K] [--lang L] FILE   render a draft offline" },
+	{ "draft", ctl_draft_main, "draft [--kind K] [--lang L] [--raw] FILE   render a draft offline" },
 	{ "drafts", ctl_drafts_main, "drafts                   list spooled and failed drafts" },
 	{ "stats", ctl_stats_main, "stats                    the daemon's counters" },
 };
