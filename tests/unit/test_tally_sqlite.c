@@ -939,6 +939,44 @@ static void fk_wait_inside(int n)
 	pthread_mutex_unlock(&fk.lock);
 }
 
+/* fk_install - the fake's connections, reads and claims on t through *fake (open and close stay
+ * SQLite's), at most max_conns connections (0: SQLite's bound); reads return at once when
+ * release, else wait for fk_release. The counters start from 0. */
+static void fk_install(struct tally *t, struct tally_backend *fake, size_t max_conns, int release)
+{
+	pthread_mutex_lock(&fk.lock);
+	fk.made = fk.open = fk.max_open = fk.inside = 0;
+	fk.release = release;
+	pthread_mutex_unlock(&fk.lock);
+	*fake = *t->be;
+	if (max_conns)
+		fake->max_conns = max_conns;
+	fake->conn_new = fk_conn_new;
+	fake->conn_free = fk_conn_free;
+	fake->counts = fk_counts;
+	fake->claim = fk_claim;
+	t->be = fake;
+}
+
+/* fk_release - let the waiting reads (and every later one) return */
+static void fk_release(void)
+{
+	pthread_mutex_lock(&fk.lock);
+	fk.release = 1;
+	pthread_cond_broadcast(&fk.cond);
+	pthread_mutex_unlock(&fk.lock);
+}
+
+/* fk_readers - n threads each reading once on t; returns when all n are inside their read */
+static void fk_readers(struct tally *t, struct fk_reader *r, int n)
+{
+	for (int i = 0; i < n; i++) {
+		r[i].t = t;
+		assert_int_equal(pthread_create(&r[i].th, NULL, fk_reader_main, &r[i]), 0);
+	}
+	fk_wait_inside(n);
+}
+
 static void test_pool_wait(void **state)
 {
 	struct tc_fix *f = *state;
@@ -952,18 +990,8 @@ static void test_pool_wait(void **state)
 	int rc;
 
 	assert_non_null(t);
-	fake = *t->be;                  /* open and close stay SQLite's */
-	fake.max_conns = 2;
-	fake.conn_new = fk_conn_new;
-	fake.conn_free = fk_conn_free;
-	fake.counts = fk_counts;
-	fake.claim = fk_claim;
-	t->be = &fake;
-	for (int i = 0; i < 2; i++) {
-		r[i].t = t;
-		assert_int_equal(pthread_create(&r[i].th, NULL, fk_reader_main, &r[i]), 0);
-	}
-	fk_wait_inside(2);
+	fk_install(t, &fake, 2, 0);
+	fk_readers(t, r, 2);
 	/* both connections are in use: a write still goes through at once */
 	assert_int_equal(tally_draft_claim(t, "writer@x.example", "apology", TC_T0), 1);
 	/* a third read waits its bound, then fails busy (and makes no third connection) */
@@ -977,10 +1005,7 @@ static void test_pool_wait(void **state)
 	/* one that waits while the first two finish gets a connection they gave back */
 	r[2].t = t;
 	assert_int_equal(pthread_create(&r[2].th, NULL, fk_reader_main, &r[2]), 0);
-	pthread_mutex_lock(&fk.lock);
-	fk.release = 1;
-	pthread_cond_broadcast(&fk.cond);
-	pthread_mutex_unlock(&fk.lock);
+	fk_release();
 	for (int i = 0; i < 3; i++) {
 		pthread_join(r[i].th, NULL);
 		assert_int_equal(r[i].rc, 0);
@@ -1003,15 +1028,7 @@ static void test_pool_idle(void **state)
 	int made_before_aged;
 
 	assert_non_null(t);
-	pthread_mutex_lock(&fk.lock);
-	fk.made = fk.open = fk.max_open = fk.inside = 0;
-	fk.release = 1;                 /* reads return at once */
-	pthread_mutex_unlock(&fk.lock);
-	fake = *t->be;
-	fake.conn_new = fk_conn_new;
-	fake.conn_free = fk_conn_free;
-	fake.counts = fk_counts;
-	t->be = &fake;
+	fk_install(t, &fake, 0, 1);     /* reads return at once */
 	assert_int_equal(tally_counts(t, "idle@x.example", TC_T0, &c), 0);
 	tally_counts_free(&c);
 	assert_int_equal(fk.made, 1);
@@ -1062,44 +1079,25 @@ static void test_pool_reap(void **state)
 	struct tally *t = tally_open(f->cfg, &err);
 
 	assert_non_null(t);
-	pthread_mutex_lock(&fk.lock);
-	fk.made = fk.open = fk.max_open = fk.inside = fk.release = 0;
-	pthread_mutex_unlock(&fk.lock);
-	fake = *t->be;
-	fake.conn_new = fk_conn_new;
-	fake.conn_free = fk_conn_free;
-	fake.counts = fk_counts;
-	fake.claim = fk_claim;
-	t->be = &fake;
-	for (int i = 0; i < 2; i++) {
-		r[i].t = t;
-		assert_int_equal(pthread_create(&r[i].th, NULL, fk_reader_main, &r[i]), 0);
-	}
-	fk_wait_inside(2);
-	pthread_mutex_lock(&fk.lock);
-	fk.release = 1;
-	pthread_cond_broadcast(&fk.cond);
-	pthread_mutex_unlock(&fk.lock);
+	fk_install(t, &fake, 0, 0);
+	fk_readers(t, r, 2);
+	fk_release();
 	for (int i = 0; i < 2; i++) {
 		pthread_join(r[i].th, NULL);
 		assert_int_equal(r[i].rc, 0);
 	}
 	assert_int_equal(t->n_idle, 2);
 	assert_int_equal(fk.open, 2);
-	/* the bottom one stale, the top one young: a write closes the bottom one only */
-	t->idle_since[0] -= TALLY_POOL_IDLE_S + 2;
-	atomic_store(&t->reap_due, 0);
-	assert_int_equal(tally_draft_claim(t, "reap@x.example", "apology", TC_T0), 1);
-	assert_int_equal(fk.open, 1);
-	assert_int_equal(t->n_idle, 1);
-	assert_int_equal(t->n_open, 1);
-	/* then the other one */
-	t->idle_since[0] -= TALLY_POOL_IDLE_S + 2;
-	atomic_store(&t->reap_due, 0);
-	assert_int_equal(tally_draft_claim(t, "reap@x.example", "apology", TC_T0), 1);
-	assert_int_equal(fk.open, 0);
-	assert_int_equal(t->n_idle, 0);
-	assert_int_equal(t->n_open, 0);
+	/* the bottom one stale, the top one young: a write closes the bottom one only; then the
+	 * other one, aged the same way */
+	for (int left = 1; left >= 0; left--) {
+		t->idle_since[0] -= TALLY_POOL_IDLE_S + 2;
+		atomic_store(&t->reap_due, 0);
+		assert_int_equal(tally_draft_claim(t, "reap@x.example", "apology", TC_T0), 1);
+		assert_int_equal(fk.open, left);
+		assert_int_equal(t->n_idle, left);
+		assert_int_equal(t->n_open, left);
+	}
 	assert_int_equal(fk.made, 2);
 	tally_close(t);
 }
