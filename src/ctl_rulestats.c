@@ -139,35 +139,43 @@ int rulestats_add(struct rulestats *s, const struct config *cfg, const struct ru
 	return 0;
 }
 
-/* Rules in the order of the table: most decided wrongly first (what to fix), then most hits. */
-static const struct rulestats *sort_ctx;
+/* A rule's place in the table: most decided wrongly first (what to fix), then most hits, then
+ * the rules' order. The keys travel with the index, so the comparison needs no context. */
+struct row {
+	unsigned wrong, hits;
+	size_t rule;
+};
 
 static int row_cmp(const void *pa, const void *pb)
 {
-	const struct rule_counts *a = &sort_ctx->c[*(const size_t *)pa];
-	const struct rule_counts *b = &sort_ctx->c[*(const size_t *)pb];
+	const struct row *a = pa, *b = pb;
 
-	if (a->decided_wrong != b->decided_wrong)
-		return a->decided_wrong > b->decided_wrong ? -1 : 1;
+	if (a->wrong != b->wrong)
+		return a->wrong > b->wrong ? -1 : 1;
 	if (a->hits != b->hits)
 		return a->hits > b->hits ? -1 : 1;
-	return *(const size_t *)pa < *(const size_t *)pb ? -1 : 1;
+	return a->rule < b->rule ? -1 : a->rule > b->rule;
 }
 
 /* The rules that hit, in table order; *n set. Caller frees. NULL only when out of memory. */
 static size_t *rows(const struct rulestats *s, size_t *n)
 {
+	struct row *t = calloc(s->n_rules ? s->n_rules : 1, sizeof(*t));
 	size_t *r = calloc(s->n_rules ? s->n_rules : 1, sizeof(*r));
 
 	*n = 0;
-	if (!r)
+	if (!t || !r) {
+		free(t);
+		free(r);
 		return NULL;
+	}
 	for (size_t i = 0; i < s->n_rules; i++)
 		if (s->c[i].hits)
-			r[(*n)++] = i;
-	sort_ctx = s;     /* amendsctl is single-threaded */
-	qsort(r, *n, sizeof(*r), row_cmp);
-	sort_ctx = NULL;
+			t[(*n)++] = (struct row){ s->c[i].decided_wrong, s->c[i].hits, i };
+	qsort(t, *n, sizeof(*t), row_cmp);
+	for (size_t k = 0; k < *n; k++)
+		r[k] = t[k].rule;
+	free(t);
 	return r;
 }
 
