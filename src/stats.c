@@ -26,6 +26,7 @@ static const long latency_bounds_us[] = { 250, 500, 1000, 2000, 5000, 10000, 250
 #define N_BOUNDS (sizeof(latency_bounds_us) / sizeof(latency_bounds_us[0]))
 static _Atomic uint64_t latency_buckets[N_BOUNDS + 1];
 static _Atomic uint64_t latency_sum_us;
+static atomic_llong pool_open, pool_peak;   /* stats_tally_pool */
 
 static const char *const names[STATS_COUNTER_MAX] = {
 	[STATS_MESSAGES] = "messages",
@@ -194,6 +195,27 @@ void stats_latency_us(long us)
 	atomic_fetch_add_explicit(&latency_sum_us, (uint64_t)us, memory_order_relaxed);
 }
 
+void stats_tally_pool(int delta)
+{
+	long long now = atomic_fetch_add_explicit(&pool_open, delta, memory_order_relaxed) + delta;
+	long long peak = atomic_load_explicit(&pool_peak, memory_order_relaxed);
+
+	while (now > peak && !atomic_compare_exchange_weak_explicit(&pool_peak, &peak, now,
+								    memory_order_relaxed,
+								    memory_order_relaxed))
+		;
+}
+
+/* write_gauges - the tally pools' connections: open now, and the most open at once since the
+ * start (the pool's bound at work: SQLite's readers never pass SQ_READERS_MAX per tally) */
+static void write_gauges(FILE *fp)
+{
+	(void)fprintf(fp, "# TYPE amends_tally_pool_connections gauge\n");
+	(void)fprintf(fp, "amends_tally_pool_connections %lld\n", atomic_load(&pool_open));
+	(void)fprintf(fp, "# TYPE amends_tally_pool_connections_peak gauge\n");
+	(void)fprintf(fp, "amends_tally_pool_connections_peak %lld\n", atomic_load(&pool_peak));
+}
+
 /* write_heap - malloc's bytes in use and held (gauges), when the C library tells: held far
  * above in use and rising while in use stays flat is fragmentation, both rising a leak */
 static void write_heap(FILE *fp)
@@ -236,6 +258,7 @@ void stats_write_prometheus(FILE *fp)
 	}
 	(void)fprintf(fp, "amends_message_seconds_sum %g\n", atomic_load(&latency_sum_us) / 1e6);
 	(void)fprintf(fp, "amends_message_seconds_count %llu\n", (unsigned long long)cum);
+	write_gauges(fp);
 	write_heap(fp);
 	write_rule_hits(fp);
 }
@@ -282,6 +305,8 @@ void stats_reset(void)
 	for (size_t i = 0; i <= N_BOUNDS; i++)
 		atomic_store(&latency_buckets[i], 0);
 	atomic_store(&latency_sum_us, 0);
+	atomic_store(&pool_open, 0);
+	atomic_store(&pool_peak, 0);
 	for (size_t i = 0; i < RULE_SLOTS; i++)
 		atomic_store(&rule_hits[i], 0);
 	atomic_store(&rule_hits_dropped, 0);

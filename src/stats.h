@@ -44,6 +44,9 @@ const char *stats_name(enum stats_counter c);
 void stats_category(int idx, const char *name);   /* register a category name for its counter */
 void stats_verdict(int category_idx);             /* one message had this category */
 void stats_latency_us(long us);                   /* pipeline time of one message */
+/* The tally pools' open connections (gauges amends_tally_pool_connections and _peak): +1 when
+ * a pooled connection is opened, -1 when one is closed */
+void stats_tally_pool(int delta);
 /* Per-rule hit counters, bounded: at most STATS_MAX_RULES distinct names ever (names stay across
  * reloads, so counters only grow, as Prometheus expects); hits of names beyond the table are
  * counted in amends_rule_hits_dropped_total. register = show the rule with 0 before it hits.

@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "stats.h"
 #include "util.h"
 
 
@@ -94,8 +95,10 @@ static size_t pool_take_stale(struct tally *t, void *stale[TALLY_POOL_MAX])
 static void pool_close_stale(struct tally *t, void *stale[], size_t n)
 {
 	pthread_mutex_unlock(&t->pool_lock);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		t->be->conn_free(stale[i]);
+		stats_tally_pool(-1);
+	}
 	pthread_mutex_lock(&t->pool_lock);
 	t->n_open -= n;
 	pthread_cond_broadcast(&t->pool_freed);
@@ -168,6 +171,8 @@ static void *pool_get(struct tally *t)
 		conn = t->be->conn_new(t);
 		if (!conn)
 			pool_closed(t);
+		else
+			stats_tally_pool(1);
 	} else if (!conn) {
 		tally_set_error("busy: all %zu connections in use for %d ms", max,
 				TALLY_POOL_WAIT_MS);
@@ -194,6 +199,7 @@ static int pool_put(struct tally *t, void *conn, int rc)
 	}
 	if (conn) {
 		t->be->conn_free(conn);
+		stats_tally_pool(-1);
 		pool_closed(t);
 	}
 	return rc;
@@ -238,8 +244,10 @@ static void pool_destroy(struct tally *t)
 static void pool_drain(struct tally *t)
 {
 	pthread_mutex_lock(&t->pool_lock);
-	for (size_t i = 0; i < t->n_idle; i++)
+	for (size_t i = 0; i < t->n_idle; i++) {
 		t->be->conn_free(t->idle[i]);
+		stats_tally_pool(-1);
+	}
 	t->n_open -= t->n_idle;
 	t->n_idle = 0;
 	pthread_mutex_unlock(&t->pool_lock);

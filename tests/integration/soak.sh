@@ -255,11 +255,18 @@ why() { grep -E ': (err|error|warning): ' "$T_DAEMON_LOG" | sed -E 's/^.*: (err|
 for c in internal_errors_total tally_failures_total drafts_failed_total; do
 	[ "$(counter "$c")" = 0 ] || fail "amends_$c is $(counter "$c"), not 0; the log says: $(why)"
 done
+# the pool's own count: never more readers open at once than its bound, whatever the sessions
+gauge() { awk -v n="amends_$1" '$1 == n {print $2}' "$T_TMP/stats.out"; }
+[ -n "$(gauge tally_pool_connections_peak)" ] &&
+	[ "$(gauge tally_pool_connections_peak)" -le "$READERS" ] ||
+	fail "amends_tally_pool_connections_peak is '$(gauge tally_pool_connections_peak)', the" \
+		"pool's bound $READERS"
 total=$(sent_count)
 [ "$(counter messages_total)" -ge "$total" ] ||
 	fail "amends counted $(counter messages_total) messages, Postfix relayed $total"
 ok "amends: $(counter messages_total) messages, $(counter tally_updates_total) tally updates," \
-	"$(counter drafts_written_total) drafts, 0 internal errors, 0 tally or draft failures"
+	"$(counter drafts_written_total) drafts, 0 internal errors, 0 tally or draft failures;" \
+	"at most $(gauge tally_pool_connections_peak) of $READERS pooled readers open at once"
 kill -0 "$PID" || fail "the daemon died"
 stop_daemon
 exit 0

@@ -939,6 +939,24 @@ static void fk_wait_inside(int n)
 	pthread_mutex_unlock(&fk.lock);
 }
 
+/* pool_gauge - a gauge of the stats snapshot (amends_tally_pool_connections[_peak]) */
+static long long pool_gauge(const char *name)
+{
+	char *body = NULL, *at;
+	size_t len = 0;
+	long long v = -1;
+	FILE *fp = open_memstream(&body, &len);
+
+	assert_non_null(fp);
+	stats_write_prometheus(fp);
+	assert_int_equal(fclose(fp), 0);
+	for (at = body; (at = strstr(at, name)) != NULL; at += strlen(name))
+		if ((at == body || at[-1] == '\n') && at[strlen(name)] == ' ')
+			v = strtoll(at + strlen(name) + 1, NULL, 10);
+	free(body);
+	return v;
+}
+
 /* fk_install - the fake's connections, reads and claims on t through *fake (open and close stay
  * SQLite's), at most max_conns connections (0: SQLite's bound); reads return at once when
  * release, else wait for fk_release. The counters start from 0. */
@@ -1079,8 +1097,11 @@ static void test_pool_reap(void **state)
 	struct tally *t = tally_open(f->cfg, &err);
 
 	assert_non_null(t);
+	stats_reset();
 	fk_install(t, &fake, 0, 0);
 	fk_readers(t, r, 2);
+	/* the gauges count the pool's connections (not SQLite's writer or checkpointer) */
+	assert_int_equal(pool_gauge("amends_tally_pool_connections"), 2);
 	fk_release();
 	for (int i = 0; i < 2; i++) {
 		pthread_join(r[i].th, NULL);
@@ -1097,7 +1118,9 @@ static void test_pool_reap(void **state)
 		assert_int_equal(fk.open, left);
 		assert_int_equal(t->n_idle, left);
 		assert_int_equal(t->n_open, left);
+		assert_int_equal(pool_gauge("amends_tally_pool_connections"), left);
 	}
+	assert_int_equal(pool_gauge("amends_tally_pool_connections_peak"), 2);
 	assert_int_equal(fk.made, 2);
 	tally_close(t);
 }
@@ -1172,6 +1195,7 @@ static void test_pool_bound(void **state)
 	char *err = NULL;
 
 	memset(&ps, 0, sizeof(ps));
+	stats_reset();
 	ps.t = tally_open(f->cfg, &err);
 	assert_non_null(ps.t);
 	assert_true(ps.t->be->max_conns >= 2 && ps.t->be->max_conns < PB_THREADS);
@@ -1190,7 +1214,13 @@ static void test_pool_bound(void **state)
 	assert_int_equal(__atomic_load_n(&ps.fails, __ATOMIC_RELAXED), 0);
 	assert_true(most >= 1 && most <= ps.t->be->max_conns);
 	assert_true(pb_open(ps.t) <= ps.t->be->max_conns);
+	/* the gauges: the most open at once, never above the bound; open now, the pool's count */
+	assert_true(pool_gauge("amends_tally_pool_connections_peak") >= (long long)most);
+	assert_true(pool_gauge("amends_tally_pool_connections_peak") <=
+		    (long long)ps.t->be->max_conns);
+	assert_int_equal(pool_gauge("amends_tally_pool_connections"), (long long)pb_open(ps.t));
 	tally_close(ps.t);
+	assert_int_equal(pool_gauge("amends_tally_pool_connections"), 0);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, tc_setup, tc_teardown)
