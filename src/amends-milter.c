@@ -59,6 +59,27 @@ static void usage(FILE *fp)
 		"  -V         print the version\n");
 }
 
+/* options_absolute - the configuration file and the pidfile given as relative paths taken
+ * against the working directory now: the daemon changes to / when it goes to the background
+ * (the pidfile is written after that, the configuration read again then and at every reload),
+ * and a relative -c used to pass the check and then fail the start. The copies live as long as
+ * the process. 0, or -1 with the reason on stderr. */
+static int options_absolute(struct options *o)
+{
+	static char *config_abs, *pidfile_abs;
+
+	if (!(config_abs = util_abspath(o->config_path)) ||
+	    (o->pidfile && *o->pidfile && !(pidfile_abs = util_abspath(o->pidfile)))) {
+		(void)fprintf(stderr, "amends-milter: cannot name the working directory: %s\n",
+			      strerror(errno));
+		return -1;
+	}
+	o->config_path = config_abs;
+	if (pidfile_abs)
+		o->pidfile = pidfile_abs;
+	return 0;
+}
+
 static int parse_options(int argc, char **argv, struct options *o)
 {
 	int ch;
@@ -87,7 +108,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 			      "inet:PORT@HOST\n", o->socket);
 		return -1;
 	}
-	return 0;
+	return options_absolute(o);
 }
 
 /* Load config + rules (+ tally, drafter) into a new generation; log problems on failure. */

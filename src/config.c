@@ -650,6 +650,7 @@ static void config_finish(struct config *c, struct cfgctx *x)
 	resolve(c, &c->drafts.templates_dir);
 	resolve(c, &c->drafts.imap_password_file);
 	resolve(c, &c->stats.stats_file);
+	resolve(c, &c->milter.pidfile);
 	if (!c->tally.store[0]) {
 		char *p = state_path(c, "tally.db");
 
@@ -809,9 +810,19 @@ struct config *config_load(const char *path, struct diag *d)
 		diag_add(d, DIAG_ERROR, path, 0, 0, "cannot read: %s", strerror(errno));
 		return NULL;
 	}
+	/* the directory absolute: the paths resolved against it stay right after a chdir (the
+	 * daemon's to /), and resolving one again (config_path) leaves it as it is; a relative
+	 * base turned "conf/templates" into "conf/conf/templates" */
 	dir = dirname_of(path);
+	if (dir && dir[0] != '/') {
+		char *abs = util_abspath(dir);
+
+		free(dir);
+		dir = abs;
+	}
 	if (!dir)
-		diag_error(d, path, 0, "out of memory");
+		diag_error(d, path, 0, "cannot name its directory: %s",
+			   errno ? strerror(errno) : "out of memory");
 	else if (config_refuse_include(path, text, d) == 0)
 		c = config_load_from(path, text, dir, d);
 	free(dir);

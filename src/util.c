@@ -294,6 +294,27 @@ char *util_strdup(const char *s)
 	return util_strndup(s, strlen(s));
 }
 
+char *util_abspath(const char *path)
+{
+	struct strbuf b;
+	char *cwd;
+
+	if (path[0] == '/')
+		return util_strdup(path);
+	if (!(cwd = getcwd(NULL, 0)))
+		return NULL;
+	strbuf_init(&b, 0);
+	strbuf_printf(&b, "%s/%s", cwd, strcmp(path, ".") == 0 ? "" : path);
+	free(cwd);
+	if (b.oom) {
+		strbuf_free(&b);
+		return NULL;
+	}
+	if (b.len > 1 && b.s[b.len - 1] == '/')   /* "." gives the directory itself */
+		b.s[--b.len] = '\0';
+	return strbuf_take(&b);
+}
+
 void util_ascii_lower(char *s)
 {
 	for (; *s; s++)

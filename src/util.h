@@ -49,6 +49,10 @@ void util_seterr(char **err, const char *fmt, ...) __attribute__((format(printf,
 /* xstrdup-style helpers that return NULL on allocation failure (never abort). */
 char *util_strndup(const char *s, size_t n);
 char *util_strdup(const char *s);
+/* path made absolute against the working directory now (an absolute one copied; "." is the
+ * directory itself): malloc'd, NULL when out of memory or the directory cannot be named. Not
+ * canonical: ".." and symbolic links stay. */
+char *util_abspath(const char *path);
 /* ASCII-only lowercasing, in place. */
 void util_ascii_lower(char *s);
 bool util_ascii_casestarts(const char *s, const char *prefix);

@@ -5,9 +5,10 @@
 # configuration works; a message gets exactly the expected headers; 20 kinds of forged X-Amends-*
 # headers are all deleted (and nothing else is); three messages on one connection do not leak
 # state; close-only and dropped connections; abort in the middle of the body; pidfile; stale
-# socket; SIGUSR1 with a broken config keeps serving and names file:line; SIGTERM removes the
-# socket; a message over limits.max_scan_bytes passes tagged; inet: sockets; socket_mode;
-# -u nobody (as root); the whole dev corpus through a daemon on a 256 KiB thread stack.
+# socket; in the background with relative -c and -P (serving, cleaning up at SIGTERM);
+# SIGUSR1 with a broken config keeps serving and names file:line; SIGTERM removes the socket; a
+# message over limits.max_scan_bytes passes tagged; inet: sockets; socket_mode; -u nobody (as
+# root); the whole dev corpus through a daemon on a 256 KiB thread stack.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/testlib.sh"
 
@@ -211,6 +212,24 @@ start_daemon "$T_TMP/t.conf" "$SOCK"
 run_client "$T_TMP/stale.out" -s "$SOCK" --basename "$MSG/clean.eml"
 assert_grep '^add: X-Amends-Status: No' "$T_TMP/stale.out" "stale socket replaced at start"
 stop_daemon
+
+# ---- 4b. in the background, started with relative -c and -P ----------------------------------------
+# It changes to / when it detaches, and reads the configuration again then (and at each reload):
+# a relative -c passed the check and failed the start, and a relative pidfile went to /. (A
+# reload logs to syslog here, not to a file this test reads: test_config checks the paths.)
+bg_pidfile() { [ -s "$T_TMP/rel.pid" ]; }
+(cd "$T_TMP" && exec "$AMENDS_MILTER" -c t.conf -p "$SOCK" -P rel.pid) >>"$T_DAEMON_LOG" 2>&1 ||
+	fail "in the background with -c t.conf: exit status $?"
+t_wait_for 10 bg_pidfile || fail "in the background: no pidfile at $T_TMP/rel.pid"
+bg_pid=$(cat "$T_TMP/rel.pid")
+t_track "$bg_pid"
+wait_ready "$SOCK" "$bg_pid" || fail "in the background with -c t.conf: it did not come up"
+run_client "$T_TMP/bg.out" -s "$SOCK" --basename "$MSG/clean.eml"
+assert_grep '^add: X-Amends-Status: No' "$T_TMP/bg.out" "in the background, relative -c and -P: serving"
+t_kill_wait "$bg_pid" 10 || fail "in the background: SIGTERM ignored for 10 s"
+[ ! -e "$T_TMP/rel.pid" ] || fail "in the background: pidfile left behind after SIGTERM"
+[ ! -e "$(spec_path "$SOCK")" ] || fail "in the background: socket left behind after SIGTERM"
+ok "in the background: pidfile and socket removed on SIGTERM"
 
 # ---- 5. over limits.max_scan_bytes: passed on, tagged --------------------------------------------
 write_config "$T_TMP/limit.conf" max_scan_bytes=65536

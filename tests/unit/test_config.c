@@ -191,6 +191,39 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* A configuration named by a relative path: its relative paths come out absolute, resolved
+ * against its directory once (config_path of one is the same path: a relative base made
+ * "conf/conf/templates" of "templates"), and the pidfile too. */
+static void test_relative_path(void **state)
+{
+	struct diag d;
+	struct config *c;
+	char cwd[512], want[512], rel[300], *again;
+	const char *slash = strrchr(tmpdir, '/');
+
+	(void)state;
+	write_conf("milter = { pidfile = \"run/amends.pid\"; };\n"
+		   "drafts = { templates_dir = \"templates\"; };\n");
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir("/tmp"), 0);
+	snprintf(rel, sizeof(rel), "%s/amends.conf", slash + 1);   /* tmpdir is under /tmp */
+	diag_init(&d);
+	c = config_load(rel, &d);
+	diag_print(&d, stderr);
+	assert_int_equal(chdir(cwd), 0);
+	assert_non_null(c);
+	snprintf(want, sizeof(want), "%s/templates", tmpdir);
+	assert_string_equal(c->drafts.templates_dir, want);
+	again = config_path(c, c->drafts.templates_dir);
+	assert_string_equal(again, want);
+	free(again);
+	snprintf(want, sizeof(want), "%s/run/amends.pid", tmpdir);
+	assert_string_equal(c->milter.pidfile, want);
+	assert_true(c->rules.dir[0] == '/' && c->state_dir[0] == '/');
+	config_unref(c);
+	diag_free(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -200,6 +233,7 @@ int main(void)
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_socket_spec),
 		cmocka_unit_test(test_file_mode),
+		cmocka_unit_test(test_relative_path),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

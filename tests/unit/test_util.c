@@ -5,7 +5,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include "util.h"
 
 static void test_strbuf_limit(void **state)
@@ -168,6 +170,26 @@ static void test_trim_lower(void **state)
 	assert_false(util_ascii_casestarts("X-Amend", "x-amends-"));
 }
 
+/* util_abspath: an absolute path copied, a relative one put after the working directory, "."
+ * the directory itself */
+static void test_abspath(void **state)
+{
+	char cwd[512], want[600], *p;
+
+	(void)state;
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	p = util_abspath("/etc/amends/amends.conf");
+	assert_string_equal(p, "/etc/amends/amends.conf");
+	free(p);
+	snprintf(want, sizeof(want), "%s/conf/amends.conf", strcmp(cwd, "/") ? cwd : "");
+	p = util_abspath("conf/amends.conf");
+	assert_string_equal(p, want);
+	free(p);
+	p = util_abspath(".");
+	assert_string_equal(p, cwd);
+	free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -177,6 +199,7 @@ int main(void)
 		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_utf8_random),
 		cmocka_unit_test(test_trim_lower),
+		cmocka_unit_test(test_abspath),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
