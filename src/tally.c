@@ -5,8 +5,9 @@
  * a backend (tally_sqlite.c, tally_redis.c) behind a table of functions. One struct tally is
  * shared by every milter thread; a call that needs a connection checks one out of the tally's
  * pool (at most the backend's max_conns open, TALLY_POOL_MAX idle, each closed once unused
- * for more than TALLY_POOL_IDLE_S, at the next call of the tally) and gives it back, so a thread never shares a connection while it
- * uses it, and connections outlive the per-session libmilter threads. The pool mutex is held
+ * for more than TALLY_POOL_IDLE_S, at the next call of the tally) and gives it back, so a
+ * thread never shares a connection while it uses it, and connections outlive the per-session
+ * libmilter threads. The pool mutex is held
  * only to push, pop or wait for a free connection, never during an operation.
  *
  * OWNERSHIP  tally_open() returns a handle for tally_close(); count, history and top arrays are

@@ -357,8 +357,8 @@ static int sq_sync_dir(const char *path)
 /* sq_wal_get - under write_lock, after a successful COMMIT of the writer: the writer's
  * descriptor of the WAL file for the caller's fdatasync, with a reference the caller gives back
  * with sq_wal_sync (after giving the turn back). Every sync in flight shares the one
- * descriptor: a dup per commit held one more descriptor per sync in flight, and a slow disk
- * with 64 sessions had twenty of them open at once. The first time, the WAL is opened and its
+ * descriptor: a dup per commit held one more descriptor per sync in flight, and a 30-minute
+ * soak at 64 sessions once had 14 of them open at once. The first time, the WAL is opened and its
  * directory synced once (the WAL may have been created by this process: SQLite syncs a new
  * journal's directory at its first sync, which the writer at NORMAL never makes). NULL with
  * tally_set_error() on failure. */
