@@ -3,9 +3,10 @@
 #
 # The shipped configuration (sqlite_synchronous = "full") on a private SQLite tally. ROUNDS
 # rounds, each: start the daemon, run WORKERS client processes x PER_WORKER complaint messages
-# (3 x 100 by default) from 10 senders (one milter session per message), and kill -9 the daemon at a random point of the load
-# (after a random number of answered messages, so the kill always lands mid-load). After every
-# kill, with the daemon down:
+# (3 x 100 by default) from 10 senders (one milter session per message), and kill -9 the daemon
+# at a random point of the load: worker 0 kills it after a random number of its own answers, so
+# the kill always lands mid-load, while the other workers send. After every kill, with the
+# daemon down:
 #   - `sqlite3 DB 'PRAGMA integrity_check'` says ok;
 #   - for every sender, the highest complaint count any X-Amends-Tally header reported so far
 #     (every round, every daemon life) is <= the count amendsctl reads from the store (a tally
@@ -43,53 +44,78 @@ answered() { cat "$T_TMP"/r"$1".w*.res 2>/dev/null | awk -F'\t' '$4 == "CONTINUE
 
 # check_store ROUND - integrity and every reported tally in the store
 check_store() {
-	local ic s maxrep n sent
+	local ic s maxrep sent n addrs=() counts read=0
 	ic=$(sqlite3 "$DB" 'PRAGMA integrity_check' 2>&1)
 	[ "$ic" = ok ] || fail "round $1: PRAGMA integrity_check says: $ic"
-	cat "$T_TMP"/r*.w*.res >"$T_TMP/all.res"
-	for ((s = 1; s <= NSEND; s++)); do
-		maxrep=$(awk -F'\t' -v f="-s$s.eml" '$4 == "CONTINUE" && index($1, f) && $6 ~ /^[0-9]+$/ { print $6 }' \
-			"$T_TMP/all.res" | sort -n | tail -1)
-		sent=$(awk -F'\t' -v f="-s$s.eml" 'index($1, f)' "$T_TMP/all.res" | wc -l)
-		n=$(acc_tally_count "$CONF" "$(sender "$s")" complaint) ||
-			fail "round $1: amendsctl tally show failed: $(tail -3 "$T_TMP/amendsctl.err")"
-		[ "${maxrep:-0}" -le "$n" ] ||
+	for ((s = 1; s <= NSEND; s++)); do addrs+=("$(sender "$s")"); done
+	counts=$(acc_tally_counts "$CONF" complaint "${addrs[@]}") ||
+		fail "round $1: amendsctl tally show failed: $(tail -3 "$T_TMP/amendsctl.err")"
+	# per sender: the highest count reported to a client, the messages sent, the store's count
+	while read -r s maxrep sent n; do
+		[ "$maxrep" -le "$n" ] ||
 			fail "round $1: $(sender "$s") was told complaint=$maxrep but the store has $n (a reported tally was lost)"
 		[ "$n" -le "$sent" ] || fail "round $1: $(sender "$s") has $n complaints in the store, only $sent were sent"
 		LAST_COUNT[$s]=$n
-	done
+		read=$((read + 1))
+	done < <(cat "$T_TMP"/r*.w*.res | awk -F'\t' -v nsend="$NSEND" -v counts="$counts" '
+		{
+			if (!match($1, /-s[0-9]+\.eml$/)) next
+			s = substr($1, RSTART + 2, RLENGTH - 6)
+			sent[s]++
+			if ($4 == "CONTINUE" && $6 ~ /^[0-9]+$/ && $6 + 0 > max[s]) max[s] = $6 + 0
+		}
+		END {
+			split(counts, n, "\n")
+			for (s = 1; s <= nsend; s++) print s, max[s] + 0, sent[s] + 0, n[s]
+		}')
+	[ "$read" -eq "$NSEND" ] || fail "round $1: read the store for $read of $NSEND senders"
 }
 
 declare -A LAST_COUNT=()
+ADDR=()
+for ((s = 1; s <= NSEND; s++)); do ADDR[s]=$(sender "$s"); done
+ACC_LOAD_STOP="$T_TMP/load.stop"
 for ((r = 1; r <= ROUNDS; r++)); do
 	acc_start_daemon amends "$CONF" "$SOCK"
-	pids=""
+	# Worker 0 kills the daemon after its AT-th answer (10 .. 2/3 of its share), while the other
+	# workers are mid-load: the kill cannot come after the load, nor wait on a poll.
+	at=$((10 + RANDOM % (PER_WORKER * 2 / 3 - 10)))
+	files=()
 	for ((w = 0; w < WORKERS; w++)); do
-		files=()
 		for ((k = 0; k < PER_WORKER; k++)); do
 			s=$(((k + w) % NSEND + 1))
-			f="$MSG/r$r-w$w-$(printf %03d "$k")-s$s.eml"
-			acc_complaint_eml "$f" "$(sender "$s")" "r$r-w$w-$k"
-			files+=("$f")
+			printf -v f '%s/r%d-w%d-%03d-s%d.eml' "$MSG" "$r" "$w" "$k" "$s"
+			acc_complaint_eml "$f" "${ADDR[s]}" "r$r-w$w-$k"
+			files[$w]+="$f "
 		done
 		: >"$T_TMP/r$r.w$w.res"
-		acc_load_worker "$T_TMP/r$r.w$w.res" "$SOCK" "${files[@]}" &
-		pids="$pids $!"
 	done
-	# kill -9 after a random number of answered messages (30 .. 2/3 of the load)
-	at=$((30 + RANDOM % (WORKERS * PER_WORKER * 2 / 3 - 30)))
-	# bounded: 30 s, and 0.1 s more per message to wait for (a slow host, a big load)
-	for ((i = 0; i < 600 + at * 2 && $(answered "$r") < at; i++)); do sleep 0.05; done
-	[ "$(answered "$r")" -ge "$at" ] || fail "round $r: only $(answered "$r") of $at messages answered in time"
-	kill -KILL "${ACC_PID[amends]}"
+	pids=""
+	for ((w = 0; w < WORKERS; w++)); do
+		read -ra list <<<"${files[$w]}"
+		if ((w == 0)); then
+			(acc_load_worker "$T_TMP/r$r.w0.res" "$SOCK" "${list[@]:0:at}" &&
+				kill -KILL "${ACC_PID[amends]}") &
+			killer=$!
+		else
+			acc_load_worker "$T_TMP/r$r.w$w.res" "$SOCK" "${list[@]}" &
+			pids="$pids $!"
+		fi
+	done
+	wait "$killer" || fail "round $r: the kill failed"
 	wait "${ACC_PID[amends]}" 2>/dev/null
+	# the rest of the load would only meet a closed socket
+	touch "$ACC_LOAD_STOP"
 	for p in $pids; do wait "$p"; done
+	rm -f "$ACC_LOAD_STOP"
+	n=$(awk -F'\t' '$4 == "CONTINUE"' "$T_TMP/r$r.w0.res" | wc -l)
+	[ "$n" -eq "$at" ] || fail "round $r: only $n of worker 0's $at messages were answered before the kill"
 	total=$(answered "$r")
 	[ "$total" -lt $((WORKERS * PER_WORKER)) ] || fail "round $r: the kill came after the load"
 	bad=$(awk -F'\t' '$4 == "CONTINUE" && $5 != "complaint"' "$T_TMP"/r"$r".w*.res | head -3)
 	[ -z "$bad" ] || fail "round $r: answered but not tagged complaint: $bad"
 	check_store "$r"
-	ok "round $r: kill -9 after $at answered ($total in all): integrity ok, every reported tally is in the store"
+	ok "round $r: kill -9 after worker 0's ${at}th answer ($total answered in all): integrity ok, every reported tally is in the store"
 done
 
 # A new life goes on from the store.

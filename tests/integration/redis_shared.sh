@@ -47,10 +47,11 @@ sender() { echo "cust$1@load.example"; }
 
 # gen PHASE WORKER N - N complaint messages, sender k mod 5; prints the file names.
 gen() {
-	local k f
+	local k f s
 	for ((k = 0; k < $3; k++)); do
-		f="$MSG/$1-w$2-$(printf %03d "$k")-s$((k % NSEND + 1)).eml"
-		acc_complaint_eml "$f" "$(sender $((k % NSEND + 1)))" "$1-w$2-$k"
+		s=$((k % NSEND + 1))
+		printf -v f '%s/%s-w%s-%03d-s%d.eml' "$MSG" "$1" "$2" "$k" "$s"
+		acc_complaint_eml "$f" "cust$s@load.example" "$1-w$2-$k"
 		echo "$f"
 	done
 }
@@ -105,20 +106,26 @@ store_count() {
 load p1 50
 load_wait
 check_answered p1 200
+senders=()
 for ((s = 1; s <= NSEND; s++)); do
 	got=$(reported p1 "$s" | paste -sd' ')
 	[ "$got" = "$(seq 1 40 | paste -sd' ')" ] ||
 		fail "p1: sender $s was reported complaint counts '$got', want 1..40 each once (a lost or doubled update)"
-	for d in a b; do
-		n=$(store_count "$d" "$(sender "$s")")
-		[ "$n" = 40 ] || fail "p1: amendsctl ($d) says $(sender "$s") has $n complaints, want 40"
-	done
+	senders+=("$(sender "$s")")
+done
+want=$(for s in "${senders[@]}"; do echo 40; done)
+for d in a b; do
+	counts=$(acc_tally_counts "$T_TMP/$d.conf" complaint "${senders[@]}") ||
+		fail "amendsctl ($d) tally show failed: $(tail -3 "$T_TMP/amendsctl.err")"
+	[ "$counts" = "$want" ] ||
+		fail "p1: amendsctl ($d) says ${senders[*]} have '$counts' complaints, want 40 each"
 done
 ok "p1: 2 daemons x 2 clients x 50 messages: every sender reported 1..40 once, 40 in the store"
 
 # ---- 2. Redis killed mid-load ------------------------------------------------------------------
 load p2 40
-sleep 0.3
+# kill once the load is under way (10 answers), not after a fixed sleep the load may outrun
+for ((i = 0; i < 100 && $(cat "$T_TMP"/p2.w*.res | wc -l) < 10; i++)); do sleep 0.05; done
 acc_redis_kill
 t_note "p2: redis-server killed (SIGKILL) during the load"
 load_wait

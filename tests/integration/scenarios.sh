@@ -72,9 +72,9 @@ row_fail() {
 new_drafts() { comm -13 "$2" <(acc_cur_list "$1"); }
 wait_new_drafts() {
 	local i
-	for ((i = 0; i < 30; i++)); do
+	for ((i = 0; i < 150; i++)); do
 		[ "$(new_drafts "$1" "$2" | wc -l)" -ge "$3" ] && return 0
-		sleep 0.1
+		sleep 0.02
 	done
 	return 1
 }
@@ -86,7 +86,8 @@ run_backend() {
 	local cur="$T_TMP/$be/Maildir/.Drafts/cur" md="$T_TMP/$be/Maildir/.Drafts"
 	local scen file sender env lang msgid want_cats want_draft
 	local out got_status got_cats got_draft got_tally want_tally n_status answer c
-	local drafts_total=0 rows=0 bad_before
+	local drafts_total=0 rows=0 bad_before i want nl
+	local -a draft_rows=() draft_files=() infos=()
 	local -A tally=()
 
 	bad_before=$(wc -l <"$FAILS")
@@ -100,18 +101,27 @@ run_backend() {
 		local -a fopt=()
 		[ "$env" != - ] && fopt=(-f "$env")
 		run_client "$out" -t 10 -s "$sock" "${fopt[@]}" "$SCENARIOS/$scen/$file" </dev/null
-		answer=$(acc_answer "$out")
+		acc_transcript "$out"
+		answer=$ACC_T_ANSWER
 		[ "$answer" = CONTINUE ] || row_fail "$be" "$scen" "$file" milter "answer '$answer', want CONTINUE"
-		n_status=$(acc_added "$out" X-Amends-Status | wc -l)
-		got_status=$(acc_added "$out" X-Amends-Status | head -1)
+		got_status=${ACC_T_ADD[X-Amends-Status]:-}
+		n_status=0
+		if [ -n "${ACC_T_ADD[X-Amends-Status]+set}" ]; then
+			nl=${got_status//[!$'\n']/}
+			n_status=$((${#nl} + 1))
+		fi
+		got_status=${got_status%%$'\n'*}
 		[ "$n_status" = 1 ] || row_fail "$be" "$scen" "$file" milter "$n_status X-Amends-Status headers"
-		got_cats=$(acc_status_categories "$got_status")
-		got_draft=$(acc_added "$out" X-Amends-Draft | paste -sd, -)
-		got_tally=$(acc_added "$out" X-Amends-Tally | paste -sd, -)
+		acc_status_categories_v "$got_status"
+		got_cats=$REPLY
+		got_draft=${ACC_T_ADD[X-Amends-Draft]:-}
+		got_draft=${got_draft//$'\n'/,}
+		got_tally=${ACC_T_ADD[X-Amends-Tally]:-}
+		got_tally=${got_tally//$'\n'/,}
 		[ -n "$got_draft" ] || got_draft=-
 
 		[ "$got_cats" = "$want_cats" ] ||
-			row_fail "$be" "$scen" "$file" rules "categories '$got_cats', want '$want_cats' (rules: $(acc_added "$out" X-Amends-Rules))"
+			row_fail "$be" "$scen" "$file" rules "categories '$got_cats', want '$want_cats' (rules: ${ACC_T_ADD[X-Amends-Rules]:-})"
 
 		# The tally the store should hold: this sender's running sum of what was reported.
 		if [ "$got_cats" != none ] && [ "$got_cats" != "?" ]; then
@@ -144,13 +154,26 @@ run_backend() {
 			*:2,*D*) ;;
 			*) row_fail "$be" "$scen" "$file" draft "draft $new lacks the D flag" ;;
 			esac
-			info=$(acc_draft_info "$conf" "$cur/$new")
-			[ "$info" = "$got_draft	$lang	$msgid	signed" ] ||
-				row_fail "$be" "$scen" "$file" draft "draft says '${info//$'\t'/ }', want '$got_draft $lang $msgid signed'"
+			# read with the others after the run: one python for them all
+			draft_rows+=("$scen	$file	$got_draft	$lang	$msgid	signed")
+			draft_files+=("$cur/$new")
 		fi
 		[ -z "${VERBOSE:-}" ] || echo "# $be $scen/$file: $got_cats draft=$got_draft tally='$got_tally'"
 	done <"$PLAN"
 	stop_daemon
+
+	# Each draft: kind, language, In-Reply-To and signature as the row wants.
+	if [ "${#draft_files[@]}" -gt 0 ]; then
+		mapfile -t infos < <(acc_draft_infos "$conf" "${draft_files[@]}")
+		[ "${#infos[@]}" = "${#draft_files[@]}" ] ||
+			row_fail "$be" all - draft "read ${#infos[@]} of ${#draft_files[@]} drafts"
+		for ((i = 0; i < ${#draft_files[@]}; i++)); do
+			IFS=$'\t' read -r scen file want <<<"${draft_rows[i]}"
+			want=${draft_rows[i]#*	*	}
+			[ "${infos[i]:-}" = "$want" ] ||
+				row_fail "$be" "$scen" "$file" draft "draft says '${infos[i]//$'\t'/ }', want '${want//$'\t'/ }'"
+		done
+	fi
 
 	# Nothing half-written anywhere, and no draft arrived late.
 	[ -z "$(acc_cur_list "$md/tmp")" ] || row_fail "$be" all - draft "files left in tmp/: $(acc_cur_list "$md/tmp" | head -3)"
