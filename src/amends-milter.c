@@ -5,7 +5,9 @@
  * stops us before we touch the socket; open the socket while still privileged (umask set, mode
  * and group applied); drop to the run user; daemonize; then block SIGUSR1 for our reload thread
  * and SIGHUP/SIGTERM/SIGINT for libmilter's own signal thread (SIGHUP stops libmilter, as
- * OpenDKIM documents, so reload is SIGUSR1) before smfi_main starts any thread.
+ * OpenDKIM documents, so reload is SIGUSR1) before smfi_main starts any thread. A stop is
+ * made prompt by stop.c: the reload thread's tick wakes libmilter's listener, and the ends of
+ * message already running get up to STOP_DRAIN_MS to finish.
  */
 #include "config.h"
 #include "diag.h"
@@ -16,6 +18,7 @@
 #include "milter.h"
 #include "rules.h"
 #include "stats.h"
+#include "stop.h"
 #include "util.h"
 
 #include <errno.h>
@@ -29,7 +32,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
+
+/* The reload thread's tick (how soon a stop is noticed), and how long a stop waits for the ends
+ * of message running: libmilter's own poll made a stop wait up to 5 s before, so they are
+ * given as long. */
+#define STOP_TICK_MS 200
+#define STOP_DRAIN_MS 5000
 
 
 struct options {
@@ -271,12 +281,14 @@ static int drop_privileges(const char *user)
 	return 0;
 }
 
-/* The reload thread: SIGUSR1 builds a new generation; a broken file keeps the old one. */
+/* The reload thread: SIGUSR1 builds a new generation; a broken file keeps the old one. Between
+ * signals it ticks every STOP_TICK_MS for stop.c, which wakes libmilter's listener once a stop
+ * has been asked for (a stop then takes a tick, not libmilter's 5-second poll). */
 static void *reload_thread(void *arg)
 {
+	const struct timespec tick = { 0, STOP_TICK_MS * 1000L * 1000L };
 	const char *path = arg;
 	sigset_t set;
-	int sig;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
@@ -284,8 +296,10 @@ static void *reload_thread(void *arg)
 		struct milter_generation *g;
 		struct config *cfg = NULL, *old;
 
-		if (sigwait(&set, &sig) != 0)
+		if (sigtimedwait(&set, NULL, &tick) != SIGUSR1) {
+			stop_tick();
 			continue;
+		}
 		log_info("SIGUSR1: reloading %s", path);
 		g = load_generation(path, &cfg);
 		if (!g) {
@@ -438,6 +452,7 @@ int main(int argc, char **argv)
 	if (socket_permissions(current_cfg, spec) < 0)
 		goto out;
 	socket_remember(spec);
+	stop_remember_listener();
 	if (!o.foreground && daemonize() < 0) {
 		log_err_errno("cannot go to the background");
 		goto out;
@@ -485,6 +500,8 @@ int main(int argc, char **argv)
 
 	log_info("amends-milter %s listening on %s", PACKAGE_VERSION, spec);
 	rc = smfi_main();
+	/* An end of message running when the stop came gets its reply out before we exit. */
+	stop_drain(milter_eoms_live, STOP_DRAIN_MS);
 	metrics_stop();
 	log_info("stopping (smfi_main returned %s)", rc == MI_SUCCESS ? "success" : "failure");
 	pidfile_unlink_ours(pidfile);

@@ -51,6 +51,7 @@ struct conn {
 static pthread_mutex_t gen_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct milter_generation *gen_current;
 static atomic_size_t conns_live;
+static atomic_size_t eoms_live;   /* cb_eom calls running */
 /* Negotiated no-reply flags are per connection but the MTA offers the same to every one. */
 
 /* ---- the seam to libmilter ----------------------------------------------------------------- */
@@ -99,6 +100,11 @@ void milter_set_mta(const struct milter_mta *m)
 size_t milter_conns_live(void)
 {
 	return atomic_load(&conns_live);
+}
+
+size_t milter_eoms_live(void)
+{
+	return atomic_load(&eoms_live);
 }
 
 /* ---- generations ------------------------------------------------------------------------- */
@@ -517,7 +523,7 @@ static void apply_result(SMFICTX *ctx, const struct milter_msg *m,
 		log_warn("%s: could not tag the subject", qid);
 }
 
-static sfsistat cb_eom(SMFICTX *ctx)
+static sfsistat eom_run(SMFICTX *ctx)
 {
 	struct conn *c = mta->getpriv(ctx);
 	const char *qid = queue_id(ctx);
@@ -553,6 +559,19 @@ static sfsistat cb_eom(SMFICTX *ctx)
 	pipeline_result_free(&res);
 out:
 	conn_reset_message(c);
+	return rc;
+}
+
+/* The end of message, counted while it runs: a stop waits for these (stop_drain), as
+ * libmilter sends their replies; a message still between callbacks when libmilter stops is
+ * never read further, whatever we wait for. */
+static sfsistat cb_eom(SMFICTX *ctx)
+{
+	sfsistat rc;
+
+	atomic_fetch_add(&eoms_live, 1);
+	rc = eom_run(ctx);
+	atomic_fetch_sub(&eoms_live, 1);
 	return rc;
 }
 

@@ -63,6 +63,8 @@ struct milter_mta {
 void milter_set_mta(const struct milter_mta *m);
 /* Connection contexts allocated and not yet freed (close frees them). */
 size_t milter_conns_live(void);
+/* End-of-message callbacks running now (the work a stop waits for). */
+size_t milter_eoms_live(void);
 
 /* ---- the collection step ------------------------------------------------------------------ */
 
