@@ -452,9 +452,11 @@ static void load_tally(struct cfgctx *x, const config_setting_t *s)
 	GET_NUM(x, s, "incidents", 1, 1000, t->incidents);
 	GET_NUM(x, s, "retention_days", 1, 3650, t->retention_days);
 	get_string(x, s, "sqlite_synchronous", &t->sqlite_synchronous);
-	GET_NUM(x, s, "busy_timeout_ms", 0, 60000, t->busy_timeout_ms);
+	/* R7.1: a busy or unreachable store may hold a message at most a second (tally.c clamps
+	 * again); a larger value is an error here, not a silent cut. */
+	GET_NUM(x, s, "busy_timeout_ms", 0, 1000, t->busy_timeout_ms);
 	get_string(x, s, "redis_prefix", &t->redis_prefix);
-	GET_NUM(x, s, "redis_timeout_ms", 10, 60000, t->redis_timeout_ms);
+	GET_NUM(x, s, "redis_timeout_ms", 10, 1000, t->redis_timeout_ms);
 	get_string(x, s, "redis_password", &t->redis_password);
 	if (strcmp(t->sender, "header") != 0 && strcmp(t->sender, "envelope") != 0)
 		diag_error(x->d, x->file, line_of(s), "tally.sender: expected \"header\" or \"envelope\"");

@@ -37,7 +37,7 @@ mkdir -p "$MSG"
 
 acc_clock_init
 acc_config "$CONF" state="$T_TMP/state" store="sqlite:$T_TMP/state/tally.db" maildir="$MAILDIR" \
-	busy_timeout_ms=20000 eom_budget_ms=20000
+	eom_budget_ms=20000
 acc_config_has "$CONF" 'enabled = true;'
 
 # File j comes from sender j mod NSEND: senders 1..8 complain, 9..10 cancel. milterclient gives

@@ -89,6 +89,9 @@ static void test_errors(void **state)
 	static const struct { const char *text; int line; const char *needle; } cases[] = {
 		{ "milter = { sockett = \"unix:/x\"; };\n", 1, "unknown setting \"sockett\"" },
 		{ "\n\nlimits = { mime_depth = 0; };\n", 3, "out of range" },
+		/* the tally's waits: at most a second (R7.1), not silently cut to it */
+		{ "tally = {\n busy_timeout_ms = 1001;\n};\n", 2, "out of range" },
+		{ "tally = {\n\n redis_timeout_ms = 5000;\n};\n", 3, "out of range" },
 		{ "milter = {\n timeout_s = \"ten\";\n};\n", 2, "expected an integer" },
 		{ "milter = { socket = \"tcp:25\"; };\n", 1, "socket" },
 		{ "tally = { sender = \"reply-to\"; };\n", 1, "tally.sender" },
