@@ -815,6 +815,7 @@ struct config *config_load(const char *path, struct diag *d)
 	/* the directory absolute: the paths resolved against it stay right after a chdir (the
 	 * daemon's to /), and resolving one again (config_path) leaves it as it is; a relative
 	 * base turned "conf/templates" into "conf/conf/templates" */
+	errno = 0;   /* the reads above may have left one: only getcwd's or malloc's counts */
 	dir = dirname_of(path);
 	if (dir && dir[0] != '/') {
 		char *abs = util_abspath(dir);

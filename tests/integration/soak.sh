@@ -102,15 +102,14 @@ sample() {
 	# (sample runs in a command substitution: the peak so far is kept in a file, not a variable)
 	if [ "$dbfds" -gt "$(cat "$T_TMP/fds-peak-n" 2>/dev/null || echo 0)" ]; then
 		echo "$dbfds" >"$T_TMP/fds-peak-n"
-		printf '%s\n' "$links" | sed 's/[0-9]\{3,\}/N/g' | sort | uniq -c | tr '\n' ';' >"$T_TMP/fds-peak"
+		fd_summary "$links" >"$T_TMP/fds-peak"
 	fi
 	echo "$rss $fds $thr $dbfds $heap $walfds"
 }
-# fd_list - what the daemon's descriptors point at, counted (for a failure message)
-fd_list() {
-	find "/proc/$PID/fd" -mindepth 1 -maxdepth 1 -printf '%l\n' 2>/dev/null | sed 's/[0-9]\{3,\}/N/g' | sort | uniq -c |
-		tr '\n' ';'
-}
+# fd_summary LINKS - descriptor targets (one a line) counted, numbers blurred (for a failure)
+fd_summary() { printf '%s\n' "$1" | sed 's/[0-9]\{3,\}/N/g' | sort | uniq -c | tr '\n' ';'; }
+# fd_list - what the daemon's descriptors point at now, counted
+fd_list() { fd_summary "$(find "/proc/$PID/fd" -mindepth 1 -maxdepth 1 -printf '%l\n' 2>/dev/null)"; }
 queue_empty() { [ -z "$(find "$MTA_PF/spool/incoming" "$MTA_PF/spool/active" \
 	"$MTA_PF/spool/deferred" "$MTA_PF/spool/maildrop" -type f 2>/dev/null | head -n 1)" ]; }
 sent_count() { grep -c ' status=sent ' "$MTA_PF_LOG"; }
@@ -139,6 +138,7 @@ run_load() {
 	local level=$1 secs=$2 tag=$3 per=$(($1 / 4)) w p i alive pids=()
 	[ "$per" -ge 1 ] || fail "SOAK_LEVELS: $level is below 4 sessions"
 	: >"$T_TMP/samples-$tag"
+	rm -f "$T_TMP/fds-peak-n" "$T_TMP/fds-peak"   # a failure shows this run's peak
 	LOAD_END=$(($(date +%s) + secs))
 	for w in 0 1 2 3; do
 		(
@@ -255,18 +255,17 @@ why() { grep -E ': (err|error|warning): ' "$T_DAEMON_LOG" | sed -E 's/^.*: (err|
 for c in internal_errors_total tally_failures_total drafts_failed_total; do
 	[ "$(counter "$c")" = 0 ] || fail "amends_$c is $(counter "$c"), not 0; the log says: $(why)"
 done
-# the pool's own count: never more readers open at once than its bound, whatever the sessions
-gauge() { awk -v n="amends_$1" '$1 == n {print $2}' "$T_TMP/stats.out"; }
-[ -n "$(gauge tally_pool_connections_peak)" ] &&
-	[ "$(gauge tally_pool_connections_peak)" -le "$READERS" ] ||
-	fail "amends_tally_pool_connections_peak is '$(gauge tally_pool_connections_peak)', the" \
-		"pool's bound $READERS"
+# the pool's own count (a gauge, read like a counter): never more readers open at once than its
+# bound, whatever the sessions
+pool_peak=$(counter tally_pool_connections_peak)
+[ -n "$pool_peak" ] && [ "$pool_peak" -le "$READERS" ] ||
+	fail "amends_tally_pool_connections_peak is '$pool_peak', the pool's bound $READERS"
 total=$(sent_count)
 [ "$(counter messages_total)" -ge "$total" ] ||
 	fail "amends counted $(counter messages_total) messages, Postfix relayed $total"
 ok "amends: $(counter messages_total) messages, $(counter tally_updates_total) tally updates," \
 	"$(counter drafts_written_total) drafts, 0 internal errors, 0 tally or draft failures;" \
-	"at most $(gauge tally_pool_connections_peak) of $READERS pooled readers open at once"
+	"at most $pool_peak of $READERS pooled readers open at once"
 kill -0 "$PID" || fail "the daemon died"
 stop_daemon
 exit 0
