@@ -168,8 +168,7 @@ run_backend() {
 		[ "${#infos[@]}" = "${#draft_files[@]}" ] ||
 			row_fail "$be" all - draft "read ${#infos[@]} of ${#draft_files[@]} drafts"
 		for ((i = 0; i < ${#draft_files[@]}; i++)); do
-			IFS=$'\t' read -r scen file want <<<"${draft_rows[i]}"
-			want=${draft_rows[i]#*	*	}
+			IFS=$'\t' read -r scen file want <<<"${draft_rows[i]}"   # want: the rest, tabs kept
 			[ "${infos[i]:-}" = "$want" ] ||
 				row_fail "$be" "$scen" "$file" draft "draft says '${infos[i]//$'\t'/ }', want '${want//$'\t'/ }'"
 		done

@@ -137,7 +137,8 @@ acc_redis_stop() {
 
 # acc_added FILE NAME - the values of "add: NAME: value" lines of a transcript (one a line).
 acc_added() {
-	sed -n "s/^add: $2: //p" "$1"
+	acc_transcript "$1"
+	[ -z "${ACC_T_ADD[$2]+set}" ] || printf '%s\n' "${ACC_T_ADD[$2]}"
 }
 
 # acc_status_categories "STATUS VALUE" - "a,b" from "Yes; categories=a,b; ...", "none" from "No; ..."
@@ -159,11 +160,14 @@ acc_status_categories_v() {
 
 # acc_answer FILE - the milter's answer to the (single) message of a transcript.
 acc_answer() {
-	sed -n 's/^[^ ].*: \([A-Z]*\)$/\1/p' "$1" | head -1
+	acc_transcript "$1"
+	echo "$ACC_T_ANSWER"
 }
 
 # acc_transcript FILE - a one-message transcript read in one pass, without a fork (load loops
-# read hundreds): ACC_T_ANSWER is acc_answer's, ACC_T_ADD[NAME] acc_added's lines ("" when none).
+# read hundreds; acc_answer and acc_added read through it): ACC_T_ANSWER is the milter's answer
+# (the first "FILE: ANSWER" line), ACC_T_ADD[NAME] the values of the "add: NAME: value" lines,
+# one a line (unset when none).
 declare -A ACC_T_ADD=()
 acc_transcript() {
 	local line name
