@@ -43,7 +43,9 @@ for d in a b; do
 done
 t_note "redis on 127.0.0.1:$ACC_REDIS_PORT, daemons a and b"
 
-sender() { echo "cust$1@load.example"; }
+# sender_v N - sets REPLY to sender N's address (no fork: gen calls it per message)
+sender_v() { REPLY="cust$1@load.example"; }
+sender() { sender_v "$1" && echo "$REPLY"; }
 
 # gen PHASE WORKER N - N complaint messages, sender k mod 5; prints the file names.
 gen() {
@@ -51,7 +53,8 @@ gen() {
 	for ((k = 0; k < $3; k++)); do
 		s=$((k % NSEND + 1))
 		printf -v f '%s/%s-w%s-%03d-s%d.eml' "$MSG" "$1" "$2" "$k" "$s"
-		acc_complaint_eml "$f" "cust$s@load.example" "$1-w$2-$k"
+		sender_v "$s"
+		acc_complaint_eml "$f" "$REPLY" "$1-w$2-$k"
 		echo "$f"
 	done
 }
@@ -173,9 +176,10 @@ ok "p2: Redis down: every message answered and tagged in time, $nfail failed upd
 : >"$T_TMP/p2b.a.res"
 : >"$T_TMP/p2b.b.res"
 t_end=$(($(acc_ms) + OUTAGE_S * 1000))
+first=$(sender 1)
 for ((i = 0; i < OUTAGE_S * 5 && $(acc_ms) < t_end; i++)); do
 	for d in a b; do
-		acc_complaint_eml "$MSG/p2b-$d-$i.eml" "cust1@load.example" "p2b-$d-$i"
+		acc_complaint_eml "$MSG/p2b-$d-$i.eml" "$first" "p2b-$d-$i"
 		acc_load_worker "$T_TMP/p2b.$d.res" "unix:$T_TMP/$d.sock" "$MSG/p2b-$d-$i.eml"
 	done
 	sleep 0.2
