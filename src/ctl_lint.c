@@ -2,7 +2,9 @@
  * ctl_lint.c - `amendsctl lint`: configuration, rules, long-standing list and templates
  *
  * Loads everything the daemon would load and prints every problem as file:line[:col]; exits 1
- * when there is an error, 0 otherwise (warnings are printed but do not fail).
+ * when there is an error, 0 otherwise (warnings are printed but do not fail), 2 on bad usage.
+ * --rules DIR lints the rule files of DIR instead of the configuration's rules.dir (a copy being
+ * tuned, as eval --rules reads one).
  */
 #include "ctl.h"
 #include "diag.h"
@@ -14,13 +16,22 @@
 
 int ctl_lint_main(const struct config *cfg, int argc, char **argv)
 {
+	const char *dir = cfg->rules.dir;
 	struct ruleset *rs;
 	struct diag d;
 	int rc;
 
-	(void)argc; (void)argv;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--rules") && i + 1 < argc) {
+			dir = argv[++i];
+			continue;
+		}
+		/* an ignored argument would lint something else than the user named */
+		(void)fprintf(stderr, "usage: amendsctl lint [--rules DIR]\n");
+		return 2;
+	}
 	diag_init(&d);
-	rs = rules_load(cfg->rules.dir, cfg, &d);
+	rs = rules_load(dir, cfg, &d);
 	if (rs)
 		rules_lint(rs, cfg, &d);
 	if (cfg->drafts.enabled)

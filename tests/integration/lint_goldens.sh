@@ -57,4 +57,26 @@ for rules in "$LINT_DATA"/*.rules; do
 	fi
 done
 [ "$failed" = 0 ] || fail "$failed lint transcript(s) differ (if intended: make regen-goldens, review the diff)"
+
+# --rules DIR lints DIR, not the configuration's rules.dir: a configuration whose own rules are
+# clean, pointed at the case with errors, must report that case's errors; any other argument is
+# a usage error (it used to be ignored, and the configured rules were linted instead).
+[ "${AMENDS_REGEN_GOLDENS:-0}" = 1 ] && exit 0
+lint_case comments_only "$T_TMP/clean.got"
+grep -q '^exit 0$' "$T_TMP/clean.got" || fail "the clean case does not lint clean: $(cat "$T_TMP/clean.got")"
+(cd "$T_TMP/comments_only" && "$AMENDSCTL" -c "$T_TMP/comments_only/amends.conf" lint \
+	--rules "$T_TMP/mixed_errors/rules" >"$T_TMP/other.out" 2>&1)
+rc=$?
+{ sed "s|$T_TMP/mixed_errors/||g" "$T_TMP/other.out" | grep -v ' ms on the probe ' |
+	sed 's/, [0-9]* warning(s)$//'; echo "exit $rc"; } >"$T_TMP/other.got"
+{ grep -v ' ms on the probe ' "$LINT_DATA/mixed_errors.expect" | sed 's/, [0-9]* warning(s)$//'; } |
+	sed "s|^[^ ]*amends.conf: |$T_TMP/comments_only/amends.conf: |" >"$T_TMP/other.want"
+diff -u "$T_TMP/other.want" "$T_TMP/other.got" ||
+	fail "lint --rules DIR did not report DIR's errors as the case's own configuration does"
+ok "lint --rules DIR lints DIR's rules (exit $rc, mixed_errors' diagnostics)"
+"$AMENDSCTL" -c "$T_TMP/comments_only/amends.conf" lint "$T_TMP/mixed_errors/rules" >"$T_TMP/usage.out" 2>&1
+rc=$?
+[ "$rc" = 2 ] && grep -q 'usage: amendsctl lint \[--rules DIR\]' "$T_TMP/usage.out" ||
+	fail "lint with a stray argument: exit $rc, $(cat "$T_TMP/usage.out") (want exit 2 and the usage)"
+ok "lint with a stray argument is a usage error (exit 2)"
 exit 0
