@@ -88,7 +88,22 @@ done
 held_eval heldout12 "a miss or a false hit beyond the one known" \
 	--min-f1 0.99 --min-f1-latn 1 --max-fp 0 --min-lang 1 --min-cat-f1 complaint=0.99
 
-# tests/data/heldout5 (140), heldout7 (140) and heldout9 (140) are never tuned on: they are the
+# heldout13 (147), written in the nineteenth session to tune on: complaints told by their facts
+# in 24 more trades (tailors, plumbers, opticians, tiffin services, hostels, parking, hospital
+# billing, ...), eleven per language, none with the word for complaint, "disappointed" or
+# "unacceptable"; a cancellation, a refund and an unethical request or abuse per language; hard
+# negatives in the same situations (fixed with thanks, "I dropped it, repair it for a fee", an
+# announced delay). First run: complaint 0.46, abuse 1.00, cancellation 0.44, refund 0.73,
+# unethical 0.57, 6 of 46 hard negatives flagged. After the fixes (77 rules more, 368 in all:
+# general weak cues that add up, such as "was told each time", "took the day off", damage
+# named by the part, "had to do it myself", "it used to be fine", and negatives for the
+# customer's own fault and a fault fixed with thanks) every category is right. Language:
+# 146 of 147 (one romanized Urdu message called Hinglish).
+held_eval heldout13 "a miss or a false hit (or language below 90 %)" \
+	--min-f1 1 --min-f1-latn 1 --max-fp 0 --min-lang 0.90
+
+# tests/data/heldout5 (140), heldout7 (140), heldout9 (140), heldout11 (150) and heldout14 (140)
+# are never tuned on: they are the
 # measures of mail the rules were not written for. Each is held to its
 # figures as first measured: per-language macro-F1, false hits on `none`, language detection,
 # and each category's F1 over all languages pooled (--min-cat-f1), because a macro-F1 per
@@ -128,10 +143,11 @@ held_eval heldout7 "worse than its last measurement (untuned: do not fix it by t
 # rules: complaint 0.72, cancellation 0.72, unethical 0.75; macro-F1 0.68 (hi) to 0.85 (pa),
 # romanized 0.80 / 0.84; still 1 of 42 flagged. Language 136 of 140 with the romanized-Urdu
 # spelling cues (137 before: one more romanized Urdu message found, one Hinglish one lost; not
-# looked into, as that would be tuning on it). Complaint 0.75 with the heldout12 rules.
+# looked into, as that would be tuning on it). Complaint 0.75 with the heldout12 rules, 0.77 with
+# the heldout13 rules.
 held_eval heldout9 "worse than its last measurement (untuned: do not fix it by tuning on it)" \
 	--min-f1 0.68 --min-f1-latn 0.80 --max-fp 0.03 --min-lang 0.97 \
-	--min-cat-f1 complaint=0.74 --min-cat-f1 abuse=0.96 --min-cat-f1 cancellation=0.71 \
+	--min-cat-f1 complaint=0.76 --min-cat-f1 abuse=0.96 --min-cat-f1 cancellation=0.71 \
 	--min-cat-f1 refund=0.87 --min-cat-f1 unethical=0.74
 
 # heldout11 (150): written at the start of the sixteenth session by a writer who saw neither the
@@ -141,11 +157,25 @@ held_eval heldout9 "worse than its last measurement (untuned: do not fix it by t
 # Its first run (the rules with groups and the romanized-Urdu spelling cues): macro-F1 0.53 (hi)
 # to 0.77 (pa), romanized 0.63 (ur-Latn) / 0.68, 3 of 45 none flagged, language 148 of 150;
 # complaint 0.49, abuse 0.90, cancellation 0.63, refund 0.81, unethical 0.60. Complaints told by
-# their facts are what the rules find least.
-held_eval heldout11 "worse than its first measurement (untuned: do not fix it by tuning on it)" \
-	--min-f1 0.52 --min-f1-latn 0.63 --max-fp 0.07 --min-lang 0.98 \
-	--min-cat-f1 complaint=0.49 --min-cat-f1 abuse=0.89 --min-cat-f1 cancellation=0.63 \
+# their facts are what the rules find least. The heldout12 rules moved nothing here; with the
+# heldout13 rules complaint 0.54 and Hindi's macro-F1 0.57 (nothing else moved).
+held_eval heldout11 "worse than its last measurement (untuned: do not fix it by tuning on it)" \
+	--min-f1 0.56 --min-f1-latn 0.63 --max-fp 0.07 --min-lang 0.98 \
+	--min-cat-f1 complaint=0.53 --min-cat-f1 abuse=0.89 --min-cat-f1 cancellation=0.63 \
 	--min-cat-f1 refund=0.81 --min-cat-f1 unethical=0.59
+
+# heldout14 (140): written in the nineteenth session, beside heldout13, by a writer who saw
+# neither the rules nor the other sets: school fee offices, admissions, hospitals and labs,
+# insurance claims, marketplaces, airlines, railways, broadband, card desks, microfinance,
+# dealerships, property management, photo studios, ... Never tuned on. Its first run (the
+# heldout12 rules, 291): macro-F1 0.69 (en, fa) to 0.79 (hi), romanized 0.75 (ur-Latn) / 0.74,
+# 2 of 49 none flagged, language 135 of 140 (5 romanized Urdu messages called Hinglish);
+# complaint 0.57, abuse 1.00, cancellation 0.73, refund 0.79, unethical 0.67. With the heldout13
+# rules: refund 0.82, romanized Urdu 0.79; nothing else moved.
+held_eval heldout14 "worse than its last measurement (untuned: do not fix it by tuning on it)" \
+	--min-f1 0.69 --min-f1-latn 0.73 --max-fp 0.05 --min-lang 0.96 \
+	--min-cat-f1 complaint=0.56 --min-cat-f1 abuse=1 --min-cat-f1 cancellation=0.72 \
+	--min-cat-f1 refund=0.81 --min-cat-f1 unethical=0.66
 
 # A category floor can fail: heldout5's unethical F1 (0.70) under a floor of 0.71 is a miss
 # named in the output, and a category the configuration lacks is a usage error.
