@@ -28,7 +28,8 @@ struct ctl_command {
 };
 
 static const struct ctl_command commands[] = {
-	{ "check", ctl_check_main, "check [--json] FILE...   run the pipeline offline and explain it" },
+	{ "check", ctl_check_main, "check [--json] [--rules DIR] FILE...\n"
+				   "                         run the pipeline offline and explain it" },
 	{ "lint", ctl_lint_main, "lint [--rules DIR]       check configuration, rules and templates" },
 	{ "eval", ctl_eval_main, "eval DIR [--json]        precision/recall/F1 over a labelled corpus\n"
 				 "       [--per-rule] [--rules DIR] [--deadline-ms N]\n"

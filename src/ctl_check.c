@@ -1,5 +1,5 @@
 /*
- * ctl_check.c - `amendsctl check [--json] [--explain-off] FILE...`: the pipeline, offline, explained
+ * ctl_check.c - `amendsctl check [--json] [--rules DIR] FILE...`: the pipeline, offline, explained
  *
  * Runs exactly what the milter runs at end of message (pipeline_run, dry run: no tally writes,
  * no drafts) and shows: the detected language, each decoded part (new and quoted text), the
@@ -312,6 +312,8 @@ static int check_file(const char *file, const struct config *cfg, const struct r
 
 int ctl_check_main(const struct config *cfg, int argc, char **argv)
 {
+	static const char usage[] = "usage: amendsctl check [--json] [--rules DIR] FILE...\n";
+	const char *dir = cfg->rules.dir;
 	struct ruleset *rs = NULL;
 	bool json = false;
 	int i, rc = 0, nfiles = 0;
@@ -320,18 +322,20 @@ int ctl_check_main(const struct config *cfg, int argc, char **argv)
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--json"))
 			json = true;
+		else if (!strcmp(argv[i], "--rules") && i + 1 < argc)
+			dir = argv[++i];
 		else if (argv[i][0] == '-' && argv[i][1]) {
-			(void)fprintf(stderr, "usage: amendsctl check [--json] FILE...\n");
+			(void)fputs(usage, stderr);
 			return 2;
 		} else
 			nfiles++;
 	}
 	if (!nfiles) {
-		(void)fprintf(stderr, "usage: amendsctl check [--json] FILE...\n");
+		(void)fputs(usage, stderr);
 		return 2;
 	}
 	diag_init(&d);
-	rs = rules_load(cfg->rules.dir, cfg, &d);
+	rs = rules_load(dir, cfg, &d);
 	if (!rs) {
 		diag_print(&d, stderr);
 		diag_free(&d);
@@ -341,6 +345,10 @@ int ctl_check_main(const struct config *cfg, int argc, char **argv)
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--json"))
 			continue;
+		if (!strcmp(argv[i], "--rules") && i + 1 < argc) {
+			i++;
+			continue;
+		}
 		if (check_file(argv[i], cfg, rs, json) < 0)
 			rc = 1;
 	}

@@ -199,3 +199,19 @@ grep -Eq '^  T_BROKEN +complaint +\+1 +4 +2 +2 +1 +1$' "$T_TMP/pr.txt" &&
 	grep -Eq '^  T_NEVER$' "$T_TMP/pr.txt" ||
 	{ cat "$T_TMP/pr.txt"; fail "eval --per-rule text table"; }
 ok "eval --per-rule: hits, labels and the verdicts each rule decided, right and wrong"
+
+# check --rules DIR runs DIR's rules, not the configuration's: m3 hits T_AGAIN and T_LATE
+# (0.5 each, a complaint) only through pr-rules; the shipped rules give it their own names.
+# --rules without a directory is a usage error.
+"$AMENDSCTL" -c "$T_TMP/amends.conf" check --rules "$T_TMP/pr-rules" "$T_TMP/pr/messages/m3.eml" \
+	>"$T_TMP/check-rules.txt" 2>&1 || { cat "$T_TMP/check-rules.txt"; fail "check --rules DIR failed"; }
+assert_grep '^X-Amends-Rules: T_AGAIN,T_LATE$' "$T_TMP/check-rules.txt" "check --rules DIR: m3 by pr-rules' T_AGAIN and T_LATE"
+"$AMENDSCTL" -c "$T_TMP/amends.conf" check "$T_TMP/pr/messages/m3.eml" >"$T_TMP/check-shipped.txt" 2>&1
+if grep -q 'T_AGAIN' "$T_TMP/check-shipped.txt"; then
+	fail "check without --rules ran pr-rules"
+fi
+"$AMENDSCTL" -c "$T_TMP/amends.conf" check "$T_TMP/pr/messages/m3.eml" --rules >"$T_TMP/check-usage.txt" 2>&1
+rc=$?
+[ "$rc" = 2 ] && grep -q 'usage: amendsctl check \[--json\] \[--rules DIR\] FILE' "$T_TMP/check-usage.txt" ||
+	fail "check with --rules and no directory: exit $rc, $(cat "$T_TMP/check-usage.txt")"
+ok "check --rules DIR checks with DIR's rules; --rules without DIR is a usage error"
